@@ -1,0 +1,454 @@
+"""Configuration: one hub file plus one file per connected system, as typed pydantic models.
+
+Every model forbids unknown keys. A mistake is reported with the file, the line, the key path
+and what is allowed, before anything starts::
+
+    E_CONFIG systems/dept-a.yaml:7 outbound.timout: unknown key; allowed: url, batch, ...
+
+Strings may use ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) so secrets never sit in YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hub.errors import ConfigError
+
+__all__ = [
+    "CircuitPolicy",
+    "DispatcherSettings",
+    "FilterRule",
+    "HubConfig",
+    "HubSection",
+    "InboundSettings",
+    "Limits",
+    "ListenSettings",
+    "RetryPolicy",
+    "Route",
+    "RouteTarget",
+    "StoreSettings",
+    "SystemConfig",
+    "format_validation_error",
+    "load_config",
+    "load_system_file",
+    "load_yaml_file",
+    "validate_section",
+]
+
+_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+Name = Annotated[str, Field(pattern=_NAME)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- hub file
+
+
+class HubSection(_Model):
+    name: str = "jghub"
+    node_id: str | None = Field(None, description="defaults to host name + pid")
+
+
+class StoreSettings(_Model):
+    kind: Literal["sqlite", "memory"] = "sqlite"
+    path: Path = Path("data/hub.db")
+    durability: Literal["full", "normal"] = Field(
+        "full",
+        description="full: fsync every group commit (survives power loss); "
+        "normal: WAL sync at checkpoints (survives a process crash only)",
+    )
+    max_group: int = Field(2000, ge=1, description="most write operations in one transaction")
+
+
+class ListenSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Limits(_Model):
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_record_bytes: int = Field(1024 * 1024, ge=256)
+    max_batch_records: int = Field(10_000, ge=1)
+    max_json_depth: int = Field(32, ge=2, le=256)
+
+
+class DispatcherSettings(_Model):
+    enabled: bool = True
+    lease_seconds: float = Field(60.0, gt=0)
+    claim_batch: int = Field(256, ge=1)
+    idle_poll_seconds: float = Field(
+        1.0, gt=0, description="longest sleep when idle (catches work written by other processes)"
+    )
+
+
+class RetryPolicy(_Model):
+    """Exponential backoff with full jitter: wait = random(0, min(max_delay, base * 2**n))."""
+
+    max_attempts: int = Field(12, ge=1)
+    base_delay: float = Field(0.5, gt=0)
+    max_delay: float = Field(300.0, gt=0)
+
+
+class CircuitPolicy(_Model):
+    """Opens after ``failure_threshold`` consecutive transient failures; probes after
+    ``reset_timeout`` seconds (doubling up to ``max_reset_timeout`` while probes fail)."""
+
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout: float = Field(5.0, gt=0)
+    max_reset_timeout: float = Field(120.0, gt=0)
+
+
+class FilterRule(_Model):
+    """A route filter on one field (dotted path). All rules of a route must hold."""
+
+    field: str
+    equals: Any = None
+    in_: list[Any] | None = Field(None, alias="in")
+    not_in: list[Any] | None = None
+    exists: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_test(self) -> FilterRule:
+        given = [
+            k
+            for k, v in (
+                ("equals", self.equals),
+                ("in", self.in_),
+                ("not_in", self.not_in),
+                ("exists", self.exists),
+            )
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"a filter rule needs exactly one of equals, in, not_in, exists; got {given}"
+            )
+        return self
+
+
+class RouteTarget(_Model):
+    system: Name
+    transform: str | None = Field(None, description="a registered transform function")
+
+
+class Route(_Model):
+    name: Name
+    source: Name
+    dataset: str
+    targets: list[RouteTarget] = Field(min_length=1)
+    filter: list[FilterRule] = Field(default_factory=list)
+    ordered: bool = Field(
+        False, description="deliver in order per (target, partition key); a dead letter holds"
+    )
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets_as_names(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"system": t} if isinstance(t, str) else t for t in v]
+        return v
+
+
+class HubConfig(_Model):
+    """The hub file (``hub.yaml``) with the systems it loaded."""
+
+    hub: HubSection = HubSection()
+    store: StoreSettings = StoreSettings()
+    listen: ListenSettings = ListenSettings()
+    limits: Limits = Limits()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    systems: list[str] = Field(
+        default_factory=list, description="system files or folders, relative to this file"
+    )
+    routes: list[Route] = Field(default_factory=list)
+    #: filled by load_config, not written in YAML
+    base_dir: Path = Field(Path("."), exclude=True)
+    loaded_systems: dict[str, SystemConfig] = Field(default_factory=dict, exclude=True)
+
+    def system(self, name: str) -> SystemConfig:
+        return self.loaded_systems[name]
+
+    def store_path(self) -> Path:
+        p = self.store.path
+        return p if p.is_absolute() else self.base_dir / p
+
+
+# --------------------------------------------------------------------------- system file
+
+
+class InboundSettings(_Model):
+    enabled: bool = True
+    datasets: list[str] = Field(min_length=1, description="datasets this system may send")
+    token: str | None = Field(
+        None, description="bearer token the system must present (use ${ENV_VAR})"
+    )
+
+
+class SystemConfig(_Model):
+    """One connected system (``systems/<name>.yaml``)."""
+
+    name: Name
+    title: str = ""
+    adapter: str = "json"
+    adapter_options: dict[str, Any] = Field(default_factory=dict)
+    inbound: InboundSettings | None = None
+    outbound: dict[str, Any] | None = Field(
+        None, description="transport: <type> plus that transport's options"
+    )
+    retry: RetryPolicy = RetryPolicy()
+    circuit: CircuitPolicy = CircuitPolicy()
+    source_file: Path | None = Field(None, exclude=True)
+
+    @field_validator("outbound")
+    @classmethod
+    def _outbound_names_transport(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and not isinstance(v.get("transport"), str):
+            raise ValueError("outbound needs 'transport: <type>' (e.g. http_json)")
+        return v
+
+
+HubConfig.model_rebuild()
+
+# --------------------------------------------------------------------------- loading
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Located:
+    """YAML data plus the line of every key path, so errors can point at a line."""
+
+    def __init__(self, data: Any, lines: dict[tuple[Any, ...], int]) -> None:
+        self.data = data
+        self.lines = lines
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.lines:
+                return self.lines[loc[:n]]
+        return None
+
+
+def _construct(
+    node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], file: Path
+) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = (
+                knode.value if knode.tag.endswith(":str") else yaml.safe_load(yaml.serialize(knode))
+            )
+            if key in out:
+                raise ConfigError(
+                    f"{file}:{knode.start_mark.line + 1} {_dotted((*path, key))}: duplicate key",
+                    field=_dotted((*path, key)),
+                )
+            lines[(*path, key)] = knode.start_mark.line + 1
+            out[key] = _construct(vnode, (*path, key), lines, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, (*path, i), lines, file) for i, v in enumerate(node.value)]
+    value = yaml.safe_load(yaml.serialize(node))
+    if isinstance(value, str):
+        value = _expand_env(value, file, node.start_mark.line + 1, path)
+    return value
+
+
+def _expand_env(value: str, file: Path, line: int, path: tuple[Any, ...]) -> str:
+    def repl(m: re.Match[str]) -> str:
+        var, default = m.group(1), m.group(2)
+        got = os.environ.get(var)
+        if got is None:
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{file}:{line} {_dotted(path)}: environment variable {var} is not set",
+                field=_dotted(path),
+            )
+        return got
+
+    return _ENV.sub(repl, value)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+def load_yaml_file(path: Path) -> _Located:
+    """Parse a YAML file safely, keeping the line of every key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", field=str(path)) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}", field=str(path)) from exc
+    lines: dict[tuple[Any, ...], int] = {}
+    data = {} if node is None else _construct(node, (), lines, path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1 the file must hold a mapping at the top", field="(top)")
+    return _Located(data, lines)
+
+
+def format_validation_error(
+    exc: ValidationError,
+    model: type[BaseModel],
+    file: Path,
+    located: _Located | None,
+    prefix: tuple[Any, ...] = (),
+) -> str:
+    """Render pydantic errors as ``file:line key.path: message`` lines, naming allowed keys."""
+    lines = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        line = located.line_of(loc) if located else None
+        where = f"{file}:{line}" if line else str(file)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(model, err["loc"][:-1])
+            if owner is not None:
+                allowed = ", ".join(
+                    (f.alias or n) for n, f in owner.model_fields.items() if not f.exclude
+                )
+                msg = f"unknown key; allowed: {allowed}"
+        lines.append(f"{where} {_dotted(loc)}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_section(
+    model: type[BaseModel],
+    data: Any,
+    file: Path,
+    located: _Located | None,
+    prefix: tuple[Any, ...] = (),
+) -> Any:
+    """Validate ``data`` with ``model``; on failure raise ConfigError naming file, line, key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        raise ConfigError(
+            format_validation_error(exc, model, file, located, prefix),
+            field=_dotted((*prefix, *first)),
+        ) from None
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``loc`` (to list its allowed keys)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        f = current.model_fields.get(str(part))
+        if f is None:
+            f = next((x for x in current.model_fields.values() if x.alias == part), None)
+        if f is None:
+            return None
+        current = _inner_model(f.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_system_file(path: Path) -> SystemConfig:
+    located = load_yaml_file(path)
+    cfg: SystemConfig = validate_section(SystemConfig, located.data, path, located)
+    return cfg.model_copy(update={"source_file": path})
+
+
+def _system_files(base: Path, entries: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for entry in entries:
+        p = (base / entry) if not Path(entry).is_absolute() else Path(entry)
+        if p.is_dir():
+            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ConfigError(
+                f"system file or folder {entry!r} does not exist ({p})", field="systems"
+            )
+    return files
+
+
+def load_config(path: Path | str) -> HubConfig:
+    """Load the hub file and every system file it names; check the routes' references."""
+    path = Path(path)
+    located = load_yaml_file(path)
+    cfg: HubConfig = validate_section(HubConfig, located.data, path, located)
+    systems: dict[str, SystemConfig] = {}
+    for f in _system_files(path.parent, cfg.systems):
+        sc = load_system_file(f)
+        if sc.name in systems:
+            raise ConfigError(
+                f"{f}: system {sc.name!r} is also defined in {systems[sc.name].source_file}",
+                field="name",
+            )
+        systems[sc.name] = sc
+    cfg = cfg.model_copy(update={"base_dir": path.parent, "loaded_systems": systems})
+    _check_routes(cfg, path, located)
+    return cfg
+
+
+def _check_routes(cfg: HubConfig, path: Path, located: _Located) -> None:
+    seen: set[str] = set()
+    for i, route in enumerate(cfg.routes):
+
+        def fail(msg: str, key: tuple[Any, ...], i: int = i) -> None:
+            loc = ("routes", i, *key)
+            line = located.line_of(loc)
+            raise ConfigError(f"{path}:{line} {_dotted(loc)}: {msg}", field=_dotted(loc))
+
+        if route.name in seen:
+            fail(f"route name {route.name!r} is used twice", ("name",))
+        seen.add(route.name)
+        src = cfg.loaded_systems.get(route.source)
+        if src is None:
+            fail(
+                f"unknown system {route.source!r}; known: {sorted(cfg.loaded_systems)}", ("source",)
+            )
+        elif src.inbound is None or route.dataset not in src.inbound.datasets:
+            fail(
+                f"system {route.source!r} does not send dataset {route.dataset!r} "
+                f"(its inbound.datasets)",
+                ("dataset",),
+            )
+        for j, t in enumerate(route.targets):
+            tgt = cfg.loaded_systems.get(t.system)
+            if tgt is None:
+                fail(
+                    f"unknown system {t.system!r}; known: {sorted(cfg.loaded_systems)}",
+                    ("targets", j),
+                )
+            elif tgt.outbound is None:
+                fail(
+                    f"system {t.system!r} has no outbound section, so it cannot be a target",
+                    ("targets", j),
+                )

@@ -1,0 +1,165 @@
+"""One exception hierarchy for every rejection the hub makes.
+
+Each error carries a stable machine ``code`` (``E_SCHEMA``, ``E_SIGNATURE`` ...), a message a
+person can read, the failing ``field`` where there is one, and the HTTP status it maps to. The
+same shape is used over HTTP (``application/problem+json``, RFC 9457) and in the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ERROR_CODES",
+    "BadRequest",
+    "ConfigError",
+    "DuplicateError",
+    "HubError",
+    "NotFound",
+    "PluginError",
+    "SchemaError",
+    "SignatureError",
+    "TooLargeError",
+    "UnknownSystem",
+    "UnsupportedMediaType",
+]
+
+#: Every stable error code the hub can emit, with a one-line meaning (documented in the README).
+ERROR_CODES: dict[str, str] = {
+    "E_SCHEMA": "a record does not match its dataset contract (the field is named)",
+    "E_JSON": "the body is not valid JSON / NDJSON",
+    "E_TOO_LARGE": "the body, a record or a batch exceeds a configured limit",
+    "E_TOO_DEEP": "the JSON nesting is deeper than allowed",
+    "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
+    "E_SIGNATURE": "a signature is missing or does not verify",
+    "E_AUTH": "the caller is not authenticated for this system",
+    "E_DUPLICATE": "the idempotency key was already used with a different payload",
+    "E_UNKNOWN_SYSTEM": "no system with that name is configured",
+    "E_UNKNOWN_DATASET": "the dataset is not registered or not accepted from this system",
+    "E_NOT_FOUND": "the requested object does not exist",
+    "E_BATCH": "some records of a batch were rejected (see errors[])",
+    "E_CONFIG": "a configuration file is invalid",
+    "E_PLUGIN": "a plugin is invalid (duplicate name, unknown hook ...)",
+    "E_STATE": "the operation is not allowed in the object's current state",
+    "E_INTERNAL": "an unexpected error; nothing was acknowledged",
+}
+
+
+class HubError(Exception):
+    """Base class: a rejection with a stable code, a readable message and the failing field."""
+
+    code: ClassVar[str] = "E_INTERNAL"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """Render as an RFC 9457 problem document."""
+        doc: dict[str, Any] = {
+            "type": f"https://jghub.example/errors/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.message,
+        }
+        if self.field is not None:
+            doc["field"] = self.field
+        if instance is not None:
+            doc["instance"] = instance
+        doc.update(self.extra)
+        return doc
+
+    def __str__(self) -> str:
+        where = f" (field: {self.field})" if self.field else ""
+        return f"{self.code}: {self.message}{where}"
+
+
+class BadRequest(HubError):
+    code = "E_JSON"
+    status = 400
+    title = "Malformed body"
+
+
+class TooDeep(BadRequest):
+    code = "E_TOO_DEEP"
+    title = "JSON nested too deeply"
+
+
+class SchemaError(HubError):
+    code = "E_SCHEMA"
+    status = 422
+    title = "Record does not match its contract"
+
+
+class TooLargeError(HubError):
+    code = "E_TOO_LARGE"
+    status = 413
+    title = "Too large"
+
+
+class UnsupportedMediaType(HubError):
+    code = "E_MEDIA_TYPE"
+    status = 415
+    title = "Unsupported media type"
+
+
+class SignatureError(HubError):
+    code = "E_SIGNATURE"
+    status = 401
+    title = "Signature rejected"
+
+
+class AuthError(HubError):
+    code = "E_AUTH"
+    status = 401
+    title = "Not authenticated"
+
+
+class DuplicateError(HubError):
+    code = "E_DUPLICATE"
+    status = 409
+    title = "Idempotency key reused"
+
+
+class UnknownSystem(HubError):
+    code = "E_UNKNOWN_SYSTEM"
+    status = 404
+    title = "Unknown system"
+
+
+class UnknownDataset(HubError):
+    code = "E_UNKNOWN_DATASET"
+    status = 422
+    title = "Unknown dataset"
+
+
+class NotFound(HubError):
+    code = "E_NOT_FOUND"
+    status = 404
+    title = "Not found"
+
+
+class StateError(HubError):
+    code = "E_STATE"
+    status = 409
+    title = "Not allowed in this state"
+
+
+class ConfigError(HubError):
+    code = "E_CONFIG"
+    status = 500
+    title = "Invalid configuration"
+
+
+class PluginError(HubError):
+    code = "E_PLUGIN"
+    status = 500
+    title = "Invalid plugin"
+
+
+__all__ += ["AuthError", "StateError", "TooDeep", "UnknownDataset"]

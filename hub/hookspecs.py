@@ -1,0 +1,111 @@
+# mypy: disable-error-code="empty-body"
+"""Every hook of jghub, in one module.
+
+Plugins implement these with ``@hub.plugins.hookimpl``. Built-in features are plugins too and
+load through the same entry-point group (``jghub.plugins``) as third-party ones.
+
+Rules (see STYLE.md): hooks are prefixed ``hub_``; registration hooks *return* lists of spec
+objects (the core checks names are unique); observer hooks return nothing; pluggy has no async
+hooks, so hooks that need I/O return an awaitable which the core awaits with
+:func:`hub.plugins.acall`. No hook here is ``firstresult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from hub.events import AcceptedMessage, DeliveryEvent
+    from hub.specs import (
+        AdapterSpec,
+        DatasetSpec,
+        SignerSpec,
+        TransformFunctionSpec,
+        TransportSpec,
+    )
+
+hookspec = pluggy.HookspecMarker("jghub")
+
+# --------------------------------------------------------------------------- registration
+# Called once when the registry is loaded, after every plugin is registered (so no late
+# registrations). Each returns a list of specs; duplicate names across plugins fail at start.
+
+
+@hookspec
+def hub_register_adapters() -> list[AdapterSpec]:
+    """Return the adapter types this plugin provides.
+
+    Called once at start. A system config names its adapter type in ``adapter:``; the matching
+    spec's ``config_model`` validates ``adapter_options:`` and ``factory(system, options)``
+    builds the adapter. Implemented by every ``adapters/*`` package.
+    """
+
+
+@hookspec
+def hub_register_transports() -> list[TransportSpec]:
+    """Return the outbound transport types this plugin provides (``http_json``, ``soap`` ...).
+
+    A system config names one in ``outbound.transport``; ``config_model`` validates the rest of
+    the ``outbound:`` section.
+    """
+
+
+@hookspec
+def hub_register_signers() -> list[SignerSpec]:
+    """Return the signature algorithms this plugin provides (``hmac-sha256``, ``ed25519`` ...)."""
+
+
+@hookspec
+def hub_register_transform_functions() -> list[TransformFunctionSpec]:
+    """Return named record functions usable as a route's ``transform:`` and in mappings."""
+
+
+@hookspec
+def hub_register_datasets() -> list[DatasetSpec]:
+    """Return the canonical datasets (contracts) this plugin defines.
+
+    Records posted for a dataset are validated by its ``model`` before they are committed.
+    """
+
+
+# --------------------------------------------------------------------------- lifecycle
+# Called while the hub runs. Implementations may return an awaitable; the core awaits it.
+# They must be quick: they run on the hub's event loop after the durable commit.
+
+
+@hookspec
+def hub_startup(hub: Any) -> Awaitable[None] | None:
+    """Called once when a hub (:class:`hub.runtime.Hub`) has opened its store, before it
+    accepts traffic. Use it to start a plugin's own background work."""
+
+
+@hookspec
+def hub_shutdown(hub: Any) -> Awaitable[None] | None:
+    """Called once when the hub stops, after the dispatcher has drained."""
+
+
+@hookspec
+def hub_messages_accepted(messages: Sequence[AcceptedMessage]) -> None:
+    """Called after a group of messages was durably committed and acknowledged.
+
+    ``duplicate=True`` marks a re-sent record that matched an earlier idempotency key (it is
+    acknowledged with the original id and routed nothing)."""
+
+
+@hookspec
+def hub_delivery_succeeded(event: DeliveryEvent) -> None:
+    """Called after a target acknowledged a delivery and the receipt was committed."""
+
+
+@hookspec
+def hub_delivery_retried(event: DeliveryEvent, next_attempt_at: float) -> None:
+    """Called after a delivery attempt failed transiently and a retry was scheduled."""
+
+
+@hookspec
+def hub_delivery_dead_lettered(event: DeliveryEvent, reason: str) -> None:
+    """Called after a delivery was moved to the dead-letter store (permanent error or the
+    retry budget spent)."""

@@ -1,0 +1,174 @@
+"""The plugin manager: loads built-in and third-party plugins the same way and collects what
+they register.
+
+Load order is fixed: the built-in entry points (``core``, then ``contracts``), then every other
+entry point of the ``jghub.plugins`` group sorted by name, then plugin objects passed in by the
+caller (tests). ``JGHUB_PLUGINS=name,name`` limits which entry points load (``core`` always
+does). A misspelled hook implementation or a duplicate spec name fails at start.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from hub import hookspecs
+from hub.errors import PluginError
+from hub.specs import AdapterSpec, DatasetSpec, SignerSpec, TransformFunctionSpec, TransportSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Registry",
+    "SpecTable",
+    "acall",
+    "build_plugin_manager",
+    "hookimpl",
+    "load_registry",
+]
+
+ENTRY_POINT_GROUP = "jghub.plugins"
+_BUILTIN_ORDER = ("core", "contracts")
+
+hookimpl = pluggy.HookimplMarker("jghub")
+
+S = TypeVar("S", AdapterSpec, TransportSpec, SignerSpec, TransformFunctionSpec, DatasetSpec)
+
+
+@dataclass
+class SpecTable(Generic[S]):
+    """Specs of one kind by name, remembering which plugin registered each."""
+
+    kind: str
+    specs: dict[str, S] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def add(self, spec: S, owner: str) -> None:
+        if spec.name in self.specs:
+            raise PluginError(
+                f"{self.kind} {spec.name!r} is registered twice: by {self.owners[spec.name]!r} "
+                f"and by {owner!r}; plugin names must be unique",
+                field=f"{self.kind}.{spec.name}",
+            )
+        self.specs[spec.name] = spec
+        self.owners[spec.name] = owner
+
+    def get(self, name: str, *, wanted_by: str = "") -> S:
+        try:
+            return self.specs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.specs)) or "none"
+            where = f" (wanted by {wanted_by})" if wanted_by else ""
+            raise PluginError(
+                f"unknown {self.kind} {name!r}{where}; registered: {known}",
+                field=self.kind,
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.specs
+
+    def names(self) -> list[str]:
+        return sorted(self.specs)
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered."""
+
+    adapters: SpecTable[AdapterSpec] = field(default_factory=lambda: SpecTable("adapter"))
+    transports: SpecTable[TransportSpec] = field(default_factory=lambda: SpecTable("transport"))
+    signers: SpecTable[SignerSpec] = field(default_factory=lambda: SpecTable("signer"))
+    transform_functions: SpecTable[TransformFunctionSpec] = field(
+        default_factory=lambda: SpecTable("transform function")
+    )
+    datasets: SpecTable[DatasetSpec] = field(default_factory=lambda: SpecTable("dataset"))
+
+
+def _entry_point_plugins() -> list[tuple[str, Any]]:
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    only = os.environ.get("JGHUB_PLUGINS")
+    allowed = None if not only else {n.strip() for n in only.split(",")} | {"core"}
+    rank = {name: i for i, name in enumerate(_BUILTIN_ORDER)}
+    eps.sort(key=lambda ep: (rank.get(ep.name, len(rank)), ep.name))
+    loaded: list[tuple[str, Any]] = []
+    for ep in eps:
+        if allowed is not None and ep.name not in allowed:
+            continue
+        try:
+            loaded.append((ep.name, ep.load()))
+        except Exception as exc:  # a broken plugin must stop the start, loudly
+            raise PluginError(
+                f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}", field=ep.name
+            ) from exc
+    return loaded
+
+
+def build_plugin_manager(
+    extra_plugins: Iterable[object] = (), *, load_entry_points: bool = True
+) -> pluggy.PluginManager:
+    """Build a fresh plugin manager (no globals: every hub and test builds its own)."""
+    pm = pluggy.PluginManager("jghub")
+    pm.add_hookspecs(hookspecs)
+    plugins: list[tuple[str, Any]] = _entry_point_plugins() if load_entry_points else []
+    for i, plugin in enumerate(extra_plugins):
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
+        plugins.append((name, plugin))
+    for name, plugin in plugins:
+        try:
+            pm.register(plugin, name=name)
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} registered twice: {exc}", field=name) from exc
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} is invalid: {exc}", field=name) from exc
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"unknown hook implementation: {exc} (hooks are listed in hub/hookspecs.py)",
+            field=getattr(exc, "plugin", None) and str(exc.plugin),
+        ) from exc
+    return pm
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str, table: SpecTable[Any]) -> None:
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):  # registration order
+        result = impl.function()
+        if result is None:
+            continue
+        if not isinstance(result, Sequence):
+            raise PluginError(
+                f"{hook_name} of plugin {impl.plugin_name!r} must return a list of specs, "
+                f"got {type(result).__name__}",
+                field=impl.plugin_name,
+            )
+        for spec in result:
+            table.add(spec, impl.plugin_name)
+
+
+def load_registry(pm: pluggy.PluginManager) -> Registry:
+    """Call every registration hook once and collect the specs, rejecting duplicate names."""
+    reg = Registry()
+    _collect(pm, "hub_register_adapters", reg.adapters)
+    _collect(pm, "hub_register_transports", reg.transports)
+    _collect(pm, "hub_register_signers", reg.signers)
+    _collect(pm, "hub_register_transform_functions", reg.transform_functions)
+    _collect(pm, "hub_register_datasets", reg.datasets)
+    return reg
+
+
+async def acall(hook: pluggy.HookCaller, **kwargs: Any) -> list[Any]:
+    """Call a hook and await every implementation that returned an awaitable, in order.
+
+    pluggy itself is synchronous; this is the one place the core bridges to async plugins.
+    """
+    results = hook(**kwargs)
+    out: list[Any] = []
+    for r in results:
+        out.append(await r if inspect.isawaitable(r) else r)
+    return out

@@ -1,0 +1,175 @@
+"""Small spec objects that plugins return from the ``hub_register_*`` hooks, and the
+interfaces the objects they build must provide.
+
+The hub core knows no system by name: adapter types, transports, signers, transform functions
+and datasets all arrive as specs. A spec pairs a *name* (what YAML refers to) with a *factory*
+and the pydantic *config model* that validates the YAML options for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Adapter",
+    "AdapterSpec",
+    "DatasetSpec",
+    "NoOptions",
+    "OutboundItem",
+    "OutboundTransport",
+    "SendResult",
+    "Signer",
+    "SignerSpec",
+    "TransformFunctionSpec",
+    "TransportSpec",
+]
+
+
+class NoOptions(BaseModel):
+    """Config model for specs that take no options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- interfaces
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """Speaks one system's protocol: turns what it sends into records, and records into what
+    it expects back. Built per configured system by ``AdapterSpec.factory``."""
+
+    def decode(self, body: bytes, content_type: str, headers: Mapping[str, str]) -> list[Any]:
+        """Split an inbound body into raw records (still in the system's own schema)."""
+        ...
+
+    def encode(self, record: dict[str, Any]) -> Any:
+        """Turn one outbound record (already mapped to the system's schema) into the value the
+        transport sends (a JSON-able object for ``http_json``)."""
+        ...
+
+
+@dataclass(slots=True)
+class OutboundItem:
+    """One delivery handed to a transport: the message id travels as ``Idempotency-Key``."""
+
+    delivery_id: int
+    message_id: str
+    dataset: str
+    body: Any
+    attempt: int
+    traceparent: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SendResult:
+    """What a transport learned from the target about one item.
+
+    ``ok`` — delivered; otherwise ``permanent`` says a retry cannot help (dead-letter at once).
+    ``retry_after`` (seconds) comes from ``Retry-After``; ``status`` is the target's status code
+    or ``None`` for a network error.
+    """
+
+    ok: bool
+    status: int | None = None
+    permanent: bool = False
+    detail: str = ""
+    retry_after: float | None = None
+    latency_ms: float = 0.0
+    receipt: str | None = None
+
+
+@runtime_checkable
+class OutboundTransport(Protocol):
+    """Sends deliveries to one target. ``max_batch`` > 1 means the transport can send several
+    items in one request; the dispatcher then hands it lists of up to that size."""
+
+    max_batch: int
+    concurrency: int
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, items: Sequence[OutboundItem]) -> list[SendResult]:
+        """Send items; return one result per item, in order. Must not raise for target errors."""
+        ...
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Signs outbound bytes and verifies inbound bytes for one key."""
+
+    algorithm: str
+
+    def sign(self, data: bytes) -> dict[str, str]:
+        """Return the headers that carry the signature of ``data``."""
+        ...
+
+    def verify(self, data: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`hub.errors.SignatureError` if ``headers`` do not sign ``data``."""
+        ...
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    """An adapter type: ``factory(system_name, options) -> Adapter``."""
+
+    name: str
+    factory: Callable[[str, Any], Adapter]
+    config_model: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSpec:
+    """An outbound transport type: ``factory(target_name, options) -> OutboundTransport``."""
+
+    name: str
+    factory: Callable[[str, Any], OutboundTransport]
+    config_model: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SignerSpec:
+    """A signature algorithm: ``factory(options) -> Signer``."""
+
+    name: str
+    factory: Callable[[Any], Signer]
+    config_model: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransformFunctionSpec:
+    """A named function usable in routes and mappings: ``func(record) -> record``."""
+
+    name: str
+    func: Callable[[dict[str, Any]], dict[str, Any]]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    """A canonical dataset (contract).
+
+    ``model`` validates one record; ``partition_field`` names the field whose value is the
+    partition key for ordered delivery (e.g. a catalog item's code); ``key_field`` is the
+    business key used for de-duplication and look-ups.
+    """
+
+    name: str
+    version: str
+    model: type[BaseModel]
+    title: str = ""
+    partition_field: str | None = None
+    key_field: str | None = None

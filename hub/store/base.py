@@ -1,0 +1,259 @@
+"""The ``Store`` protocol and the records that cross it.
+
+A store keeps messages, one delivery row per (message, target), and the trace of every step.
+Implementations: :mod:`hub.store.memory` (unit tests), :mod:`hub.store.sqlite` (embedded
+default). Every implementation passes ``tests/store/test_store_contract.py``.
+
+Delivery states::
+
+    PENDING ──claim──► INFLIGHT ──ack──► DELIVERED
+       ▲                  │  └──dead──► DEAD ──replay──► PENDING
+       └──nack / lease────┘               └──discard──► DISCARDED
+
+An INFLIGHT delivery whose lease ran out is claimable again (its node died).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ClaimedDelivery",
+    "DeadLetterInfo",
+    "DeliveryInfo",
+    "DeliveryState",
+    "EnqueueResult",
+    "MessageTrace",
+    "NewMessage",
+    "Outcome",
+    "RouteStats",
+    "Store",
+    "TargetRef",
+    "TraceEvent",
+]
+
+
+class DeliveryState(IntEnum):
+    PENDING = 0
+    INFLIGHT = 1
+    DELIVERED = 2
+    DEAD = 3
+    DISCARDED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """Where a new message must be delivered: one row per route target."""
+
+    target: str
+    route: str
+    ordered: bool = False
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A validated record ready to commit. ``payload`` is its JSON bytes."""
+
+    message_id: str
+    source: str
+    dataset: str
+    dataset_version: str
+    payload: bytes
+    targets: Sequence[TargetRef]
+    created_at: float
+    idempotency_key: str | None = None
+    partition_key: str | None = None
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """``message_id`` is the original id when ``duplicate`` (same source + idempotency key)."""
+
+    message_id: str
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    delivery_id: int
+    message_id: str
+    target: str
+    route: str
+    attempt: int
+    dataset: str
+    dataset_version: str
+    source: str
+    payload: bytes
+    accepted_at: float
+    partition_key: str | None = None
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, settled in one write with the rest of its batch.
+
+    ``kind``: ``ack`` (delivered), ``retry`` (due again at ``next_at``), ``dead`` (dead letter,
+    ``detail`` is the reason). ``step_detail`` goes into the trace next to the outcome.
+    """
+
+    delivery_id: int
+    kind: Literal["ack", "retry", "dead"]
+    at: float
+    attempt: int
+    status: int | None = None
+    detail: str = ""
+    latency_ms: float = 0.0
+    next_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    at: float
+    step: str
+    target: str | None = None
+    attempt: int | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) not in (None, "")}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryInfo:
+    delivery_id: int
+    target: str
+    route: str
+    state: DeliveryState
+    attempts: int
+    next_at: float | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: float | None
+
+
+@dataclass(slots=True)
+class MessageTrace:
+    """The whole life of one message (全程留痕)."""
+
+    message_id: str
+    source: str
+    dataset: str
+    dataset_version: str
+    idempotency_key: str | None
+    partition_key: str | None
+    traceparent: str | None
+    created_at: float
+    accepted_at: float
+    payload: bytes
+    deliveries: list[DeliveryInfo] = field(default_factory=list)
+    events: list[TraceEvent] = field(default_factory=list)
+
+    def status(self) -> str:
+        states = {d.state for d in self.deliveries}
+        if not states:
+            return "accepted (no route)"
+        if states <= {DeliveryState.DELIVERED, DeliveryState.DISCARDED}:
+            return "delivered"
+        if DeliveryState.DEAD in states:
+            return "dead-lettered"
+        return "in progress"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInfo:
+    delivery_id: int
+    message_id: str
+    source: str
+    dataset: str
+    target: str
+    route: str
+    attempts: int
+    dead_at: float
+    last_status: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStats:
+    """Per (route, target) totals for reports (demo summary, dashboard)."""
+
+    route: str
+    target: str
+    total: int
+    delivered: int
+    pending: int
+    dead: int
+    retries: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+class Store(Protocol):
+    """What the hub needs from durable storage. All methods are safe to call concurrently;
+    writes from concurrent callers may be group-committed (one transaction, one fsync)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+        """Commit messages and their delivery rows durably; return only after the commit.
+
+        A message whose (source, idempotency_key) was seen before is not stored again: its
+        result carries the original id and ``duplicate=True``. Within one call too."""
+        ...
+
+    async def lookup_idempotency(self, source: str, key: str) -> str | None:
+        """The message id already stored for (source, key), if any."""
+        ...
+
+    async def claim(
+        self, target: str, limit: int, lease_seconds: float, owner: str
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries for ``target`` (oldest due first).
+
+        On ordered routes only the earliest unfinished delivery of each partition is due, and a
+        DEAD one holds the partition until it is replayed or discarded."""
+        ...
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Record attempt outcomes (ack / retry / dead) and their trace events."""
+        ...
+
+    async def next_due_at(self, target: str) -> float | None:
+        """When the earliest pending or leased delivery for ``target`` becomes claimable."""
+        ...
+
+    async def release_leases(self, owner: str | None = None) -> int:
+        """Make leased deliveries claimable now (all, or one owner's). Single-node start-up."""
+        ...
+
+    async def add_events(self, message_id: str, events: Sequence[TraceEvent]) -> None: ...
+
+    async def trace(self, message_id: str) -> MessageTrace | None: ...
+
+    async def dead_letters(
+        self, target: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterInfo]: ...
+
+    async def replay(self, delivery_ids: Sequence[int], at: float) -> int:
+        """Move DEAD deliveries back to PENDING (attempts reset), tracing ``replayed``.
+        Returns how many moved."""
+        ...
+
+    async def discard(self, delivery_ids: Sequence[int], at: float, reason: str) -> int:
+        """Mark DEAD deliveries DISCARDED (releases a held ordered partition)."""
+        ...
+
+    async def route_stats(self) -> list[RouteStats]: ...
+
+    async def counts(self) -> dict[str, int]:
+        """Delivery counts by state name, plus ``messages``."""
+        ...

@@ -1,0 +1,278 @@
+"""In-memory store for unit tests: same semantics as the durable stores, no durability."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hub.store.base import (
+    ClaimedDelivery,
+    DeadLetterInfo,
+    DeliveryInfo,
+    DeliveryState,
+    EnqueueResult,
+    MessageTrace,
+    NewMessage,
+    Outcome,
+    RouteStats,
+    TraceEvent,
+)
+from hub.store.stats import percentile
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Msg:
+    new: NewMessage
+    accepted_at: float
+    events: list[TraceEvent]
+
+
+@dataclass(slots=True)
+class _Del:
+    id: int
+    message_id: str
+    target: str
+    route: str
+    ordered: bool
+    partition_key: str | None
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    next_at: float = 0.0
+    owner: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+    dead_at: float | None = None
+    retries: int = 0
+
+
+class MemoryStore:
+    """Keeps everything in dicts; the clock is injectable so tests can move time."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._msgs: dict[str, _Msg] = {}
+        self._idem: dict[tuple[str, str], str] = {}
+        self._dels: dict[int, _Del] = {}
+        self._next_id = 1
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+        now = self.clock()
+        out: list[EnqueueResult] = []
+        for m in messages:
+            if m.idempotency_key is not None:
+                seen = self._idem.get((m.source, m.idempotency_key))
+                if seen is not None:
+                    out.append(EnqueueResult(seen, True))
+                    continue
+                self._idem[(m.source, m.idempotency_key)] = m.message_id
+            self._msgs[m.message_id] = _Msg(m, now, [])
+            for t in m.targets:
+                d = _Del(self._next_id, m.message_id, t.target, t.route, t.ordered,
+                         m.partition_key, next_at=now)
+                self._dels[d.id] = d
+                self._next_id += 1
+            out.append(EnqueueResult(m.message_id, False))
+        return out
+
+    async def lookup_idempotency(self, source: str, key: str) -> str | None:
+        return self._idem.get((source, key))
+
+    def _blocked(self, d: _Del) -> bool:
+        if not d.ordered:
+            return False
+        return any(
+            e.target == d.target
+            and e.ordered
+            and e.partition_key == d.partition_key
+            and e.id < d.id
+            and e.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT, DeliveryState.DEAD)
+            for e in self._dels.values()
+        )
+
+    async def claim(
+        self, target: str, limit: int, lease_seconds: float, owner: str
+    ) -> list[ClaimedDelivery]:
+        now = self.clock()
+        due = sorted(
+            (
+                d
+                for d in self._dels.values()
+                if d.target == target
+                and d.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT)
+                and d.next_at <= now
+            ),
+            key=lambda d: (d.next_at, d.id),
+        )
+        out: list[ClaimedDelivery] = []
+        for d in due:
+            if len(out) >= limit:
+                break
+            if self._blocked(d):
+                continue
+            d.state = DeliveryState.INFLIGHT
+            d.attempts += 1
+            d.next_at = now + lease_seconds
+            d.owner = owner
+            m = self._msgs[d.message_id]
+            out.append(
+                ClaimedDelivery(
+                    d.id, d.message_id, d.target, d.route, d.attempts, m.new.dataset,
+                    m.new.dataset_version, m.new.source, m.new.payload, m.accepted_at,
+                    m.new.partition_key, m.new.traceparent,
+                )
+            )
+        return out
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        for o in outcomes:
+            d = self._dels.get(o.delivery_id)
+            if d is None:
+                continue
+            d.owner = None
+            d.last_status = o.status
+            if o.kind == "ack":
+                if d.state != DeliveryState.INFLIGHT:
+                    continue
+                d.state = DeliveryState.DELIVERED
+                d.delivered_at = o.at
+                d.last_error = None
+                step = "delivered"
+            elif o.kind == "retry":
+                d.state = DeliveryState.PENDING
+                d.next_at = o.next_at if o.next_at is not None else o.at
+                d.last_error = o.detail
+                d.retries += 1
+                step = "retry"
+            else:
+                d.state = DeliveryState.DEAD
+                d.dead_at = o.at
+                d.last_error = o.detail
+                step = "dead-lettered"
+            self._msgs[d.message_id].events.append(
+                TraceEvent(o.at, step, d.target, o.attempt, o.status, o.latency_ms, o.detail)
+            )
+
+    async def next_due_at(self, target: str) -> float | None:
+        due = [
+            d.next_at
+            for d in self._dels.values()
+            if d.target == target and d.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT)
+        ]
+        return min(due) if due else None
+
+    async def release_leases(self, owner: str | None = None) -> int:
+        now = self.clock()
+        n = 0
+        for d in self._dels.values():
+            if d.state == DeliveryState.INFLIGHT and (owner is None or d.owner == owner):
+                d.state = DeliveryState.PENDING
+                d.next_at = now
+                d.owner = None
+                n += 1
+        return n
+
+    async def add_events(self, message_id: str, events: Sequence[TraceEvent]) -> None:
+        if message_id in self._msgs:
+            self._msgs[message_id].events.extend(events)
+
+    async def trace(self, message_id: str) -> MessageTrace | None:
+        m = self._msgs.get(message_id)
+        if m is None:
+            return None
+        n = m.new
+        dels = [d for d in self._dels.values() if d.message_id == message_id]
+        return MessageTrace(
+            n.message_id, n.source, n.dataset, n.dataset_version, n.idempotency_key,
+            n.partition_key, n.traceparent, n.created_at, m.accepted_at, n.payload,
+            [
+                DeliveryInfo(d.id, d.target, d.route, d.state, d.attempts,
+                             d.next_at if d.state < DeliveryState.DELIVERED else None,
+                             d.last_status, d.last_error, d.delivered_at)
+                for d in sorted(dels, key=lambda d: d.id)
+            ],
+            sorted(m.events, key=lambda e: e.at),
+        )
+
+    async def dead_letters(
+        self, target: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterInfo]:
+        dead = [
+            d for d in self._dels.values()
+            if d.state == DeliveryState.DEAD and (target is None or d.target == target)
+        ]
+        dead.sort(key=lambda d: d.id)
+        out = []
+        for d in dead[offset : offset + limit]:
+            m = self._msgs[d.message_id].new
+            out.append(
+                DeadLetterInfo(d.id, d.message_id, m.source, m.dataset, d.target, d.route,
+                               d.attempts, d.dead_at or 0.0, d.last_status, d.last_error or "")
+            )
+        return out
+
+    async def replay(self, delivery_ids: Sequence[int], at: float) -> int:
+        n = 0
+        for i in delivery_ids:
+            d = self._dels.get(i)
+            if d is None or d.state != DeliveryState.DEAD:
+                continue
+            d.state = DeliveryState.PENDING
+            d.attempts = 0
+            d.next_at = at
+            d.dead_at = None
+            self._msgs[d.message_id].events.append(TraceEvent(at, "replayed", d.target))
+            n += 1
+        return n
+
+    async def discard(self, delivery_ids: Sequence[int], at: float, reason: str) -> int:
+        n = 0
+        for i in delivery_ids:
+            d = self._dels.get(i)
+            if d is None or d.state != DeliveryState.DEAD:
+                continue
+            d.state = DeliveryState.DISCARDED
+            self._msgs[d.message_id].events.append(
+                TraceEvent(at, "discarded", d.target, detail=reason)
+            )
+            n += 1
+        return n
+
+    async def route_stats(self) -> list[RouteStats]:
+        groups: dict[tuple[str, str], list[_Del]] = {}
+        for d in self._dels.values():
+            groups.setdefault((d.route, d.target), []).append(d)
+        out = []
+        for (route, target), ds in sorted(groups.items()):
+            lat = sorted(
+                (d.delivered_at - self._msgs[d.message_id].accepted_at) * 1000
+                for d in ds
+                if d.delivered_at is not None
+            )
+            out.append(
+                RouteStats(
+                    route, target, len(ds),
+                    sum(d.state == DeliveryState.DELIVERED for d in ds),
+                    sum(d.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT) for d in ds),
+                    sum(d.state == DeliveryState.DEAD for d in ds),
+                    sum(d.retries for d in ds),
+                    percentile(lat, 0.50), percentile(lat, 0.99),
+                )
+            )
+        return out
+
+    async def counts(self) -> dict[str, int]:
+        out = {s.name.lower(): 0 for s in DeliveryState}
+        for d in self._dels.values():
+            out[d.state.name.lower()] += 1
+        out["messages"] = len(self._msgs)
+        return out

@@ -1,0 +1,455 @@
+"""SQLite store (WAL): the embedded default for one hub node.
+
+All writes go through one writer thread that owns the write connection. Write operations
+submitted while the previous transaction commits are *group-committed*: the writer drains
+everything queued (up to ``max_group`` operations) into one transaction, so many concurrent
+requests cost one ``fsync``. A caller's future resolves only after ``COMMIT`` returned, which is
+what lets the HTTP layer acknowledge a source only once its records are on disk.
+
+Reads (traces, dead-letter lists, reports) run on a separate read connection in its own thread;
+WAL lets them proceed while the writer commits.
+
+If one operation in a group fails, the group is rolled back and each operation is retried alone,
+so one bad operation never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from hub.store.base import (
+    ClaimedDelivery,
+    DeadLetterInfo,
+    DeliveryInfo,
+    DeliveryState,
+    EnqueueResult,
+    MessageTrace,
+    NewMessage,
+    Outcome,
+    RouteStats,
+    TraceEvent,
+)
+from hub.store.sql import load_queries
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+Q = load_queries("hub.store", "sqlite.sql")
+T = TypeVar("T")
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+def _connect(path: Path, durability: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, bounded
+    return conn
+
+
+class _Writer(threading.Thread):
+    """Owns the write connection; runs queued operations in group-committed transactions."""
+
+    def __init__(self, path: Path, durability: str, max_group: int) -> None:
+        super().__init__(name=f"jghub-sqlite-writer:{path.name}", daemon=True)
+        self.path = path
+        self.durability = durability
+        self.max_group = max_group
+        self.jobs: queue.SimpleQueue[
+            tuple[_Op, asyncio.AbstractEventLoop, asyncio.Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.commits = 0
+        self.ops = 0
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self.path, self.durability)
+        except BaseException as exc:  # surfaced by open()
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        stop = False
+        try:
+            while not stop:
+                first = self.jobs.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self.max_group:
+                    try:
+                        nxt = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[tuple[_Op, asyncio.AbstractEventLoop, asyncio.Future[Any]]],
+    ) -> None:
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            values = [op(conn) for op, _, _ in batch]
+            conn.execute("COMMIT")
+            results = [(fut, True, v) for (_, _, fut), v in zip(batch, values, strict=True)]
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                raise_into = batch[0]
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    v = raise_into[0](conn)
+                    conn.execute("COMMIT")
+                    results = [(raise_into[2], True, v)]
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    results = [(raise_into[2], False, exc)]
+            else:
+                for job in batch:  # isolate the failing operation
+                    self._run_batch(conn, [job])
+                return
+        self.commits += 1
+        self.ops += len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_, loop, _), res in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append(res)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+class SQLiteStore:
+    """The embedded store. ``clock`` is injectable so tests can move time."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        durability: str = "full",
+        max_group: int = 2000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self.max_group = max_group
+        self.clock = clock
+        self._writer: _Writer | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._seq = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path, self.durability)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise RuntimeError(
+                    f"{self.path}: schema version {version} is not the one this jghub knows "
+                    f"({SCHEMA_VERSION}); run a matching jghub or migrate"
+                )
+            conn.executescript(Q["schema"])
+            self._seq = conn.execute(Q["max_seq"]).fetchone()[0]
+        finally:
+            conn.close()
+        self._writer = _Writer(self.path, self.durability, self.max_group)
+        self._writer.start()
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.ready.wait)
+        if self._writer.error is not None:
+            raise self._writer.error
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="jghub-sqlite-reader")
+        self._rconn = await self._read_call(lambda: _connect(self.path, self.durability))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.jobs.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            rconn = self._rconn
+            if rconn is not None:
+                await self._read_call(rconn.close)
+            self._reader.shutdown(wait=True)
+            self._reader = None
+            self._rconn = None
+
+    def _write(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._writer.jobs.put((op, loop, fut))
+        return fut
+
+    async def _read_call(self, fn: Callable[[], T]) -> T:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._rconn
+        if conn is None:
+            raise RuntimeError("store is not open")
+        return await self._read_call(lambda: fn(conn))
+
+    @property
+    def group_commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, operations in them) since open."""
+        w = self._writer
+        return (w.commits, w.ops) if w else (0, 0)
+
+    # ------------------------------------------------------------------ writes
+
+    async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+        if not messages:
+            return []
+        return await self._write(lambda conn: self._enqueue_op(conn, messages))
+
+    def _enqueue_op(
+        self, conn: sqlite3.Connection, messages: Sequence[NewMessage]
+    ) -> list[EnqueueResult]:
+        now = self.clock()
+        out: list[EnqueueResult] = []
+        msg_rows: list[tuple[Any, ...]] = []
+        del_rows: list[tuple[Any, ...]] = []
+        batch_keys: dict[tuple[str, str], str] = {}
+        seq = self._seq
+        find = Q["find_idem"]
+        for m in messages:
+            key = m.idempotency_key
+            if key is not None:
+                k = (m.source, key)
+                seen = batch_keys.get(k)
+                if seen is None:
+                    row = conn.execute(find, k).fetchone()
+                    seen = row[0] if row else None
+                if seen is not None:
+                    out.append(EnqueueResult(seen, True))
+                    continue
+                batch_keys[k] = m.message_id
+            seq += 1
+            msg_rows.append(
+                (seq, m.message_id, m.source, m.dataset, m.dataset_version, key,
+                 m.partition_key, m.created_at, now, m.traceparent, m.payload)
+            )
+            for t in m.targets:
+                del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, now))
+            out.append(EnqueueResult(m.message_id, False))
+        if msg_rows:
+            conn.executemany(Q["insert_message"], msg_rows)
+            if del_rows:
+                conn.executemany(Q["insert_delivery"], del_rows)
+        # Only advance the counter once the statements ran; a rollback retries from the old one.
+        self._seq = seq
+        return out
+
+    async def claim(
+        self, target: str, limit: int, lease_seconds: float, owner: str
+    ) -> list[ClaimedDelivery]:
+        return await self._write(lambda c: self._claim_op(c, target, limit, lease_seconds, owner))
+
+    def _claim_op(
+        self, conn: sqlite3.Connection, target: str, limit: int, lease: float, owner: str
+    ) -> list[ClaimedDelivery]:
+        now = self.clock()
+        rows = conn.execute(
+            Q["claim"],
+            {"target": target, "now": now, "limit": limit, "lease_until": now + lease,
+             "owner": owner},
+        ).fetchall()
+        if not rows:
+            return []
+        seqs = sorted({r[1] for r in rows})
+        msgs = {
+            r[0]: r
+            for r in conn.execute(Q["claimed_messages"], (orjson.dumps(seqs).decode(),))
+        }
+        out = []
+        for did, seq, route, attempts, pkey in rows:
+            m = msgs[seq]
+            out.append(
+                ClaimedDelivery(did, m[1], target, route, attempts, m[3], m[4], m[2], m[5],
+                                m[6], pkey, m[7])
+            )
+        out.sort(key=lambda c: c.delivery_id)
+        return out
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        if outcomes:
+            await self._write(lambda c: self._settle_op(c, outcomes))
+
+    @staticmethod
+    def _settle_op(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
+        acks, retries, deads, events = [], [], [], []
+        for o in outcomes:
+            if o.kind == "ack":
+                acks.append((o.at, o.status, o.delivery_id))
+                step = "delivered"
+            elif o.kind == "retry":
+                retries.append((o.next_at if o.next_at is not None else o.at, o.status,
+                                o.detail, o.delivery_id))
+                step = "retry"
+            else:
+                deads.append((o.at, o.status, o.detail, o.delivery_id))
+                step = "dead-lettered"
+            events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail,
+                           o.delivery_id))
+        if acks:
+            conn.executemany(Q["settle_ack"], acks)
+        if retries:
+            conn.executemany(Q["settle_retry"], retries)
+        if deads:
+            conn.executemany(Q["settle_dead"], deads)
+        conn.executemany(Q["insert_event_for_delivery"], events)
+
+    async def release_leases(self, owner: str | None = None) -> int:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> int:
+            if owner is None:
+                return conn.execute(Q["release_all"], (now,)).rowcount
+            return conn.execute(Q["release_owner"], (now, owner)).rowcount
+
+        return await self._write(op)
+
+    async def add_events(self, message_id: str, events: Sequence[TraceEvent]) -> None:
+        rows = [
+            (e.at, e.step, e.target, e.attempt, e.status, e.latency_ms, e.detail, message_id)
+            for e in events
+        ]
+        if rows:
+            await self._write(lambda c: c.executemany(Q["insert_event"], rows))
+
+    async def replay(self, delivery_ids: Sequence[int], at: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            n = 0
+            for did in delivery_ids:
+                if conn.execute(Q["replay"], (at, did)).rowcount:
+                    conn.execute(Q["insert_event_for_delivery"],
+                                 (at, "replayed", None, None, None, "", did))
+                    n += 1
+            return n
+
+        return await self._write(op)
+
+    async def discard(self, delivery_ids: Sequence[int], at: float, reason: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            n = 0
+            for did in delivery_ids:
+                if conn.execute(Q["discard"], (did,)).rowcount:
+                    conn.execute(Q["insert_event_for_delivery"],
+                                 (at, "discarded", None, None, None, reason, did))
+                    n += 1
+            return n
+
+        return await self._write(op)
+
+    # ------------------------------------------------------------------ reads
+
+    async def lookup_idempotency(self, source: str, key: str) -> str | None:
+        row = await self._read(lambda c: c.execute(Q["find_idem"], (source, key)).fetchone())
+        return row[0] if row else None
+
+    async def next_due_at(self, target: str) -> float | None:
+        row = await self._read(lambda c: c.execute(Q["next_due"], (target,)).fetchone())
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def trace(self, message_id: str) -> MessageTrace | None:
+        def fn(c: sqlite3.Connection) -> MessageTrace | None:
+            m = c.execute(Q["message"], (message_id,)).fetchone()
+            if m is None:
+                return None
+            seq = m[0]
+            dels = [
+                DeliveryInfo(r[0], r[1], r[2], DeliveryState(r[3]), r[4],
+                             r[5] if r[3] < 2 else None, r[6], r[7], r[8])
+                for r in c.execute(Q["message_deliveries"], (seq,))
+            ]
+            evs = [
+                TraceEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "")
+                for r in c.execute(Q["message_events"], (seq,))
+            ]
+            return MessageTrace(m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10],
+                                dels, evs)
+
+        return await self._read(fn)
+
+    async def dead_letters(
+        self, target: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterInfo]:
+        rows = await self._read(
+            lambda c: c.execute(
+                Q["dead_letters"], {"target": target, "limit": limit, "offset": offset}
+            ).fetchall()
+        )
+        return [DeadLetterInfo(*r[:9], r[9] or "") for r in rows]
+
+    async def route_stats(self) -> list[RouteStats]:
+        def fn(c: sqlite3.Connection) -> list[RouteStats]:
+            out = []
+            for route, target, total, done, pending, dead, retries in c.execute(
+                Q["route_totals"]
+            ).fetchall():
+                p50 = p99 = None
+                if done:
+                    p50 = self._rank(c, route, target, done, 0.50)
+                    p99 = self._rank(c, route, target, done, 0.99)
+                out.append(RouteStats(route, target, total, done, pending, dead, retries,
+                                      p50, p99))
+            return out
+
+        return await self._read(fn)
+
+    @staticmethod
+    def _rank(c: sqlite3.Connection, route: str, target: str, n: int, q: float) -> float:
+        offset = max(1, math.ceil(q * n)) - 1
+        return float(c.execute(Q["route_latency_rank"], (route, target, offset)).fetchone()[0])
+
+    async def counts(self) -> dict[str, int]:
+        def fn(c: sqlite3.Connection) -> dict[str, int]:
+            out = {s.name.lower(): 0 for s in DeliveryState}
+            for state, n in c.execute(Q["state_counts"]):
+                out[DeliveryState(state).name.lower()] = n
+            out["messages"] = c.execute(Q["message_count"]).fetchone()[0]
+            return out
+
+        return await self._read(fn)

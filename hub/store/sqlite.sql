@@ -1,0 +1,167 @@
+-- SQL of the SQLite store, in named blocks (``-- name: <block>``), loaded by hub.store.sql.
+-- Timestamps are Unix seconds (REAL). Delivery states: 0 pending, 1 inflight, 2 delivered,
+-- 3 dead, 4 discarded. For an inflight delivery ``next_at`` is its lease expiry, so one
+-- partial index finds both due work and expired leases.
+
+-- name: schema
+PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS messages (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT    NOT NULL UNIQUE,
+    source          TEXT    NOT NULL,
+    dataset         TEXT    NOT NULL,
+    dataset_version TEXT    NOT NULL,
+    idem_key        TEXT,
+    partition_key   TEXT,
+    created_at      REAL    NOT NULL,
+    accepted_at     REAL    NOT NULL,
+    traceparent     TEXT,
+    payload         BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (source, idem_key)
+    WHERE idem_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    id            INTEGER PRIMARY KEY,
+    msg           INTEGER NOT NULL REFERENCES messages (seq),
+    target        TEXT    NOT NULL,
+    route         TEXT    NOT NULL,
+    ordered       INTEGER NOT NULL DEFAULT 0,
+    partition_key TEXT,
+    state         INTEGER NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    retries       INTEGER NOT NULL DEFAULT 0,
+    next_at       REAL    NOT NULL,
+    lease_owner   TEXT,
+    last_status   INTEGER,
+    last_error    TEXT,
+    delivered_at  REAL,
+    dead_at       REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (target, next_at) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS deliveries_partition ON deliveries (target, partition_key, id)
+    WHERE ordered = 1 AND state IN (0, 1, 3);
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (target, id) WHERE state = 3;
+CREATE INDEX IF NOT EXISTS deliveries_msg ON deliveries (msg);
+CREATE TABLE IF NOT EXISTS events (
+    id         INTEGER PRIMARY KEY,
+    msg        INTEGER NOT NULL,
+    at         REAL    NOT NULL,
+    step       TEXT    NOT NULL,
+    target     TEXT,
+    attempt    INTEGER,
+    status     INTEGER,
+    latency_ms REAL,
+    detail     TEXT
+);
+CREATE INDEX IF NOT EXISTS events_msg ON events (msg);
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) FROM messages;
+
+-- name: find_idem
+SELECT id FROM messages WHERE source = ? AND idem_key = ?;
+
+-- name: insert_message
+INSERT INTO messages (seq, id, source, dataset, dataset_version, idem_key, partition_key,
+                      created_at, accepted_at, traceparent, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_delivery
+INSERT INTO deliveries (msg, target, route, ordered, partition_key, next_at)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: claim
+UPDATE deliveries
+   SET state = 1, attempts = attempts + 1, next_at = :lease_until, lease_owner = :owner
+ WHERE id IN (
+       SELECT d.id FROM deliveries d
+        WHERE d.target = :target AND d.state < 2 AND d.next_at <= :now
+          AND (d.ordered = 0 OR NOT EXISTS (
+                SELECT 1 FROM deliveries e
+                 WHERE e.target = d.target AND e.ordered = 1 AND e.state IN (0, 1, 3)
+                   AND e.partition_key IS d.partition_key AND e.id < d.id))
+        ORDER BY d.next_at
+        LIMIT :limit)
+RETURNING id, msg, route, attempts, partition_key;
+
+-- name: claimed_messages
+SELECT seq, id, source, dataset, dataset_version, payload, accepted_at, traceparent
+  FROM messages WHERE seq IN (SELECT value FROM json_each(?));
+
+-- name: settle_ack
+UPDATE deliveries
+   SET state = 2, delivered_at = ?, last_status = ?, last_error = NULL, lease_owner = NULL
+ WHERE id = ? AND state = 1;
+
+-- name: settle_retry
+UPDATE deliveries
+   SET state = 0, next_at = ?, last_status = ?, last_error = ?, lease_owner = NULL,
+       retries = retries + 1
+ WHERE id = ? AND state = 1;
+
+-- name: settle_dead
+UPDATE deliveries
+   SET state = 3, dead_at = ?, last_status = ?, last_error = ?, lease_owner = NULL
+ WHERE id = ? AND state = 1;
+
+-- name: insert_event_for_delivery
+INSERT INTO events (msg, at, step, target, attempt, status, latency_ms, detail)
+SELECT msg, ?, ?, target, ?, ?, ?, ? FROM deliveries WHERE id = ?;
+
+-- name: insert_event
+INSERT INTO events (msg, at, step, target, attempt, status, latency_ms, detail)
+SELECT seq, ?, ?, ?, ?, ?, ?, ? FROM messages WHERE id = ?;
+
+-- name: next_due
+SELECT min(next_at) FROM deliveries WHERE target = ? AND state < 2;
+
+-- name: release_all
+UPDATE deliveries SET state = 0, next_at = ?, lease_owner = NULL WHERE state = 1;
+
+-- name: release_owner
+UPDATE deliveries SET state = 0, next_at = ?, lease_owner = NULL
+ WHERE state = 1 AND lease_owner = ?;
+
+-- name: message
+SELECT seq, id, source, dataset, dataset_version, idem_key, partition_key, traceparent,
+       created_at, accepted_at, payload
+  FROM messages WHERE id = ?;
+
+-- name: message_deliveries
+SELECT id, target, route, state, attempts, next_at, last_status, last_error, delivered_at
+  FROM deliveries WHERE msg = ? ORDER BY id;
+
+-- name: message_events
+SELECT at, step, target, attempt, status, latency_ms, detail
+  FROM events WHERE msg = ? ORDER BY at, id;
+
+-- name: dead_letters
+SELECT d.id, m.id, m.source, m.dataset, d.target, d.route, d.attempts, d.dead_at,
+       d.last_status, d.last_error
+  FROM deliveries d JOIN messages m ON m.seq = d.msg
+ WHERE d.state = 3 AND (:target IS NULL OR d.target = :target)
+ ORDER BY d.id LIMIT :limit OFFSET :offset;
+
+-- name: replay
+UPDATE deliveries SET state = 0, attempts = 0, next_at = ?, dead_at = NULL
+ WHERE id = ? AND state = 3;
+
+-- name: discard
+UPDATE deliveries SET state = 4 WHERE id = ? AND state = 3;
+
+-- name: route_totals
+SELECT route, target, count(*),
+       sum(state = 2), sum(state < 2), sum(state = 3), sum(retries)
+  FROM deliveries GROUP BY route, target ORDER BY route, target;
+
+-- name: route_latency_rank
+SELECT (d.delivered_at - m.accepted_at) * 1000.0 AS ms
+  FROM deliveries d JOIN messages m ON m.seq = d.msg
+ WHERE d.route = ? AND d.target = ? AND d.state = 2
+ ORDER BY ms LIMIT 1 OFFSET ?;
+
+-- name: state_counts
+SELECT state, count(*) FROM deliveries GROUP BY state;
+
+-- name: message_count
+SELECT count(*) FROM messages;

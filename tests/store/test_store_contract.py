@@ -1,0 +1,256 @@
+"""One test suite for every Store implementation (memory, SQLite; PostgreSQL joins later)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hub.envelope import new_message_id
+from hub.store import DeliveryState, NewMessage, Outcome, Store, TargetRef
+from hub.store.sqlite import SQLiteStore
+from tests.conftest import Clock
+
+
+def msg(
+    i: int,
+    *,
+    key: str | None = None,
+    targets: tuple[str, ...] = ("t1",),
+    ordered: bool = False,
+    partition: str | None = None,
+    source: str = "src",
+) -> NewMessage:
+    return NewMessage(
+        message_id=new_message_id(),
+        source=source,
+        dataset="inspection",
+        dataset_version="1.0",
+        payload=orjson.dumps({"i": i}),
+        targets=[TargetRef(t, "r1", ordered) for t in targets],
+        created_at=1.0,
+        idempotency_key=key,
+        partition_key=partition,
+    )
+
+
+async def test_enqueue_then_claim_returns_payload(store: Store) -> None:
+    [res] = await store.enqueue([msg(1)])
+    assert not res.duplicate
+    claimed = await store.claim("t1", 10, 30, "node-a")
+    assert [c.message_id for c in claimed] == [res.message_id]
+    assert orjson.loads(claimed[0].payload) == {"i": 1}
+    assert claimed[0].attempt == 1 and claimed[0].route == "r1"
+    assert await store.claim("t1", 10, 30, "node-a") == []  # leased, not due
+
+
+async def test_one_delivery_per_target(store: Store) -> None:
+    [res] = await store.enqueue([msg(1, targets=("t1", "t2"))])
+    assert len(await store.claim("t1", 10, 30, "n")) == 1
+    assert len(await store.claim("t2", 10, 30, "n")) == 1
+    tr = await store.trace(res.message_id)
+    assert tr is not None and sorted(d.target for d in tr.deliveries) == ["t1", "t2"]
+
+
+async def test_idempotency_key_returns_original_id(store: Store) -> None:
+    [first] = await store.enqueue([msg(1, key="k1")])
+    [again] = await store.enqueue([msg(2, key="k1")])
+    assert again.duplicate and again.message_id == first.message_id
+    # same key from another source is a different message
+    [other] = await store.enqueue([msg(3, key="k1", source="other")])
+    assert not other.duplicate and other.message_id != first.message_id
+    # duplicates inside one call
+    a, b = await store.enqueue([msg(4, key="k2"), msg(5, key="k2")])
+    assert not a.duplicate and b.duplicate and b.message_id == a.message_id
+    assert await store.lookup_idempotency("src", "k1") == first.message_id
+    assert await store.lookup_idempotency("src", "nope") is None
+    # nothing routed twice: exactly one delivery per distinct message
+    claimed = await store.claim("t1", 100, 30, "n")
+    assert len(claimed) == 3
+
+
+async def test_ack_marks_delivered_and_traces(store: Store, clock: Clock) -> None:
+    [res] = await store.enqueue([msg(1)])
+    [c] = await store.claim("t1", 10, 30, "n")
+    clock.advance(0.25)
+    await store.settle([Outcome(c.delivery_id, "ack", clock(), 1, 200, "ok", 3.5)])
+    tr = await store.trace(res.message_id)
+    assert tr is not None
+    assert tr.deliveries[0].state == DeliveryState.DELIVERED
+    assert tr.status() == "delivered"
+    assert [e.step for e in tr.events] == ["delivered"]
+    assert tr.events[0].status == 200 and tr.events[0].target == "t1"
+    [st] = await store.route_stats()
+    assert (st.delivered, st.pending, st.dead) == (1, 0, 0)
+    assert st.p50_ms == pytest.approx(250.0, abs=1.0)
+
+
+async def test_retry_is_due_at_next_attempt_time(store: Store, clock: Clock) -> None:
+    await store.enqueue([msg(1)])
+    [c] = await store.claim("t1", 10, 30, "n")
+    await store.settle(
+        [Outcome(c.delivery_id, "retry", clock(), 1, 503, "busy", next_at=clock() + 10)]
+    )
+    assert await store.claim("t1", 10, 30, "n") == []
+    assert await store.next_due_at("t1") == pytest.approx(clock() + 10)
+    clock.advance(10)
+    [again] = await store.claim("t1", 10, 30, "n")
+    assert again.delivery_id == c.delivery_id and again.attempt == 2
+    [st] = await store.route_stats()
+    assert st.retries == 1
+
+
+async def test_dead_letter_then_replay_then_delivered(store: Store, clock: Clock) -> None:
+    [res] = await store.enqueue([msg(1)])
+    [c] = await store.claim("t1", 10, 30, "n")
+    await store.settle([Outcome(c.delivery_id, "dead", clock(), 1, 400, "bad field x")])
+    [dl] = await store.dead_letters()
+    assert dl.message_id == res.message_id and dl.reason == "bad field x"
+    assert dl.last_status == 400 and dl.target == "t1"
+    assert await store.dead_letters(target="other") == []
+    assert await store.claim("t1", 10, 30, "n") == []
+    assert await store.replay([dl.delivery_id], clock()) == 1
+    assert await store.replay([dl.delivery_id], clock()) == 0  # not dead any more
+    [c2] = await store.claim("t1", 10, 30, "n")
+    assert c2.attempt == 1
+    await store.settle([Outcome(c2.delivery_id, "ack", clock(), 1, 200)])
+    tr = await store.trace(res.message_id)
+    assert tr is not None
+    assert [e.step for e in tr.events] == ["dead-lettered", "replayed", "delivered"]
+    assert await store.dead_letters() == []
+
+
+async def test_expired_lease_returns_work(store: Store, clock: Clock) -> None:
+    """A worker that claimed and died: after the lease, another node claims the work."""
+    await store.enqueue([msg(1)])
+    [c] = await store.claim("t1", 10, 5, "dead-node")
+    clock.advance(4.9)
+    assert await store.claim("t1", 10, 5, "live-node") == []
+    clock.advance(0.2)
+    [again] = await store.claim("t1", 10, 5, "live-node")
+    assert again.delivery_id == c.delivery_id and again.attempt == 2
+
+
+async def test_release_leases_of_one_owner(store: Store) -> None:
+    await store.enqueue([msg(1), msg(2)])
+    await store.claim("t1", 1, 60, "a")
+    await store.claim("t1", 1, 60, "b")
+    assert await store.release_leases("a") == 1
+    assert len(await store.claim("t1", 10, 60, "c")) == 1
+    assert await store.release_leases() == 2
+
+
+async def test_ordered_partition_one_at_a_time(store: Store, clock: Clock) -> None:
+    results = await store.enqueue(
+        [msg(i, ordered=True, partition="p1" if i % 2 else "p2") for i in range(6)]
+    )
+    ids = [r.message_id for r in results]
+    first = await store.claim("t1", 10, 30, "n")
+    # one per partition: messages 0 (p2) and 1 (p1)
+    assert sorted(c.message_id for c in first) == sorted(ids[:2])
+    assert await store.claim("t1", 10, 30, "n") == []
+    for c in first:
+        await store.settle([Outcome(c.delivery_id, "ack", clock(), 1, 200)])
+    second = await store.claim("t1", 10, 30, "n")
+    assert sorted(c.message_id for c in second) == sorted(ids[2:4])
+
+
+async def test_ordered_partition_held_by_dead_letter(store: Store, clock: Clock) -> None:
+    await store.enqueue([msg(i, ordered=True, partition="p") for i in range(3)])
+    [c0] = await store.claim("t1", 10, 30, "n")
+    await store.settle([Outcome(c0.delivery_id, "dead", clock(), 1, 409, "version conflict")])
+    assert await store.claim("t1", 10, 30, "n") == []  # held
+    assert await store.discard([c0.delivery_id], clock(), "superseded") == 1
+    [c1] = await store.claim("t1", 10, 30, "n")
+    assert c1.delivery_id > c0.delivery_id
+    assert (await store.counts())["discarded"] == 1
+
+
+async def test_unordered_messages_not_held(store: Store, clock: Clock) -> None:
+    await store.enqueue([msg(i, partition="p") for i in range(3)])
+    assert len(await store.claim("t1", 10, 30, "n")) == 3
+
+
+async def test_claim_limit_and_oldest_first(store: Store, clock: Clock) -> None:
+    results = []
+    for i in range(5):
+        results += await store.enqueue([msg(i)])
+        clock.advance(1)
+    claimed = await store.claim("t1", 2, 30, "n")
+    assert [c.message_id for c in claimed] == [r.message_id for r in results[:2]]
+
+
+async def test_add_events_and_trace_of_unknown(store: Store, clock: Clock) -> None:
+    from hub.store import TraceEvent
+
+    [res] = await store.enqueue([msg(1)])
+    await store.add_events(res.message_id, [TraceEvent(clock(), "transformed", "t1", detail="x")])
+    tr = await store.trace(res.message_id)
+    assert tr is not None and tr.events[0].step == "transformed"
+    assert await store.trace("no-such-id") is None
+
+
+async def test_counts(store: Store) -> None:
+    await store.enqueue([msg(i, targets=("a", "b")) for i in range(3)])
+    counts = await store.counts()
+    assert counts["messages"] == 3 and counts["pending"] == 6
+
+
+# --------------------------------------------------------------------------- SQLite specifics
+
+
+async def test_sqlite_group_commit_many_callers_one_transaction(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "g.db")
+    await s.open()
+    try:
+        results = await asyncio.gather(*(s.enqueue([msg(i)]) for i in range(200)))
+        assert len({r[0].message_id for r in results}) == 200
+        commits, ops = s.group_commit_stats
+        assert ops == 200 and commits < 200  # concurrent writers shared transactions
+    finally:
+        await s.close()
+
+
+async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "r.db")
+    await s.open()
+    [res] = await s.enqueue([msg(1, key="k")])
+    await s.close()
+    s2 = SQLiteStore(tmp_path / "r.db")
+    await s2.open()
+    try:
+        assert await s2.lookup_idempotency("src", "k") == res.message_id
+        [again] = await s2.enqueue([msg(2, key="k")])
+        assert again.duplicate
+        [new] = await s2.enqueue([msg(3)])
+        assert len(await s2.claim("t1", 10, 30, "n")) == 2 and not new.duplicate
+    finally:
+        await s2.close()
+
+
+async def test_sqlite_failing_operation_does_not_fail_neighbours(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "f.db")
+    await s.open()
+    try:
+        bad = msg(1)
+        bad.payload = None  # type: ignore[assignment]  # violates NOT NULL
+        good = [s.enqueue([msg(i)]) for i in range(20)]
+        results = await asyncio.gather(s.enqueue([bad]), *good, return_exceptions=True)
+        assert isinstance(results[0], Exception)
+        assert all(not isinstance(r, Exception) for r in results[1:])
+        assert (await s.counts())["messages"] == 20
+    finally:
+        await s.close()
+
+
+async def test_sqlite_refuses_unknown_schema_version(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        await SQLiteStore(path).open()
