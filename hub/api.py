@@ -1,0 +1,306 @@
+"""The hub's HTTP API (aiohttp). ``create_app(config)`` builds everything; nothing is global.
+
+Errors are ``application/problem+json`` (RFC 9457) with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import hdrs, web
+
+from hub import __version__
+from hub.config import HubConfig
+from hub.errors import BadRequest, HubError, NotFound, TooLargeError
+from hub.runtime import Hub, IngestResult
+from hub.store import MessageTrace
+
+__all__ = ["HUB_KEY", "create_app", "trace_to_dict"]
+
+log = logging.getLogger("jghub.api")
+
+HUB_KEY = web.AppKey("hub", Hub)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _problem(err: HubError, instance: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(err.to_problem(instance)),
+        status=err.status,
+        content_type="application/problem+json",
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HubError as err:
+        return _problem(err, request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "E_NOT_FOUND", 405: "E_METHOD", 413: "E_TOO_LARGE"}.get(
+            exc.status, "E_HTTP"
+        )
+        doc = {
+            "type": f"https://jghub.example/errors/{code}",
+            "title": exc.reason,
+            "status": exc.status,
+            "code": code,
+            "detail": exc.text or exc.reason,
+            "instance": request.path,
+        }
+        return web.Response(
+            body=orjson.dumps(doc), status=exc.status, content_type="application/problem+json"
+        )
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        doc = {
+            "type": "https://jghub.example/errors/E_INTERNAL",
+            "title": "Internal error",
+            "status": 500,
+            "code": "E_INTERNAL",
+            "detail": "unexpected error; nothing from this request was acknowledged",
+            "instance": request.path,
+        }
+        return web.Response(
+            body=orjson.dumps(doc), status=500, content_type="application/problem+json"
+        )
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLargeError(
+            f"body of {request.content_length} bytes exceeds the limit of {limit}", field="body"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError(f"body exceeds the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _ingest_response(result: IngestResult, single: bool) -> web.Response:
+    body: dict[str, Any] = {
+        "accepted": len(result.ids),
+        "ids": result.ids,
+    }
+    if single and result.ids:
+        body["id"] = result.ids[0]
+    if result.duplicates:
+        body["duplicates"] = result.duplicates
+    if not result.errors:
+        return _json(body, 202)
+    body["rejected"] = [e.to_dict() for e in result.errors]
+    if not result.ids:
+        if single:
+            return _problem(result.errors[0].error, "")
+        err = result.errors[0].error
+        doc = err.to_problem()
+        doc.update(
+            code="E_BATCH",
+            title="Every record of the batch was rejected",
+            detail=f"{len(result.errors)} records rejected; first: {err.message}",
+            status=422,
+            rejected=body["rejected"],
+        )
+        return web.Response(
+            body=orjson.dumps(doc), status=422, content_type="application/problem+json"
+        )
+    body["code"] = "E_BATCH"
+    body["accepted_indexes"] = result.indexes
+    return _json(body, 207)
+
+
+async def post_records(request: web.Request) -> web.Response:
+    """``POST /v1/systems/{system}/records``: one record, a JSON array or NDJSON.
+
+    202 once every record is committed; 207 when some records of a batch were rejected (the
+    others are committed: see ``ids`` / ``rejected``); 4xx problem document when none was."""
+    hub = request.app[HUB_KEY]
+    system = request.match_info["system"]
+    rt = hub.system(system)  # unknown system: 404 before reading the body
+    hub.authenticate(rt, request.headers.get(hdrs.AUTHORIZATION))
+    body = await _read_body(request, hub.config.limits.max_body_bytes)
+    if not body.strip():
+        raise BadRequest("empty body", field="body")
+    ctype = request.content_type if hdrs.CONTENT_TYPE in request.headers else "application/json"
+    records = rt.adapter.decode(body, ctype, request.headers)
+    result = await hub.ingest_records(
+        system,
+        records,
+        dataset=request.query.get("dataset"),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        traceparent=request.headers.get("traceparent"),
+        body_size=len(body),
+    )
+    return _ingest_response(result, single=len(records) == 1)
+
+
+def trace_to_dict(tr: MessageTrace) -> dict[str, Any]:
+    """The whole life of a message (全程留痕) as JSON."""
+    steps: list[dict[str, Any]] = [
+        {"at": tr.created_at, "step": "received", "detail": f"from {tr.source}"},
+        {
+            "at": tr.accepted_at,
+            "step": "accepted",
+            "detail": f"validated as {tr.dataset} v{tr.dataset_version}; committed",
+        },
+    ]
+    steps += [e.to_dict() for e in tr.events]
+    return {
+        "id": tr.message_id,
+        "status": tr.status(),
+        "source": tr.source,
+        "dataset": tr.dataset,
+        "dataset_version": tr.dataset_version,
+        "idempotency_key": tr.idempotency_key,
+        "partition_key": tr.partition_key,
+        "traceparent": tr.traceparent,
+        "created_at": tr.created_at,
+        "accepted_at": tr.accepted_at,
+        "payload": orjson.loads(tr.payload),
+        "deliveries": [
+            {
+                "delivery_id": d.delivery_id,
+                "target": d.target,
+                "route": d.route,
+                "state": d.state.name.lower(),
+                "attempts": d.attempts,
+                "next_at": d.next_at,
+                "last_status": d.last_status,
+                "last_error": d.last_error,
+                "delivered_at": d.delivered_at,
+            }
+            for d in tr.deliveries
+        ],
+        "trace": steps,
+    }
+
+
+async def get_message(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    mid = request.match_info["id"]
+    tr = await hub.store.trace(mid)
+    if tr is None:
+        raise NotFound(f"no message with id {mid!r}", field="id")
+    return _json(trace_to_dict(tr))
+
+
+def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 <= int(raw) <= hi:
+        raise BadRequest(f"query parameter {name} must be an integer 0..{hi}", field=name)
+    return int(raw)
+
+
+async def list_dlq(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    items = await hub.store.dead_letters(
+        request.query.get("target"),
+        _int_query(request, "limit", 100, 1000),
+        _int_query(request, "offset", 0, 10**9),
+    )
+    return _json({"items": [_dl(d) for d in items]})
+
+
+def _dl(d: Any) -> dict[str, Any]:
+    return {k: getattr(d, k) for k in d.__slots__}
+
+
+def _delivery_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise BadRequest("dead letter id must be an integer delivery id", field="id")
+    return int(raw)
+
+
+async def replay_dlq(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    did = _delivery_id(request)
+    n = await hub.store.replay([did], hub.clock())
+    if not n:
+        raise NotFound(f"no dead letter with id {did}", field="id")
+    for t in hub.targets:
+        hub.dispatcher.wake(t)
+    return _json({"replayed": n})
+
+
+async def discard_dlq(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    did = _delivery_id(request)
+    reason = request.query.get("reason", "discarded by operator")
+    n = await hub.store.discard([did], hub.clock(), reason)
+    if not n:
+        raise NotFound(f"no dead letter with id {did}", field="id")
+    for t in hub.targets:
+        hub.dispatcher.wake(t)
+    return _json({"discarded": n})
+
+
+async def stats(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    rows = await hub.store.route_stats()
+    return _json({"routes": [_dl(r) for r in rows], "counts": await hub.store.counts()})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    problems = []
+    try:
+        await hub.store.counts()
+    except Exception as exc:
+        problems.append(f"store: {exc}")
+    if hub.config.dispatcher.enabled and not hub.dispatcher.running:
+        problems.append("dispatcher is not running")
+    targets = {
+        name: {"circuit": w.breaker.state.value, "in_flight": w.inflight}
+        for name, w in hub.dispatcher.workers.items()
+    }
+    body = {"status": "ready" if not problems else "not ready", "problems": problems,
+            "targets": targets}
+    return _json(body, 200 if not problems else 503)
+
+
+def create_app(config: HubConfig, *, hub: Hub | None = None) -> web.Application:
+    """Build the aiohttp application; the hub starts and stops with it (cleanup context)."""
+    the_hub = hub if hub is not None else Hub(config)
+    app = web.Application(
+        middlewares=[problem_middleware],
+        client_max_size=config.limits.max_body_bytes + 1,
+    )
+    app[HUB_KEY] = the_hub
+
+    async def run_hub(app: web.Application) -> AsyncIterator[None]:
+        await the_hub.start()
+        yield
+        await the_hub.stop()
+
+    app.cleanup_ctx.append(run_hub)
+    app.router.add_post("/v1/systems/{system}/records", post_records)
+    app.router.add_get("/v1/messages/{id}", get_message)
+    app.router.add_get("/v1/dlq", list_dlq)
+    app.router.add_post("/v1/dlq/{id}/replay", replay_dlq)
+    app.router.add_post("/v1/dlq/{id}/discard", discard_dlq)
+    app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

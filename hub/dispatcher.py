@@ -1,0 +1,235 @@
+"""The dispatcher: one worker per target claims due deliveries, transforms, sends, settles.
+
+Each worker keeps up to ``transport.concurrency`` units in flight (a unit is one record, or a
+batch of up to ``transport.max_batch`` records). It claims with a lease, so work held by a node
+that died returns when the lease ends. It sleeps until woken by new work (ingest sets the
+target's event right after the commit, so an idle hub delivers in milliseconds), until the next
+retry is due, or at most ``idle_poll_seconds`` (to notice work written by another process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import orjson
+
+from hub.breaker import BreakerState, CircuitBreaker, backoff_delay
+from hub.events import DeliveryEvent
+from hub.specs import OutboundItem, SendResult
+from hub.store import ClaimedDelivery, Outcome
+from hub.tracecontext import child_traceparent
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub, TargetRuntime
+
+__all__ = ["Dispatcher", "TargetWorker"]
+
+log = logging.getLogger("jghub.dispatcher")
+
+
+class TargetWorker:
+    """Delivers everything due for one target."""
+
+    def __init__(self, hub: Hub, target: TargetRuntime) -> None:
+        self.hub = hub
+        self.target = target
+        self.name = target.name
+        self.breaker: CircuitBreaker = target.breaker
+        self.wake = asyncio.Event()
+        self.inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name=f"jghub-dispatch:{self.name}")
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        self._stopping = True
+        self.wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=drain_timeout)
+            for t in pending:
+                t.cancel()
+            # Deliveries cut off here keep their lease and are claimed again later.
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.0005))
+
+    async def _run(self) -> None:
+        settings = self.hub.config.dispatcher
+        transport = self.target.transport
+        while not self._stopping:
+            try:
+                wait = self.breaker.ready_in()
+                if wait > 0:
+                    self.wake.clear()
+                    await self._sleep(wait)
+                    continue
+                probing = self.breaker.probing
+                free = transport.concurrency - self.inflight
+                if free <= 0 or (probing and self.inflight):
+                    self.wake.clear()
+                    await self._sleep(settings.idle_poll_seconds)
+                    continue
+                limit = 1 if probing else min(settings.claim_batch, free * transport.max_batch)
+                self.wake.clear()
+                claimed = await self.hub.store.claim(
+                    self.name, limit, settings.lease_seconds, self.hub.node_id
+                )
+                if not claimed:
+                    due = await self.hub.store.next_due_at(self.name)
+                    now = self.hub.clock()
+                    idle = settings.idle_poll_seconds
+                    await self._sleep(idle if due is None or due <= now else min(due - now, idle))
+                    continue
+                step = transport.max_batch
+                for i in range(0, len(claimed), step):
+                    self.inflight += 1
+                    task = asyncio.create_task(self._deliver(claimed[i : i + step]))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store hiccuped: back off, never die
+                log.exception("dispatcher loop for %s failed; retrying in 1s", self.name)
+                await self._sleep(1.0)
+
+    async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        try:
+            await self._deliver_unit(claimed)
+        except Exception:
+            log.exception("delivery unit to %s failed; its leases will expire", self.name)
+        finally:
+            self.inflight -= 1
+            self.wake.set()
+
+    async def _deliver_unit(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        hub = self.hub
+        outcomes: list[Outcome] = []
+        events: list[tuple[str, DeliveryEvent, float | str]] = []
+        items: list[OutboundItem] = []
+        sent: list[ClaimedDelivery] = []
+        notes: list[str] = []
+        for c in claimed:
+            rt = hub.outbound_route(c.route, self.name)
+            try:
+                body = self.target.adapter.encode(rt.transform(orjson.loads(c.payload)))
+            except Exception as exc:  # a mapping that cannot apply will not apply on retry
+                now = hub.clock()
+                reason = f"transform {rt.transform_name!r} failed: {type(exc).__name__}: {exc}"
+                outcomes.append(Outcome(c.delivery_id, "dead", now, c.attempt, None, reason))
+                events.append(("dead", self._event(c, None, reason, 0.0), reason))
+                continue
+            items.append(
+                OutboundItem(
+                    c.delivery_id,
+                    c.message_id,
+                    c.dataset,
+                    body,
+                    c.attempt,
+                    child_traceparent(c.traceparent),
+                )
+            )
+            sent.append(c)
+            notes.append(f"transform={rt.transform_name}")
+        results: list[SendResult] = []
+        if items:
+            results = await self.target.transport.send(items)
+            if len(results) != len(items):
+                raise RuntimeError(
+                    f"transport {self.name} returned {len(results)} results for {len(items)}"
+                )
+        now = hub.clock()
+        transient_failure = False
+        reached = False
+        policy = self.target.retry
+        for c, res, note in zip(sent, results, notes, strict=True):
+            detail = f"{note}; {res.detail}".rstrip("; ") if res.detail else note
+            if res.receipt:
+                detail += f"; receipt={res.receipt}"
+            ev = self._event(c, res.status, res.detail, res.latency_ms)
+            if res.ok:
+                reached = True
+                outcomes.append(
+                    Outcome(c.delivery_id, "ack", now, c.attempt, res.status, detail,
+                            res.latency_ms)
+                )
+                events.append(("ok", ev, ""))
+                continue
+            if res.permanent:
+                reached = True
+                reason = f"permanent error {res.status}: {res.detail}".strip()
+            else:
+                if res.status == 429:
+                    reached = True
+                else:
+                    transient_failure = True
+                if c.attempt < policy.max_attempts:
+                    nxt = now + backoff_delay(policy, c.attempt, res.retry_after)
+                    outcomes.append(
+                        Outcome(c.delivery_id, "retry", now, c.attempt, res.status, detail,
+                                res.latency_ms, nxt)
+                    )
+                    events.append(("retry", ev, nxt))
+                    continue
+                reason = f"gave up after {c.attempt} attempts; last: {res.status} {res.detail}"
+            outcomes.append(
+                Outcome(c.delivery_id, "dead", now, c.attempt, res.status, reason, res.latency_ms)
+            )
+            events.append(("dead", ev, reason))
+        if transient_failure:
+            before = self.breaker.state
+            self.breaker.record_failure()
+            if self.breaker.state is BreakerState.OPEN and before is not BreakerState.OPEN:
+                log.warning("circuit to %s opened for %.1fs", self.name, self.breaker.timeout)
+        elif reached:
+            if self.breaker.state is not BreakerState.CLOSED:
+                log.info("circuit to %s closed", self.name)
+            self.breaker.record_success()
+        await hub.store.settle(outcomes)
+        hub.notify_deliveries(events)
+
+    def _event(
+        self, c: ClaimedDelivery, status: int | None, detail: str, latency_ms: float
+    ) -> DeliveryEvent:
+        return DeliveryEvent(c.message_id, self.name, c.route, c.attempt, status, detail,
+                             latency_ms)
+
+
+class Dispatcher:
+    """All target workers of one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.workers: dict[str, TargetWorker] = {
+            name: TargetWorker(hub, t) for name, t in hub.targets.items()
+        }
+        self.started_at: float | None = None
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        for w in self.workers.values():
+            w.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers.values()))
+
+    def wake(self, target: str) -> None:
+        w = self.workers.get(target)
+        if w is not None:
+            w.wake.set()
+
+    @property
+    def running(self) -> bool:
+        return any(w._loop_task is not None and not w._loop_task.done()
+                   for w in self.workers.values()) or not self.workers

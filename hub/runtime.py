@@ -1,0 +1,399 @@
+"""The running hub: plugins, systems, targets, routes, the store and the dispatcher, built from
+one :class:`~hub.config.HubConfig` (no globals: tests build as many hubs as they like)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pluggy
+from pydantic import BaseModel, ValidationError
+
+from hub.breaker import CircuitBreaker
+from hub.config import HubConfig, RetryPolicy, SystemConfig, load_yaml_file, validate_section
+from hub.dispatcher import Dispatcher
+from hub.envelope import new_message_id
+from hub.errors import (
+    AuthError,
+    ConfigError,
+    HubError,
+    SchemaError,
+    TooDeep,
+    TooLargeError,
+    UnknownDataset,
+    UnknownSystem,
+)
+from hub.events import AcceptedMessage, DeliveryEvent
+from hub.plugins import Registry, acall, build_plugin_manager, load_registry
+from hub.routing import CompiledRoute, RouteTargetRuntime, compile_route
+from hub.specs import Adapter, DatasetSpec, OutboundTransport
+from hub.store import NewMessage, Store, TargetRef, make_store
+from hub.tracecontext import new_traceparent, parse_traceparent
+
+__all__ = ["Hub", "IngestResult", "RecordError", "SystemRuntime", "TargetRuntime"]
+
+log = logging.getLogger("jghub.hub")
+
+
+@dataclass(slots=True)
+class SystemRuntime:
+    config: SystemConfig
+    adapter: Adapter
+    datasets: dict[str, DatasetSpec]
+
+
+@dataclass(slots=True)
+class TargetRuntime:
+    name: str
+    config: SystemConfig
+    adapter: Adapter
+    transport: OutboundTransport
+    transport_name: str
+    retry: RetryPolicy
+    breaker: CircuitBreaker
+
+
+@dataclass(slots=True)
+class RecordError:
+    index: int
+    error: HubError
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"index": self.index, "code": self.error.code,
+                             "detail": self.error.message}
+        if self.error.field is not None:
+            d["field"] = self.error.field
+        d.update(self.error.extra)
+        return d
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What a source is told: ids of committed records (original ids for duplicates)."""
+
+    ids: list[str] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, (dict, list)))
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v if isinstance(x, (dict, list)))
+    return False
+
+
+def _schema_error(exc: ValidationError, index: int | None) -> SchemaError:
+    errs = exc.errors(include_url=False, include_context=False, include_input=False)
+    first = errs[0]
+    fieldname = ".".join(str(p) for p in first["loc"]) or "(record)"
+    where = f"record {index}: " if index is not None else ""
+    return SchemaError(
+        f"{where}{fieldname}: {first['msg']}",
+        field=fieldname,
+        errors=[
+            {"field": ".".join(str(p) for p in e["loc"]) or "(record)", "message": e["msg"],
+             "type": e["type"]}
+            for e in errs[:20]
+        ],
+    )
+
+
+class Hub:
+    """Everything one hub node runs. ``start()`` opens the store and starts delivering."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        pm: pluggy.PluginManager | None = None,
+        store: Store | None = None,
+        extra_plugins: Iterable[object] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
+        self.registry: Registry = load_registry(self.pm)
+        self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.store: Store = store if store is not None else make_store(
+            config.store.kind,
+            config.store_path(),
+            durability=config.store.durability,
+            max_group=config.store.max_group,
+        )
+        self.systems: dict[str, SystemRuntime] = {}
+        self.targets: dict[str, TargetRuntime] = {}
+        self._build_systems()
+        self.routes: dict[tuple[str, str], list[CompiledRoute]] = {}
+        self._outbound: dict[tuple[str, str], RouteTargetRuntime] = {}
+        self._build_routes()
+        self.dispatcher = Dispatcher(self)
+        self.started = False
+        hooks = self.pm.hook
+        self._observe_accepted = bool(hooks.hub_messages_accepted.get_hookimpls())
+        self._observe_delivery = any(
+            getattr(hooks, h).get_hookimpls()
+            for h in ("hub_delivery_succeeded", "hub_delivery_retried",
+                      "hub_delivery_dead_lettered")
+        )
+
+    # ------------------------------------------------------------------ building
+
+    def _plugin_options(
+        self, model: type[BaseModel], data: Mapping[str, Any], sc: SystemConfig, key: str
+    ) -> Any:
+        located = load_yaml_file(sc.source_file) if sc.source_file is not None else None
+        file = sc.source_file or Path(f"<system {sc.name}>")
+        return validate_section(model, dict(data), file, located, (key,))
+
+    def _build_systems(self) -> None:
+        reg = self.registry
+        for name, sc in self.config.loaded_systems.items():
+            aspec = reg.adapters.get(sc.adapter, wanted_by=f"system {name}")
+            aopts = self._plugin_options(aspec.config_model, sc.adapter_options, sc,
+                                         "adapter_options")
+            adapter = aspec.factory(name, aopts)
+            datasets: dict[str, DatasetSpec] = {}
+            if sc.inbound is not None:
+                for ds in sc.inbound.datasets:
+                    datasets[ds] = reg.datasets.get(ds, wanted_by=f"system {name} inbound")
+            self.systems[name] = SystemRuntime(sc, adapter, datasets)
+            if sc.outbound is not None:
+                tname = str(sc.outbound["transport"])
+                tspec = reg.transports.get(tname, wanted_by=f"system {name} outbound")
+                topts = self._plugin_options(tspec.config_model, sc.outbound, sc, "outbound")
+                self.targets[name] = TargetRuntime(
+                    name, sc, adapter, tspec.factory(name, topts), tname, sc.retry,
+                    CircuitBreaker(sc.circuit),
+                )
+
+    def _build_routes(self) -> None:
+        transforms = self.registry.transform_functions.specs
+        for route in self.config.routes:
+            if route.dataset not in self.registry.datasets:
+                raise ConfigError(
+                    f"route {route.name!r}: unknown dataset {route.dataset!r}; registered: "
+                    f"{', '.join(self.registry.datasets.names())}",
+                    field=f"routes.{route.name}.dataset",
+                )
+            compiled = compile_route(route, transforms)
+            self.routes.setdefault((route.source, route.dataset), []).append(compiled)
+            for t in compiled.targets:
+                self._outbound[(route.name, t.target)] = t
+
+    def outbound_route(self, route: str, target: str) -> RouteTargetRuntime:
+        """The transform for (route, target); a route removed from config still delivers its
+        queued messages unchanged."""
+        rt = self._outbound.get((route, target))
+        if rt is None:
+            ident = self.registry.transform_functions.get("identity")
+            rt = RouteTargetRuntime(route, target, "identity", ident.func, False)
+            self._outbound[(route, target)] = rt
+        return rt
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, *, dispatch: bool | None = None) -> None:
+        await self.store.open()
+        if self.config.store.kind == "sqlite":
+            # One node owns an SQLite file: leases of a previous (crashed) run are void.
+            released = await self.store.release_leases()
+            if released:
+                log.warning("released %d deliveries leased by a previous run", released)
+        for t in self.targets.values():
+            await t.transport.start()
+        await acall(self.pm.hook.hub_startup, hub=self)
+        if self.config.dispatcher.enabled if dispatch is None else dispatch:
+            self.dispatcher.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.dispatcher.stop()
+        for t in self.targets.values():
+            await t.transport.close()
+        await acall(self.pm.hook.hub_shutdown, hub=self)
+        await self.store.close()
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ ingest
+
+    def system(self, name: str) -> SystemRuntime:
+        rt = self.systems.get(name)
+        if rt is None or rt.config.inbound is None or not rt.config.inbound.enabled:
+            raise UnknownSystem(f"no inbound system named {name!r} is configured", field="system")
+        return rt
+
+    def authenticate(self, rt: SystemRuntime, authorization: str | None) -> None:
+        inbound = rt.config.inbound
+        token = inbound.token if inbound else None
+        if token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise AuthError(f"system {rt.config.name!r} must send its bearer token",
+                            field="Authorization")
+
+    def pick_dataset(self, rt: SystemRuntime, dataset: str | None) -> DatasetSpec:
+        if dataset is None:
+            if len(rt.datasets) == 1:
+                return next(iter(rt.datasets.values()))
+            raise UnknownDataset(
+                f"system {rt.config.name!r} sends several datasets "
+                f"({', '.join(rt.datasets)}); name one with ?dataset=",
+                field="dataset",
+            )
+        spec = rt.datasets.get(dataset)
+        if spec is None:
+            raise UnknownDataset(
+                f"system {rt.config.name!r} may not send dataset {dataset!r}; allowed: "
+                f"{', '.join(rt.datasets)}",
+                field="dataset",
+            )
+        return spec
+
+    async def ingest_records(
+        self,
+        system: str,
+        records: Sequence[Any],
+        *,
+        dataset: str | None = None,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+        body_size: int = 0,
+    ) -> IngestResult:
+        """Validate, route and durably commit decoded records; return only after the commit.
+
+        Bad records are rejected one by one (index + reason); good ones are committed.
+        ``idempotency_key`` applies to a single record as is and to record *i* of a batch as
+        ``key:i``."""
+        rt = self.system(system)
+        spec = self.pick_dataset(rt, dataset)
+        limits = self.config.limits
+        if len(records) > limits.max_batch_records:
+            raise TooLargeError(
+                f"{len(records)} records in one request; at most {limits.max_batch_records}",
+                field="body",
+            )
+        routes = self.routes.get((system, spec.name), ())
+        single = len(records) == 1
+        tp = parse_traceparent(traceparent) or new_traceparent()
+        now = self.clock()
+        model = spec.model
+        serializer = model.__pydantic_serializer__
+        check_size = body_size > limits.max_record_bytes
+        result = IngestResult()
+        messages: list[NewMessage] = []
+        indexes: list[int] = []
+        pfield = spec.partition_field
+        for i, raw in enumerate(records):
+            try:
+                if not isinstance(raw, dict):
+                    raise SchemaError(
+                        f"record {i}: a record must be a JSON object, got {type(raw).__name__}",
+                        field="(record)",
+                    )
+                if _too_deep(raw, limits.max_json_depth):
+                    raise TooDeep(
+                        f"record {i}: nested deeper than {limits.max_json_depth} levels",
+                        field="(record)",
+                    )
+                if check_size and len(orjson.dumps(raw)) > limits.max_record_bytes:
+                    raise TooLargeError(
+                        f"record {i}: larger than {limits.max_record_bytes} bytes",
+                        field="(record)",
+                    )
+                try:
+                    obj = model.model_validate(raw)
+                except ValidationError as exc:
+                    raise _schema_error(exc, None if single else i) from None
+            except HubError as err:
+                result.errors.append(RecordError(i, err))
+                continue
+            targets: list[TargetRef] = []
+            rec: dict[str, Any] | None = None
+            for route in routes:
+                if route.predicate is not None:
+                    if rec is None:
+                        rec = obj.model_dump(mode="json")
+                    if not route.predicate(rec):
+                        continue
+                targets.extend(TargetRef(t.target, t.route, t.ordered) for t in route.targets)
+            pkey = getattr(obj, pfield, None) if pfield else None
+            key = idempotency_key if single or idempotency_key is None else f"{idempotency_key}:{i}"
+            messages.append(
+                NewMessage(
+                    new_message_id(),
+                    system,
+                    spec.name,
+                    spec.version,
+                    serializer.to_json(obj, exclude_none=True),
+                    targets,
+                    now,
+                    key,
+                    None if pkey is None else str(pkey),
+                    tp,
+                )
+            )
+            indexes.append(i)
+        if not messages:
+            return result
+        committed = await self.store.enqueue(messages)
+        woken: set[str] = set()
+        for m, res, i in zip(messages, committed, indexes, strict=True):
+            result.ids.append(res.message_id)
+            result.indexes.append(i)
+            if res.duplicate:
+                result.duplicates.append(i)
+            else:
+                for t in m.targets:
+                    if t.target not in woken:
+                        woken.add(t.target)
+                        self.dispatcher.wake(t.target)
+        if self._observe_accepted:
+            self.pm.hook.hub_messages_accepted(
+                messages=[
+                    AcceptedMessage(res.message_id, system, spec.name,
+                                    tuple(t.target for t in m.targets), res.duplicate)
+                    for m, res in zip(messages, committed, strict=True)
+                ]
+            )
+        return result
+
+    # ------------------------------------------------------------------ observers
+
+    def notify_deliveries(self, events: Sequence[tuple[str, DeliveryEvent, float | str]]) -> None:
+        if not self._observe_delivery:
+            return
+        hook = self.pm.hook
+        for kind, ev, extra in events:
+            if kind == "ok":
+                hook.hub_delivery_succeeded(event=ev)
+            elif kind == "retry":
+                hook.hub_delivery_retried(event=ev, next_attempt_at=float(extra))
+            else:
+                hook.hub_delivery_dead_lettered(event=ev, reason=str(extra))

@@ -1,0 +1,190 @@
+"""``http_json``: POST JSON to a target URL, one record per request or in batches.
+
+Per-record mode posts the record itself with the message id as ``Idempotency-Key`` (targets
+de-duplicate on it, which makes at-least-once delivery exactly-once in effect). Batch mode posts
+``{"records": [{"idempotency_key", "dataset", "data"}, ...]}``; a 2xx answer acknowledges all,
+unless its JSON carries ``"results": [{"ok": bool, "status": int, "error": str}, ...]`` with one
+entry per record, which is then honoured record by record.
+
+Status classification: 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` kept);
+other 4xx permanent (dead letter at once); network errors and timeouts transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from hub.specs import OutboundItem, SendResult, TransportSpec
+
+__all__ = ["HttpJsonOptions", "HttpJsonTransport", "classify_status", "parse_retry_after", "spec"]
+
+TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+class HttpJsonOptions(BaseModel):
+    """Options of the ``http_json`` transport (the ``outbound:`` section of a system file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transport: str = "http_json"
+    url: AnyHttpUrl
+    batch_size: int = Field(1, ge=1, le=10_000, description="records per request; 1 = per record")
+    concurrency: int = Field(8, ge=1, le=512, description="requests in flight to this target")
+    timeout: float = Field(10.0, gt=0, description="seconds for one request, connect included")
+    headers: dict[str, str] = Field(default_factory=dict, description="static extra headers")
+    token: str | None = Field(None, description="bearer token for the target (use ${ENV_VAR})")
+
+
+def classify_status(status: int) -> tuple[bool, bool]:
+    """Return (ok, permanent) for an HTTP status."""
+    if 200 <= status < 300:
+        return True, False
+    if status in TRANSIENT_4XX or status >= 500:
+        return False, False
+    return False, 400 <= status < 500
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+class HttpJsonTransport:
+    """One ``aiohttp.ClientSession`` per target, opened in :meth:`start`."""
+
+    def __init__(self, target: str, options: HttpJsonOptions) -> None:
+        self.target = target
+        self.options = options
+        self.url = str(options.url)
+        self.max_batch = options.batch_size
+        self.concurrency = options.concurrency
+        self._session: aiohttp.ClientSession | None = None
+        self._static = {"Content-Type": "application/json", **options.headers}
+        if options.token:
+            self._static["Authorization"] = f"Bearer {options.token}"
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.options.timeout),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, items: Sequence[OutboundItem]) -> list[SendResult]:
+        if self.max_batch == 1:
+            return list(await asyncio.gather(*(self._send_one(i) for i in items)))
+        return await self._send_batch(items)
+
+    def _headers(self, item: OutboundItem) -> dict[str, str]:
+        h = dict(self._static)
+        h["Idempotency-Key"] = item.message_id
+        h["X-Jghub-Dataset"] = item.dataset
+        h["X-Jghub-Attempt"] = str(item.attempt)
+        if item.traceparent:
+            h["traceparent"] = item.traceparent
+        h.update(item.headers)
+        return h
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[SendResult, Any]:
+        assert self._session is not None, "transport not started"
+        t0 = time.perf_counter()
+        try:
+            async with self._session.post(self.url, data=body, headers=headers) as resp:
+                text = await resp.read()
+                ms = (time.perf_counter() - t0) * 1000
+                ok, permanent = classify_status(resp.status)
+                detail = "" if ok else text[:300].decode("utf-8", "replace")
+                parsed: Any = None
+                if ok and text and resp.content_type == "application/json":
+                    try:
+                        parsed = orjson.loads(text)
+                    except orjson.JSONDecodeError:
+                        parsed = None
+                receipt = resp.headers.get("X-Receipt-Id")
+                return (
+                    SendResult(
+                        ok,
+                        resp.status,
+                        permanent,
+                        detail,
+                        parse_retry_after(resp.headers.get("Retry-After")),
+                        ms,
+                        receipt,
+                    ),
+                    parsed,
+                )
+        except (TimeoutError, asyncio.TimeoutError):
+            ms = (time.perf_counter() - t0) * 1000
+            return SendResult(False, None, False, f"timeout after {self.options.timeout}s",
+                              latency_ms=ms), None
+        except aiohttp.ClientError as exc:
+            ms = (time.perf_counter() - t0) * 1000
+            return SendResult(False, None, False, f"{type(exc).__name__}: {exc}"[:300],
+                              latency_ms=ms), None
+
+    async def _send_one(self, item: OutboundItem) -> SendResult:
+        res, _ = await self._post(orjson.dumps(item.body), self._headers(item))
+        return res
+
+    async def _send_batch(self, items: Sequence[OutboundItem]) -> list[SendResult]:
+        body = orjson.dumps(
+            {
+                "records": [
+                    {"idempotency_key": i.message_id, "dataset": i.dataset, "data": i.body}
+                    for i in items
+                ]
+            }
+        )
+        headers = dict(self._static)
+        headers["Idempotency-Key"] = items[0].message_id + f"+{len(items) - 1}"
+        if items[0].traceparent:
+            headers["traceparent"] = items[0].traceparent
+        res, parsed = await self._post(body, headers)
+        per_item = parsed.get("results") if isinstance(parsed, dict) else None
+        if not res.ok or not isinstance(per_item, list) or len(per_item) != len(items):
+            return [res] * len(items)
+        out = []
+        for r in per_item:
+            if not isinstance(r, dict) or r.get("ok", False):
+                out.append(res)
+                continue
+            status = int(r.get("status") or 422)
+            ok, permanent = classify_status(status)
+            out.append(SendResult(ok, status, permanent, str(r.get("error", ""))[:300],
+                                  latency_ms=res.latency_ms))
+        return out
+
+
+def _factory(target: str, options: HttpJsonOptions) -> HttpJsonTransport:
+    return HttpJsonTransport(target, options)
+
+
+spec = TransportSpec(
+    name="http_json",
+    factory=_factory,
+    config_model=HttpJsonOptions,
+    description="POST JSON (one record or batches) to a URL; Idempotency-Key = message id",
+)
