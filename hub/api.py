@@ -16,9 +16,9 @@ from hub import __version__
 from hub.config import HubConfig
 from hub.errors import BadRequest, HubError, NotFound, TooLargeError
 from hub.runtime import Hub, IngestResult
-from hub.store import MessageTrace
+from hub.traceview import trace_to_dict
 
-__all__ = ["HUB_KEY", "create_app", "trace_to_dict"]
+__all__ = ["HUB_KEY", "create_app"]
 
 log = logging.getLogger("jghub.api")
 
@@ -48,9 +48,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "E_NOT_FOUND", 405: "E_METHOD", 413: "E_TOO_LARGE"}.get(
-            exc.status, "E_HTTP"
-        )
+        code = {404: "E_NOT_FOUND", 405: "E_METHOD", 413: "E_TOO_LARGE"}.get(exc.status, "E_HTTP")
         doc = {
             "type": f"https://jghub.example/errors/{code}",
             "title": exc.reason,
@@ -149,47 +147,6 @@ async def post_records(request: web.Request) -> web.Response:
     return _ingest_response(result, single=len(records) == 1)
 
 
-def trace_to_dict(tr: MessageTrace) -> dict[str, Any]:
-    """The whole life of a message (全程留痕) as JSON."""
-    steps: list[dict[str, Any]] = [
-        {"at": tr.created_at, "step": "received", "detail": f"from {tr.source}"},
-        {
-            "at": tr.accepted_at,
-            "step": "accepted",
-            "detail": f"validated as {tr.dataset} v{tr.dataset_version}; committed",
-        },
-    ]
-    steps += [e.to_dict() for e in tr.events]
-    return {
-        "id": tr.message_id,
-        "status": tr.status(),
-        "source": tr.source,
-        "dataset": tr.dataset,
-        "dataset_version": tr.dataset_version,
-        "idempotency_key": tr.idempotency_key,
-        "partition_key": tr.partition_key,
-        "traceparent": tr.traceparent,
-        "created_at": tr.created_at,
-        "accepted_at": tr.accepted_at,
-        "payload": orjson.loads(tr.payload),
-        "deliveries": [
-            {
-                "delivery_id": d.delivery_id,
-                "target": d.target,
-                "route": d.route,
-                "state": d.state.name.lower(),
-                "attempts": d.attempts,
-                "next_at": d.next_at,
-                "last_status": d.last_status,
-                "last_error": d.last_error,
-                "delivered_at": d.delivered_at,
-            }
-            for d in tr.deliveries
-        ],
-        "trace": steps,
-    }
-
-
 async def get_message(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     mid = request.match_info["id"]
@@ -275,8 +232,11 @@ async def readyz(request: web.Request) -> web.Response:
         name: {"circuit": w.breaker.state.value, "in_flight": w.inflight}
         for name, w in hub.dispatcher.workers.items()
     }
-    body = {"status": "ready" if not problems else "not ready", "problems": problems,
-            "targets": targets}
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "problems": problems,
+        "targets": targets,
+    }
     return _json(body, 200 if not problems else 503)
 
 

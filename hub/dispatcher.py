@@ -161,8 +161,9 @@ class TargetWorker:
             if res.ok:
                 reached = True
                 outcomes.append(
-                    Outcome(c.delivery_id, "ack", now, c.attempt, res.status, detail,
-                            res.latency_ms)
+                    Outcome(
+                        c.delivery_id, "ack", now, c.attempt, res.status, detail, res.latency_ms
+                    )
                 )
                 events.append(("ok", ev, ""))
                 continue
@@ -177,8 +178,16 @@ class TargetWorker:
                 if c.attempt < policy.max_attempts:
                     nxt = now + backoff_delay(policy, c.attempt, res.retry_after)
                     outcomes.append(
-                        Outcome(c.delivery_id, "retry", now, c.attempt, res.status, detail,
-                                res.latency_ms, nxt)
+                        Outcome(
+                            c.delivery_id,
+                            "retry",
+                            now,
+                            c.attempt,
+                            res.status,
+                            detail,
+                            res.latency_ms,
+                            nxt,
+                        )
                     )
                     events.append(("retry", ev, nxt))
                     continue
@@ -202,8 +211,9 @@ class TargetWorker:
     def _event(
         self, c: ClaimedDelivery, status: int | None, detail: str, latency_ms: float
     ) -> DeliveryEvent:
-        return DeliveryEvent(c.message_id, self.name, c.route, c.attempt, status, detail,
-                             latency_ms)
+        return DeliveryEvent(
+            c.message_id, self.name, c.route, c.attempt, status, detail, latency_ms
+        )
 
 
 class Dispatcher:
@@ -231,5 +241,7 @@ class Dispatcher:
 
     @property
     def running(self) -> bool:
-        return any(w._loop_task is not None and not w._loop_task.done()
-                   for w in self.workers.values()) or not self.workers
+        return (
+            any(w._loop_task is not None and not w._loop_task.done() for w in self.workers.values())
+            or not self.workers
+        )

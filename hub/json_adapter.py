@@ -14,7 +14,7 @@ import orjson
 from hub.errors import BadRequest, UnsupportedMediaType
 from hub.specs import AdapterSpec, NoOptions
 
-__all__ = ["JsonAdapter", "NDJSON_TYPES", "spec"]
+__all__ = ["NDJSON_TYPES", "JsonAdapter", "spec"]
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
 JSON_TYPES = frozenset({"application/json", "text/json"})

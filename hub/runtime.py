@@ -67,8 +67,11 @@ class RecordError:
     error: HubError
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"index": self.index, "code": self.error.code,
-                             "detail": self.error.message}
+        d: dict[str, Any] = {
+            "index": self.index,
+            "code": self.error.code,
+            "detail": self.error.message,
+        }
         if self.error.field is not None:
             d["field"] = self.error.field
         d.update(self.error.extra)
@@ -107,8 +110,11 @@ def _schema_error(exc: ValidationError, index: int | None) -> SchemaError:
         f"{where}{fieldname}: {first['msg']}",
         field=fieldname,
         errors=[
-            {"field": ".".join(str(p) for p in e["loc"]) or "(record)", "message": e["msg"],
-             "type": e["type"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or "(record)",
+                "message": e["msg"],
+                "type": e["type"],
+            }
             for e in errs[:20]
         ],
     )
@@ -131,11 +137,15 @@ class Hub:
         self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
         self.registry: Registry = load_registry(self.pm)
         self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.store: Store = store if store is not None else make_store(
-            config.store.kind,
-            config.store_path(),
-            durability=config.store.durability,
-            max_group=config.store.max_group,
+        self.store: Store = (
+            store
+            if store is not None
+            else make_store(
+                config.store.kind,
+                config.store_path(),
+                durability=config.store.durability,
+                max_group=config.store.max_group,
+            )
         )
         self.systems: dict[str, SystemRuntime] = {}
         self.targets: dict[str, TargetRuntime] = {}
@@ -149,8 +159,11 @@ class Hub:
         self._observe_accepted = bool(hooks.hub_messages_accepted.get_hookimpls())
         self._observe_delivery = any(
             getattr(hooks, h).get_hookimpls()
-            for h in ("hub_delivery_succeeded", "hub_delivery_retried",
-                      "hub_delivery_dead_lettered")
+            for h in (
+                "hub_delivery_succeeded",
+                "hub_delivery_retried",
+                "hub_delivery_dead_lettered",
+            )
         )
 
     # ------------------------------------------------------------------ building
@@ -166,8 +179,9 @@ class Hub:
         reg = self.registry
         for name, sc in self.config.loaded_systems.items():
             aspec = reg.adapters.get(sc.adapter, wanted_by=f"system {name}")
-            aopts = self._plugin_options(aspec.config_model, sc.adapter_options, sc,
-                                         "adapter_options")
+            aopts = self._plugin_options(
+                aspec.config_model, sc.adapter_options, sc, "adapter_options"
+            )
             adapter = aspec.factory(name, aopts)
             datasets: dict[str, DatasetSpec] = {}
             if sc.inbound is not None:
@@ -179,7 +193,12 @@ class Hub:
                 tspec = reg.transports.get(tname, wanted_by=f"system {name} outbound")
                 topts = self._plugin_options(tspec.config_model, sc.outbound, sc, "outbound")
                 self.targets[name] = TargetRuntime(
-                    name, sc, adapter, tspec.factory(name, topts), tname, sc.retry,
+                    name,
+                    sc,
+                    adapter,
+                    tspec.factory(name, topts),
+                    tname,
+                    sc.retry,
                     CircuitBreaker(sc.circuit),
                 )
 
@@ -255,8 +274,9 @@ class Hub:
             return
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise AuthError(f"system {rt.config.name!r} must send its bearer token",
-                            field="Authorization")
+            raise AuthError(
+                f"system {rt.config.name!r} must send its bearer token", field="Authorization"
+            )
 
     def pick_dataset(self, rt: SystemRuntime, dataset: str | None) -> DatasetSpec:
         if dataset is None:
@@ -377,8 +397,13 @@ class Hub:
         if self._observe_accepted:
             self.pm.hook.hub_messages_accepted(
                 messages=[
-                    AcceptedMessage(res.message_id, system, spec.name,
-                                    tuple(t.target for t in m.targets), res.duplicate)
+                    AcceptedMessage(
+                        res.message_id,
+                        system,
+                        spec.name,
+                        tuple(t.target for t in m.targets),
+                        res.duplicate,
+                    )
                     for m, res in zip(messages, committed, strict=True)
                 ]
             )

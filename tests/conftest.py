@@ -35,7 +35,9 @@ STORE_KINDS = ["memory", "sqlite"]
 
 
 @pytest.fixture(params=STORE_KINDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Store]:
     s: Store
     if request.param == "memory":
         s = MemoryStore(clock=clock)

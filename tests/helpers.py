@@ -32,19 +32,31 @@ def write_config(
     """Write hub.yaml + systems/*.yaml: one source sending ``dataset`` to every target."""
     sysdir = tmp / "systems"
     sysdir.mkdir(parents=True, exist_ok=True)
-    src: dict[str, Any] = {"name": source, "title": "某市市场监管局", "adapter": "json",
-                           "inbound": {"datasets": [dataset]}}
+    src: dict[str, Any] = {
+        "name": source,
+        "title": "某市市场监管局",
+        "adapter": "json",
+        "inbound": {"datasets": [dataset]},
+    }
     if token:
         src["inbound"]["token"] = token
     (sysdir / f"{source}.yaml").write_text(yaml.safe_dump(src, allow_unicode=True))
     for name, outbound in targets.items():
-        doc: dict[str, Any] = {"name": name, "adapter": "json",
-                               "outbound": {"transport": "http_json", **outbound}}
+        doc: dict[str, Any] = {
+            "name": name,
+            "adapter": "json",
+            "outbound": {"transport": "http_json", **outbound},
+        }
         doc["retry"] = retry or {"max_attempts": 8, "base_delay": 0.01, "max_delay": 0.05}
         doc["circuit"] = circuit or {"failure_threshold": 50, "reset_timeout": 0.05}
         (sysdir / f"{name}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
-    route: dict[str, Any] = {"name": f"{dataset}-out", "source": source, "dataset": dataset,
-                             "targets": list(targets), "ordered": ordered}
+    route: dict[str, Any] = {
+        "name": f"{dataset}-out",
+        "source": source,
+        "dataset": dataset,
+        "targets": list(targets),
+        "ordered": ordered,
+    }
     if route_filter:
         route["filter"] = route_filter
     hub_doc: dict[str, Any] = {

@@ -72,8 +72,11 @@ async def test_retry_then_success(tmp_path: Path) -> None:
     await sink.start()
     obs = Observer()
     try:
-        cfg = config(tmp_path, {"flaky": {"url": sink.url}},
-                     retry={"max_attempts": 50, "base_delay": 0.005, "max_delay": 0.02})
+        cfg = config(
+            tmp_path,
+            {"flaky": {"url": sink.url}},
+            retry={"max_attempts": 50, "base_delay": 0.005, "max_delay": 0.02},
+        )
         async with Hub(cfg, extra_plugins=[obs]) as hub:
             res = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(100)])
             await wait_until(
@@ -95,8 +98,9 @@ async def test_permanent_error_dead_letter_then_replay(tmp_path: Path) -> None:
     sink = Sink(
         "strict",
         SinkBehaviour(
-            reject=lambda r: f"unknown region {r['region_code']}"
-            if r["region_code"] in blocked else None
+            reject=lambda r: (
+                f"unknown region {r['region_code']}" if r["region_code"] in blocked else None
+            )
         ),
     )
     await sink.start()
@@ -104,15 +108,15 @@ async def test_permanent_error_dead_letter_then_replay(tmp_path: Path) -> None:
     try:
         cfg = config(tmp_path, {"strict": {"url": sink.url}})
         async with Hub(cfg, extra_plugins=[obs]) as hub:
-            recs = [sample_inspection(i, region="330106" if i < 3 else "330102")
-                    for i in range(10)]
+            recs = [sample_inspection(i, region="330106" if i < 3 else "330102") for i in range(10)]
             res = await hub.ingest_records("dept-a", recs)
-            await wait_until(lambda: len(sink.applied) == 7 and len(obs.dead) == 3,
-                             what="7 delivered and 3 dead-lettered")
+            await wait_until(
+                lambda: len(sink.applied) == 7 and len(obs.dead) == 3,
+                what="7 delivered and 3 dead-lettered",
+            )
             dead = await hub.store.dead_letters()
             assert {d.message_id for d in dead} == set(res.ids[:3])
-            assert all(d.last_status == 422 and "unknown region 330106" in d.reason
-                       for d in dead)
+            assert all(d.last_status == 422 and "unknown region 330106" in d.reason for d in dead)
             assert all(d.attempts == 1 for d in dead)  # permanent: no retry
             blocked.clear()  # the target's code table was fixed
             assert await hub.store.replay([d.delivery_id for d in dead], hub.clock()) == 3
@@ -130,8 +134,11 @@ async def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
     sink = Sink("down", SinkBehaviour(fail_rate=1.0))
     await sink.start()
     try:
-        cfg = config(tmp_path, {"down": {"url": sink.url}},
-                     retry={"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.002})
+        cfg = config(
+            tmp_path,
+            {"down": {"url": sink.url}},
+            retry={"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.002},
+        )
         async with Hub(cfg) as hub:
             res = await hub.ingest_records("dept-a", [sample_inspection(1)])
             await wait_until(lambda: sink.requests >= 3, what="3 attempts")
@@ -161,8 +168,9 @@ async def test_circuit_opens_while_down_and_recovers(tmp_path: Path) -> None:
             await sink.go_down()
             await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(20)])
             worker = hub.dispatcher.workers["outage"]
-            await wait_until(lambda: worker.breaker.state is not BreakerState.CLOSED,
-                             what="circuit open")
+            await wait_until(
+                lambda: worker.breaker.state is not BreakerState.CLOSED, what="circuit open"
+            )
             opened = worker.breaker.opened_count
             counts = await hub.store.counts()
             # while open the hub probes, it does not hammer: attempts stay far below
@@ -180,14 +188,19 @@ async def test_ordered_delivery_per_partition(tmp_path: Path) -> None:
     sink = Sink("ordered", SinkBehaviour(fail_rate=0.3, seed=3))
     await sink.start()
     try:
-        cfg = config(tmp_path, {"ordered": {"url": sink.url, "concurrency": 16}},
-                     dataset="catalog_item", ordered=True,
-                     retry={"max_attempts": 100, "base_delay": 0.002, "max_delay": 0.01})
+        cfg = config(
+            tmp_path,
+            {"ordered": {"url": sink.url, "concurrency": 16}},
+            dataset="catalog_item",
+            ordered=True,
+            retry={"max_attempts": 100, "base_delay": 0.002, "max_delay": 0.01},
+        )
         from contracts.samples import sample_catalog_item
 
         async with Hub(cfg) as hub:
-            records = [sample_catalog_item(item, version=v)
-                       for v in range(1, 6) for item in range(8)]
+            records = [
+                sample_catalog_item(item, version=v) for v in range(1, 6) for item in range(8)
+            ]
             res = await hub.ingest_records("dept-a", records, dataset="catalog_item")
             assert len(res.ids) == 40
             await wait_until(lambda: len(sink.applied) == 40, what="40 ordered deliveries")
@@ -202,19 +215,25 @@ async def test_ordered_delivery_per_partition(tmp_path: Path) -> None:
 
 
 async def test_batch_transport_with_per_record_results(tmp_path: Path) -> None:
-    sink = Sink("batcher", SinkBehaviour(
-        reject=lambda r: "bad" if r["inspection_no"].endswith("7") else None))
+    sink = Sink(
+        "batcher",
+        SinkBehaviour(reject=lambda r: "bad" if r["inspection_no"].endswith("7") else None),
+    )
     await sink.start()
     try:
         cfg = config(tmp_path, {"batcher": {"url": sink.batch_url, "batch_size": 100}})
         async with Hub(cfg) as hub:
             recs = [sample_inspection(i) for i in range(300)]
             res = await hub.ingest_records("dept-a", recs)
-            rejected = {mid for mid, r in zip(res.ids, recs, strict=True)
-                        if r["inspection_no"].endswith("7")}
+            rejected = {
+                mid
+                for mid, r in zip(res.ids, recs, strict=True)
+                if r["inspection_no"].endswith("7")
+            }
             assert rejected
-            await wait_until(lambda: len(sink.applied) == 300 - len(rejected),
-                             what="batch deliveries")
+            await wait_until(
+                lambda: len(sink.applied) == 300 - len(rejected), what="batch deliveries"
+            )
             await wait_until(lambda: _dead(hub), what="dead letters")
             counts = await hub.store.counts()
             assert counts["delivered"] == 300 - len(rejected)
@@ -228,8 +247,11 @@ async def test_rate_limited_target_respects_retry_after(tmp_path: Path) -> None:
     sink = Sink("limited", SinkBehaviour(rate_limit=5))
     await sink.start()
     try:
-        cfg = config(tmp_path, {"limited": {"url": sink.url, "concurrency": 4}},
-                     retry={"max_attempts": 100, "base_delay": 0.001, "max_delay": 2})
+        cfg = config(
+            tmp_path,
+            {"limited": {"url": sink.url, "concurrency": 4}},
+            retry={"max_attempts": 100, "base_delay": 0.001, "max_delay": 2},
+        )
         async with Hub(cfg) as hub:
             await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(12)])
             await wait_until(lambda: len(sink.applied) == 12, timeout=30, what="all delivered")
@@ -241,13 +263,19 @@ async def test_rate_limited_target_respects_retry_after(tmp_path: Path) -> None:
 
 
 async def test_route_filter(tmp_path: Path, sink: Sink) -> None:
-    cfg = config(tmp_path, {"national": {"url": sink.url}},
-                 route_filter=[{"field": "inspection_result", "in": ["2", "3"]}])
+    cfg = config(
+        tmp_path,
+        {"national": {"url": sink.url}},
+        route_filter=[{"field": "inspection_result", "in": ["2", "3"]}],
+    )
     async with Hub(cfg) as hub:
         recs = [sample_inspection(i) for i in range(40)]
         res = await hub.ingest_records("dept-a", recs)
-        want = {mid for mid, r in zip(res.ids, recs, strict=True)
-                if r["inspection_result"] in ("2", "3")}
+        want = {
+            mid
+            for mid, r in zip(res.ids, recs, strict=True)
+            if r["inspection_result"] in ("2", "3")
+        }
         assert 0 < len(want) < 40
         await wait_until(lambda: len(sink.applied) == len(want), what="filtered deliveries")
         counts = await hub.store.counts()

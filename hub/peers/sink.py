@@ -104,10 +104,16 @@ class Sink:
 
     async def go_down(self) -> None:
         """Stop listening: new connections are refused until :meth:`come_up`."""
+        self.down = True
         if self._site is not None:
             await self._site.stop()
             self._site = None
-        self.down = True
+        # Stopping the listener leaves keep-alive connections open; a host that went down
+        # would drop them too.
+        if self._runner is not None and self._runner.server is not None:
+            for conn in list(self._runner.server.connections):
+                if conn.transport is not None:
+                    conn.transport.close()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -143,21 +149,25 @@ class Sink:
         self.arrivals[key] = time.time()
         return None
 
-    async def _common(self) -> web.Response | None:
+    async def _common(self, request: web.Request) -> web.Response | None:
+        if self.down and request.transport is not None:
+            request.transport.close()  # a request already on the wire when we went down
+            return web.Response(status=503)  # never reaches the client: the socket is gone
         self.requests += 1
         b = self.behaviour
         if b.latency:
             await asyncio.sleep(b.latency)
         if self._rate_limited():
-            return web.json_response({"error": "rate limited"}, status=429,
-                                     headers={"Retry-After": "1"})
+            return web.json_response(
+                {"error": "rate limited"}, status=429, headers={"Retry-After": "1"}
+            )
         if b.fail_rate and self._rng.random() < b.fail_rate:
             self.failures_sent += 1
             return web.json_response({"error": "temporarily unavailable"}, status=503)
         return None
 
     async def _records(self, request: web.Request) -> web.Response:
-        early = await self._common()
+        early = await self._common(request)
         if early is not None:
             return early
         key = request.headers.get("Idempotency-Key")
@@ -178,7 +188,7 @@ class Sink:
         return web.json_response({"ok": True}, headers={"X-Receipt-Id": f"{self.name}-{key}"})
 
     async def _batch(self, request: web.Request) -> web.Response:
-        early = await self._common()
+        early = await self._common(request)
         if early is not None:
             return early
         try:
@@ -189,8 +199,9 @@ class Sink:
         results = []
         for item in items:
             reason = self._apply(str(item["idempotency_key"]), item["data"])
-            results.append({"ok": True} if not reason else
-                           {"ok": False, "status": 422, "error": reason})
+            results.append(
+                {"ok": True} if not reason else {"ok": False, "status": 422, "error": reason}
+            )
         return web.json_response({"results": results})
 
     async def _stats(self, request: web.Request) -> web.Response:

@@ -77,8 +77,15 @@ class MemoryStore:
                 self._idem[(m.source, m.idempotency_key)] = m.message_id
             self._msgs[m.message_id] = _Msg(m, now, [])
             for t in m.targets:
-                d = _Del(self._next_id, m.message_id, t.target, t.route, t.ordered,
-                         m.partition_key, next_at=now)
+                d = _Del(
+                    self._next_id,
+                    m.message_id,
+                    t.target,
+                    t.route,
+                    t.ordered,
+                    m.partition_key,
+                    next_at=now,
+                )
                 self._dels[d.id] = d
                 self._next_id += 1
             out.append(EnqueueResult(m.message_id, False))
@@ -126,9 +133,18 @@ class MemoryStore:
             m = self._msgs[d.message_id]
             out.append(
                 ClaimedDelivery(
-                    d.id, d.message_id, d.target, d.route, d.attempts, m.new.dataset,
-                    m.new.dataset_version, m.new.source, m.new.payload, m.accepted_at,
-                    m.new.partition_key, m.new.traceparent,
+                    d.id,
+                    d.message_id,
+                    d.target,
+                    d.route,
+                    d.attempts,
+                    m.new.dataset,
+                    m.new.dataset_version,
+                    m.new.source,
+                    m.new.payload,
+                    m.accepted_at,
+                    m.new.partition_key,
+                    m.new.traceparent,
                 )
             )
         return out
@@ -192,12 +208,28 @@ class MemoryStore:
         n = m.new
         dels = [d for d in self._dels.values() if d.message_id == message_id]
         return MessageTrace(
-            n.message_id, n.source, n.dataset, n.dataset_version, n.idempotency_key,
-            n.partition_key, n.traceparent, n.created_at, m.accepted_at, n.payload,
+            n.message_id,
+            n.source,
+            n.dataset,
+            n.dataset_version,
+            n.idempotency_key,
+            n.partition_key,
+            n.traceparent,
+            n.created_at,
+            m.accepted_at,
+            n.payload,
             [
-                DeliveryInfo(d.id, d.target, d.route, d.state, d.attempts,
-                             d.next_at if d.state < DeliveryState.DELIVERED else None,
-                             d.last_status, d.last_error, d.delivered_at)
+                DeliveryInfo(
+                    d.id,
+                    d.target,
+                    d.route,
+                    d.state,
+                    d.attempts,
+                    d.next_at if d.state < DeliveryState.DELIVERED else None,
+                    d.last_status,
+                    d.last_error,
+                    d.delivered_at,
+                )
                 for d in sorted(dels, key=lambda d: d.id)
             ],
             sorted(m.events, key=lambda e: e.at),
@@ -207,7 +239,8 @@ class MemoryStore:
         self, target: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[DeadLetterInfo]:
         dead = [
-            d for d in self._dels.values()
+            d
+            for d in self._dels.values()
             if d.state == DeliveryState.DEAD and (target is None or d.target == target)
         ]
         dead.sort(key=lambda d: d.id)
@@ -215,8 +248,18 @@ class MemoryStore:
         for d in dead[offset : offset + limit]:
             m = self._msgs[d.message_id].new
             out.append(
-                DeadLetterInfo(d.id, d.message_id, m.source, m.dataset, d.target, d.route,
-                               d.attempts, d.dead_at or 0.0, d.last_status, d.last_error or "")
+                DeadLetterInfo(
+                    d.id,
+                    d.message_id,
+                    m.source,
+                    m.dataset,
+                    d.target,
+                    d.route,
+                    d.attempts,
+                    d.dead_at or 0.0,
+                    d.last_status,
+                    d.last_error or "",
+                )
             )
         return out
 
@@ -260,12 +303,15 @@ class MemoryStore:
             )
             out.append(
                 RouteStats(
-                    route, target, len(ds),
+                    route,
+                    target,
+                    len(ds),
                     sum(d.state == DeliveryState.DELIVERED for d in ds),
                     sum(d.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT) for d in ds),
                     sum(d.state == DeliveryState.DEAD for d in ds),
                     sum(d.retries for d in ds),
-                    percentile(lat, 0.50), percentile(lat, 0.99),
+                    percentile(lat, 0.50),
+                    percentile(lat, 0.99),
                 )
             )
         return out

@@ -268,8 +268,19 @@ class SQLiteStore:
                 batch_keys[k] = m.message_id
             seq += 1
             msg_rows.append(
-                (seq, m.message_id, m.source, m.dataset, m.dataset_version, key,
-                 m.partition_key, m.created_at, now, m.traceparent, m.payload)
+                (
+                    seq,
+                    m.message_id,
+                    m.source,
+                    m.dataset,
+                    m.dataset_version,
+                    key,
+                    m.partition_key,
+                    m.created_at,
+                    now,
+                    m.traceparent,
+                    m.payload,
+                )
             )
             for t in m.targets:
                 del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, now))
@@ -293,22 +304,27 @@ class SQLiteStore:
         now = self.clock()
         rows = conn.execute(
             Q["claim"],
-            {"target": target, "now": now, "limit": limit, "lease_until": now + lease,
-             "owner": owner},
+            {
+                "target": target,
+                "now": now,
+                "limit": limit,
+                "lease_until": now + lease,
+                "owner": owner,
+            },
         ).fetchall()
         if not rows:
             return []
         seqs = sorted({r[1] for r in rows})
         msgs = {
-            r[0]: r
-            for r in conn.execute(Q["claimed_messages"], (orjson.dumps(seqs).decode(),))
+            r[0]: r for r in conn.execute(Q["claimed_messages"], (orjson.dumps(seqs).decode(),))
         }
         out = []
         for did, seq, route, attempts, pkey in rows:
             m = msgs[seq]
             out.append(
-                ClaimedDelivery(did, m[1], target, route, attempts, m[3], m[4], m[2], m[5],
-                                m[6], pkey, m[7])
+                ClaimedDelivery(
+                    did, m[1], target, route, attempts, m[3], m[4], m[2], m[5], m[6], pkey, m[7]
+                )
             )
         out.sort(key=lambda c: c.delivery_id)
         return out
@@ -325,14 +341,19 @@ class SQLiteStore:
                 acks.append((o.at, o.status, o.delivery_id))
                 step = "delivered"
             elif o.kind == "retry":
-                retries.append((o.next_at if o.next_at is not None else o.at, o.status,
-                                o.detail, o.delivery_id))
+                retries.append(
+                    (
+                        o.next_at if o.next_at is not None else o.at,
+                        o.status,
+                        o.detail,
+                        o.delivery_id,
+                    )
+                )
                 step = "retry"
             else:
                 deads.append((o.at, o.status, o.detail, o.delivery_id))
                 step = "dead-lettered"
-            events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail,
-                           o.delivery_id))
+            events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail, o.delivery_id))
         if acks:
             conn.executemany(Q["settle_ack"], acks)
         if retries:
@@ -364,8 +385,9 @@ class SQLiteStore:
             n = 0
             for did in delivery_ids:
                 if conn.execute(Q["replay"], (at, did)).rowcount:
-                    conn.execute(Q["insert_event_for_delivery"],
-                                 (at, "replayed", None, None, None, "", did))
+                    conn.execute(
+                        Q["insert_event_for_delivery"], (at, "replayed", None, None, None, "", did)
+                    )
                     n += 1
             return n
 
@@ -376,8 +398,10 @@ class SQLiteStore:
             n = 0
             for did in delivery_ids:
                 if conn.execute(Q["discard"], (did,)).rowcount:
-                    conn.execute(Q["insert_event_for_delivery"],
-                                 (at, "discarded", None, None, None, reason, did))
+                    conn.execute(
+                        Q["insert_event_for_delivery"],
+                        (at, "discarded", None, None, None, reason, did),
+                    )
                     n += 1
             return n
 
@@ -400,16 +424,26 @@ class SQLiteStore:
                 return None
             seq = m[0]
             dels = [
-                DeliveryInfo(r[0], r[1], r[2], DeliveryState(r[3]), r[4],
-                             r[5] if r[3] < 2 else None, r[6], r[7], r[8])
+                DeliveryInfo(
+                    r[0],
+                    r[1],
+                    r[2],
+                    DeliveryState(r[3]),
+                    r[4],
+                    r[5] if r[3] < 2 else None,
+                    r[6],
+                    r[7],
+                    r[8],
+                )
                 for r in c.execute(Q["message_deliveries"], (seq,))
             ]
             evs = [
                 TraceEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "")
                 for r in c.execute(Q["message_events"], (seq,))
             ]
-            return MessageTrace(m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10],
-                                dels, evs)
+            return MessageTrace(
+                m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], dels, evs
+            )
 
         return await self._read(fn)
 
@@ -433,8 +467,7 @@ class SQLiteStore:
                 if done:
                     p50 = self._rank(c, route, target, done, 0.50)
                     p99 = self._rank(c, route, target, done, 0.99)
-                out.append(RouteStats(route, target, total, done, pending, dead, retries,
-                                      p50, p99))
+                out.append(RouteStats(route, target, total, done, pending, dead, retries, p50, p99))
             return out
 
         return await self._read(fn)

@@ -136,14 +136,16 @@ class HttpJsonTransport:
                     ),
                     parsed,
                 )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             ms = (time.perf_counter() - t0) * 1000
-            return SendResult(False, None, False, f"timeout after {self.options.timeout}s",
-                              latency_ms=ms), None
+            return SendResult(
+                False, None, False, f"timeout after {self.options.timeout}s", latency_ms=ms
+            ), None
         except aiohttp.ClientError as exc:
             ms = (time.perf_counter() - t0) * 1000
-            return SendResult(False, None, False, f"{type(exc).__name__}: {exc}"[:300],
-                              latency_ms=ms), None
+            return SendResult(
+                False, None, False, f"{type(exc).__name__}: {exc}"[:300], latency_ms=ms
+            ), None
 
     async def _send_one(self, item: OutboundItem) -> SendResult:
         res, _ = await self._post(orjson.dumps(item.body), self._headers(item))
@@ -173,8 +175,11 @@ class HttpJsonTransport:
                 continue
             status = int(r.get("status") or 422)
             ok, permanent = classify_status(status)
-            out.append(SendResult(ok, status, permanent, str(r.get("error", ""))[:300],
-                                  latency_ms=res.latency_ms))
+            out.append(
+                SendResult(
+                    ok, status, permanent, str(r.get("error", ""))[:300], latency_ms=res.latency_ms
+                )
+            )
         return out
 
 

@@ -1,0 +1,308 @@
+"""``jghub`` command line (typer).
+
+Exit codes: 0 success; 1 the command ran and found a problem (invalid config, not found, demo
+not fully delivered); 2 usage error; 3 the hub could not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from hub import __version__
+from hub.config import HubConfig, load_config
+from hub.errors import HubError, NotFound
+from hub.store import Store, make_store
+from hub.traceview import format_ts
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="jghub",
+    help="jghub — exchange hub of the provincial 互联网+监管 (Internet + Supervision) system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(
+    help="Dead letters (死信): list, show, replay, discard.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="hub config file", envvar="JGHUB_CONFIG")
+]
+
+
+def _fail(err: HubError | str, code: int = 1) -> None:
+    typer.echo(str(err), err=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jghub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
+    ] = False,
+) -> None:
+    """jghub command line."""
+
+
+def _load(path: Path) -> HubConfig:
+    try:
+        return load_config(path)
+    except HubError as err:
+        _fail(err)
+        raise  # unreachable: _fail exits
+
+
+def _with_store(cfg: HubConfig, fn: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = make_store(cfg.store.kind, cfg.store_path(), durability=cfg.store.durability)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = Path("hub.yaml"),
+    host: Annotated[str | None, typer.Option(help="override listen.host")] = None,
+    port: Annotated[int | None, typer.Option(help="override listen.port")] = None,
+) -> None:
+    """Run the hub: HTTP API and dispatcher, until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from hub.api import create_app
+    from hub.logs import configure_logging
+
+    cfg = _load(config)
+    configure_logging()
+    try:
+        application = create_app(cfg)
+    except HubError as err:
+        _fail(err, 3)
+    h = host or cfg.listen.host
+    p = cfg.listen.port if port is None else port
+    typer.echo(f"jghub {__version__} serving on http://{h}:{p} (store: {cfg.store_path()})")
+    web.run_app(
+        application,
+        host=h,
+        port=p,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+        shutdown_timeout=5,
+    )
+
+
+# --------------------------------------------------------------------------- check
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="hub or system YAML files")],
+) -> None:
+    """Validate config files offline: keys, types, plugins, routes. Exit 1 on any error."""
+    from hub.checking import check_file
+
+    failed = 0
+    for f in files:
+        problems = check_file(f)
+        if problems:
+            failed += 1
+            for p in problems:
+                typer.echo(f"FAIL {p}", err=True)
+        else:
+            typer.echo(f"ok   {f}")
+    if failed:
+        typer.echo(f"{failed} of {len(files)} files invalid", err=True)
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- trace
+
+
+@app.command()
+def trace(
+    message_id: Annotated[str, typer.Argument(help="message id")],
+    config: ConfigOpt = Path("hub.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show the whole life of a message (全程留痕)."""
+    from hub.traceview import render_trace, trace_to_dict
+
+    cfg = _load(config)
+    tr = _with_store(cfg, lambda s: s.trace(message_id))
+    if tr is None:
+        _fail(NotFound(f"no message with id {message_id!r}", field="id"))
+        return
+    doc = trace_to_dict(tr)
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(render_trace(doc))
+
+
+# --------------------------------------------------------------------------- dlq
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOpt = Path("hub.yaml"),
+    target: Annotated[str | None, typer.Option(help="only this target")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List dead letters, oldest first."""
+    cfg = _load(config)
+    items = _with_store(cfg, lambda s: s.dead_letters(target, limit))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [{k: getattr(d, k) for k in d.__slots__} for d in items],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    if not items:
+        typer.echo("no dead letters")
+        return
+    typer.echo(
+        f"{'id':>8}  {'dead at':<23}  {'target':<14}  {'att':>3}  {'status':>6}  message / reason"
+    )
+    for d in items:
+        typer.echo(
+            f"{d.delivery_id:>8}  {format_ts(d.dead_at):<23}  {d.target:<14}  {d.attempts:>3}  "
+            f"{d.last_status if d.last_status is not None else '-':>6}  {d.message_id}"
+        )
+        typer.echo(f"{'':>8}  {d.reason[:160]}")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    delivery_id: Annotated[int, typer.Argument(help="dead letter (delivery) id")],
+    config: ConfigOpt = Path("hub.yaml"),
+) -> None:
+    """Show one dead letter with its payload and trace."""
+    cfg = _load(config)
+
+    async def find(s: Store) -> Any:
+        offset = 0
+        while True:
+            page = await s.dead_letters(None, 1000, offset)
+            for d in page:
+                if d.delivery_id == delivery_id:
+                    return d, await s.trace(d.message_id)
+            if len(page) < 1000:
+                return None
+            offset += 1000
+
+    found = _with_store(cfg, find)
+    if found is None:
+        _fail(NotFound(f"no dead letter with id {delivery_id}", field="id"))
+        return
+    d, tr = found
+    typer.echo(
+        f"dead letter {d.delivery_id}: {d.message_id} → {d.target} after {d.attempts} "
+        f"attempt(s)\nreason: {d.reason}\npayload:"
+    )
+    typer.echo(json.dumps(orjson.loads(tr.payload), ensure_ascii=False, indent=2))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="dead letter ids")] = None,
+    config: ConfigOpt = Path("hub.yaml"),
+    all_: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+    target: Annotated[str | None, typer.Option(help="with --all: only this target")] = None,
+) -> None:
+    """Send dead letters again (attempts start over). A running hub picks them up."""
+    import time
+
+    cfg = _load(config)
+    if not ids and not all_:
+        _fail("give dead letter ids or --all", 2)
+
+    async def run(s: Store) -> int:
+        now = time.time()
+        if not all_:
+            return await s.replay(list(ids or []), now)
+        total = 0
+        while page := await s.dead_letters(target, 1000, 0):
+            n = await s.replay([d.delivery_id for d in page], now)
+            total += n
+            if n == 0:
+                break
+        return total
+
+    n = _with_store(cfg, run)
+    typer.echo(f"replayed {n} dead letter(s)")
+    if ids and n < len(ids):
+        _fail(f"{len(ids) - n} id(s) were not dead letters")
+
+
+@dlq_app.command("discard")
+def dlq_discard(
+    ids: Annotated[list[int], typer.Argument(help="dead letter ids")],
+    reason: Annotated[str, typer.Option(help="why (kept in the trace)")],
+    config: ConfigOpt = Path("hub.yaml"),
+) -> None:
+    """Give up on dead letters for good (releases a held ordered partition)."""
+    import time
+
+    cfg = _load(config)
+    n = _with_store(cfg, lambda s: s.discard(ids, time.time(), reason))
+    typer.echo(f"discarded {n} dead letter(s)")
+    if n < len(ids):
+        _fail(f"{len(ids) - n} id(s) were not dead letters")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    once: Annotated[
+        bool, typer.Option("--once", help="exit when every record is delivered")
+    ] = False,
+    records: Annotated[int, typer.Option(min=10, max=1_000_000, help="records to send")] = 3000,
+    workdir: Annotated[Path, typer.Option(help="work folder")] = Path(".jghub-demo"),
+    port: Annotated[int, typer.Option(help="hub port (0 = any free port)")] = 0,
+) -> None:
+    """Run the hub on SQLite with simulated department and target systems, then summarise."""
+    from hub.demo import run_demo
+
+    code = asyncio.run(run_demo(workdir=workdir, records=records, once=once, port=port))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except HubError as err:
+        typer.echo(str(err), err=True)
+        sys.exit(1)
