@@ -25,8 +25,8 @@ def backoff_delay(
     ``Retry-After`` wins when given (capped by ``max_delay``)."""
     if retry_after is not None:
         return min(policy.max_delay, max(0.0, retry_after))
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(0, attempt - 1)))
-    return rand() * ceiling
+    ceiling = min(policy.max_delay, policy.base_delay * (2.0 ** max(0, attempt - 1)))
+    return float(rand()) * ceiling
 
 
 class BreakerState(Enum):

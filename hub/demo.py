@@ -35,6 +35,7 @@ from contracts.samples import sample_inspection
 from hub.api import create_app
 from hub.config import load_config
 from hub.events import DeliveryEvent
+from hub.peers import bound_port
 from hub.peers.department import DepartmentSource
 from hub.peers.sink import Sink, SinkBehaviour
 from hub.plugins import hookimpl
@@ -172,9 +173,7 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
     await runner.setup()
     site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port)
     await site.start()
-    server = site._server
-    assert server is not None
-    hub_port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    hub_port = bound_port(site)
     hub_url = f"http://127.0.0.1:{hub_port}"
     dept = DepartmentSource("dept-scjg", hub_url, token=os.environ["JGHUB_DEMO_DEPT_TOKEN"])
     await dept.start()

@@ -18,6 +18,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from hub.peers import bound_port
+
 __all__ = ["DepartmentSource"]
 
 
@@ -50,9 +52,7 @@ class DepartmentSource:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = bound_port(site)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def stop(self) -> None:

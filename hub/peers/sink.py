@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hub.peers import bound_port
+
 __all__ = ["Sink", "SinkBehaviour"]
 
 Record = dict[str, Any]
@@ -97,9 +99,7 @@ class Sink:
         self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await self._site.start()
         if self.port == 0:
-            server = self._site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = bound_port(self._site)
         self.down = False
 
     async def go_down(self) -> None:

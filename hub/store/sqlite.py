@@ -16,6 +16,7 @@ so one bad operation never fails its neighbours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import queue
 import sqlite3
@@ -139,10 +140,8 @@ class _Writer(threading.Thread):
         for (_, loop, _), res in zip(batch, results, strict=True):
             by_loop.setdefault(loop, []).append(res)
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -455,7 +454,10 @@ class SQLiteStore:
                 Q["dead_letters"], {"target": target, "limit": limit, "offset": offset}
             ).fetchall()
         )
-        return [DeadLetterInfo(*r[:9], r[9] or "") for r in rows]
+        return [
+            DeadLetterInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] or "")
+            for r in rows
+        ]
 
     async def route_stats(self) -> list[RouteStats]:
         def fn(c: sqlite3.Connection) -> list[RouteStats]:
