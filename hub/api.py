@@ -44,7 +44,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except HubError as err:
-        return _problem(err, request.path)
+        resp = _problem(err, request.path)
+        if request.content.exception() is not None:
+            resp.force_close()  # the rest of the body cannot be read: do not reuse the socket
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -82,15 +85,19 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise TooLargeError(f"body exceeds the limit of {limit} bytes", field="body")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError(f"body exceeds the limit of {limit} bytes", field="body")
+            chunks.append(chunk)
+    except web.RequestPayloadError as exc:
+        # e.g. a corrupt gzip body or broken chunked framing: the client's fault, not ours
+        raise BadRequest(f"body could not be read: {exc}", field="body") from None
     return b"".join(chunks)
 
 
-def _ingest_response(result: IngestResult, single: bool) -> web.Response:
+def _ingest_response(result: IngestResult, single: bool, instance: str) -> web.Response:
     body: dict[str, Any] = {
         "accepted": len(result.ids),
         "ids": result.ids,
@@ -104,9 +111,9 @@ def _ingest_response(result: IngestResult, single: bool) -> web.Response:
     body["rejected"] = [e.to_dict() for e in result.errors]
     if not result.ids:
         if single:
-            return _problem(result.errors[0].error, "")
+            return _problem(result.errors[0].error, instance)
         err = result.errors[0].error
-        doc = err.to_problem()
+        doc = err.to_problem(instance)
         doc.update(
             code="E_BATCH",
             title="Every record of the batch was rejected",
@@ -144,7 +151,7 @@ async def post_records(request: web.Request) -> web.Response:
         traceparent=request.headers.get("traceparent"),
         body_size=len(body),
     )
-    return _ingest_response(result, single=len(records) == 1)
+    return _ingest_response(result, single=len(records) == 1, instance=request.path)
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -160,7 +167,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 0 <= int(raw) <= hi:
+    if not _is_digits(raw) or not 0 <= int(raw) <= hi:
         raise BadRequest(f"query parameter {name} must be an integer 0..{hi}", field=name)
     return int(raw)
 
@@ -179,11 +186,22 @@ def _dl(d: Any) -> dict[str, Any]:
     return {k: getattr(d, k) for k in d.__slots__}
 
 
+def _is_digits(raw: str) -> bool:
+    # str.isdigit() alone accepts "²" and other digits int() refuses
+    return raw.isascii() and raw.isdigit()
+
+
+_MAX_ROW_ID = 2**63 - 1  # SQLite INTEGER; larger ids cannot exist (and would overflow)
+
+
 def _delivery_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not _is_digits(raw):
         raise BadRequest("dead letter id must be an integer delivery id", field="id")
-    return int(raw)
+    did = int(raw)
+    if did > _MAX_ROW_ID:
+        raise NotFound(f"no dead letter with id {did}", field="id")
+    return did
 
 
 async def replay_dlq(request: web.Request) -> web.Response:

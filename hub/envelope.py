@@ -9,9 +9,10 @@ over them verifies on any peer that applies the same rule.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import rfc8785
 import uuid_utils
 
@@ -30,17 +31,18 @@ def canonical_json(value: Any) -> bytes:
 
 
 def payload_digest(value: Any) -> str:
-    """``sha-256=:<base64>:``-style digest of the canonical JSON, as hex for trace display."""
+    """SHA-256 (hex) of the RFC 8785 canonical JSON of ``value``."""
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
 @dataclass(slots=True)
 class Envelope:
-    """A record on its way through the hub.
+    """A record on its way through the hub, as committed and as delivered.
 
-    ``idempotency_key`` is the source's key (``Idempotency-Key`` header, one per record);
-    ``partition_key`` orders deliveries on ordered routes; ``traceparent`` is the W3C trace
-    context received from the source (or started here).
+    ``payload`` is the validated record's JSON bytes. ``idempotency_key`` is the source's key
+    (``Idempotency-Key``; record *i* of a batch gets ``KEY:i``); ``partition_key`` orders
+    deliveries on ordered routes; ``traceparent`` is the W3C trace context received from the
+    source (or started here).
     """
 
     message_id: str
@@ -48,11 +50,17 @@ class Envelope:
     dataset: str
     dataset_version: str
     created_at: float
-    payload: dict[str, Any]
+    payload: bytes
     idempotency_key: str | None = None
     partition_key: str | None = None
     traceparent: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> Any:
+        return orjson.loads(self.payload)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the payload's RFC 8785 canonical form: the same on every peer."""
+        return payload_digest(self.record())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,5 +72,6 @@ class Envelope:
             "idempotency_key": self.idempotency_key,
             "partition_key": self.partition_key,
             "traceparent": self.traceparent,
-            "payload": self.payload,
+            "payload": self.record(),
+            "payload_sha256": self.digest(),
         }

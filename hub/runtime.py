@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from hub.breaker import CircuitBreaker
 from hub.config import HubConfig, RetryPolicy, SystemConfig, load_yaml_file, validate_section
 from hub.dispatcher import Dispatcher
-from hub.envelope import new_message_id
+from hub.envelope import Envelope, new_message_id
 from hub.errors import (
     AuthError,
     ConfigError,
@@ -365,20 +365,18 @@ class Hub:
                 targets.extend(TargetRef(t.target, t.route, t.ordered) for t in route.targets)
             pkey = getattr(obj, pfield, None) if pfield else None
             key = idempotency_key if single or idempotency_key is None else f"{idempotency_key}:{i}"
-            messages.append(
-                NewMessage(
-                    new_message_id(),
-                    system,
-                    spec.name,
-                    spec.version,
-                    serializer.to_json(obj, exclude_none=True),
-                    targets,
-                    now,
-                    key,
-                    None if pkey is None else str(pkey),
-                    tp,
-                )
+            envelope = Envelope(
+                new_message_id(),
+                system,
+                spec.name,
+                spec.version,
+                now,
+                serializer.to_json(obj, exclude_none=True),
+                key,
+                None if pkey is None else str(pkey),
+                tp,
             )
+            messages.append(NewMessage(envelope, targets))
             indexes.append(i)
         if not messages:
             return result

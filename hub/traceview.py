@@ -35,6 +35,7 @@ def trace_to_dict(tr: MessageTrace) -> dict[str, Any]:
         "created_at": tr.created_at,
         "accepted_at": tr.accepted_at,
         "payload": orjson.loads(tr.payload),
+        "payload_sha256": tr.envelope().digest(),
         "deliveries": [
             {
                 "delivery_id": d.delivery_id,
@@ -66,6 +67,7 @@ def render_trace(doc: dict[str, Any]) -> str:
         f"source   {doc['source']}   dataset {doc['dataset']} v{doc['dataset_version']}",
         f"idem key {doc['idempotency_key'] or '-'}   partition {doc['partition_key'] or '-'}",
         f"trace    {doc['traceparent']}",
+        f"payload  sha256 {doc['payload_sha256']} (RFC 8785 canonical JSON)",
         "",
     ]
     for step in doc["trace"]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal, Protocol
 
+from hub.envelope import Envelope
+
 __all__ = [
     "ClaimedDelivery",
     "DeadLetterInfo",
@@ -55,18 +57,10 @@ class TargetRef:
 
 @dataclass(slots=True)
 class NewMessage:
-    """A validated record ready to commit. ``payload`` is its JSON bytes."""
+    """A validated envelope ready to commit, with the targets its routes chose."""
 
-    message_id: str
-    source: str
-    dataset: str
-    dataset_version: str
-    payload: bytes
+    envelope: Envelope
     targets: Sequence[TargetRef]
-    created_at: float
-    idempotency_key: str | None = None
-    partition_key: str | None = None
-    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +148,19 @@ class MessageTrace:
     payload: bytes
     deliveries: list[DeliveryInfo] = field(default_factory=list)
     events: list[TraceEvent] = field(default_factory=list)
+
+    def envelope(self) -> Envelope:
+        return Envelope(
+            self.message_id,
+            self.source,
+            self.dataset,
+            self.dataset_version,
+            self.created_at,
+            self.payload,
+            self.idempotency_key,
+            self.partition_key,
+            self.traceparent,
+        )
 
     def status(self) -> str:
         states = {d.state for d in self.deliveries}

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hub.envelope import Envelope
 from hub.store.base import (
     ClaimedDelivery,
     DeadLetterInfo,
@@ -25,7 +26,7 @@ __all__ = ["MemoryStore"]
 
 @dataclass(slots=True)
 class _Msg:
-    new: NewMessage
+    new: Envelope
     accepted_at: float
     events: list[TraceEvent]
 
@@ -68,7 +69,8 @@ class MemoryStore:
     async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
         now = self.clock()
         out: list[EnqueueResult] = []
-        for m in messages:
+        for new in messages:
+            m = new.envelope
             if m.idempotency_key is not None:
                 seen = self._idem.get((m.source, m.idempotency_key))
                 if seen is not None:
@@ -76,7 +78,7 @@ class MemoryStore:
                     continue
                 self._idem[(m.source, m.idempotency_key)] = m.message_id
             self._msgs[m.message_id] = _Msg(m, now, [])
-            for t in m.targets:
+            for t in new.targets:
                 d = _Del(
                     self._next_id,
                     m.message_id,

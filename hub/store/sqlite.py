@@ -253,7 +253,8 @@ class SQLiteStore:
         batch_keys: dict[tuple[str, str], str] = {}
         seq = self._seq
         find = Q["find_idem"]
-        for m in messages:
+        for new in messages:
+            m = new.envelope
             key = m.idempotency_key
             if key is not None:
                 k = (m.source, key)
@@ -281,7 +282,7 @@ class SQLiteStore:
                     m.payload,
                 )
             )
-            for t in m.targets:
+            for t in new.targets:
                 del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, now))
             out.append(EnqueueResult(m.message_id, False))
         if msg_rows:

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hub.envelope import new_message_id
+from hub.envelope import Envelope, new_message_id
 from hub.store import DeliveryState, NewMessage, Outcome, Store, TargetRef
 from hub.store.sqlite import SQLiteStore
 from tests.conftest import Clock
@@ -24,15 +24,17 @@ def msg(
     source: str = "src",
 ) -> NewMessage:
     return NewMessage(
-        message_id=new_message_id(),
-        source=source,
-        dataset="inspection",
-        dataset_version="1.0",
-        payload=orjson.dumps({"i": i}),
-        targets=[TargetRef(t, "r1", ordered) for t in targets],
-        created_at=1.0,
-        idempotency_key=key,
-        partition_key=partition,
+        Envelope(
+            message_id=new_message_id(),
+            source=source,
+            dataset="inspection",
+            dataset_version="1.0",
+            created_at=1.0,
+            payload=orjson.dumps({"i": i}),
+            idempotency_key=key,
+            partition_key=partition,
+        ),
+        [TargetRef(t, "r1", ordered) for t in targets],
     )
 
 
@@ -235,7 +237,7 @@ async def test_sqlite_failing_operation_does_not_fail_neighbours(tmp_path: Path)
     await s.open()
     try:
         bad = msg(1)
-        bad.payload = None  # type: ignore[assignment]  # violates NOT NULL
+        bad.envelope.payload = None  # type: ignore[assignment]  # violates NOT NULL
         good = [s.enqueue([msg(i)]) for i in range(20)]
         results = await asyncio.gather(s.enqueue([bad]), *good, return_exceptions=True)
         assert isinstance(results[0], Exception)
