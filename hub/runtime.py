@@ -3,6 +3,7 @@ one :class:`~hub.config.HubConfig` (no globals: tests build as many hubs as they
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import logging
 import os
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import pluggy
@@ -26,6 +27,7 @@ from hub.errors import (
     ConfigError,
     HubError,
     SchemaError,
+    StateError,
     TooDeep,
     TooLargeError,
     UnknownDataset,
@@ -137,6 +139,8 @@ class Hub:
         self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
         self.registry: Registry = load_registry(self.pm)
         self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._owns_store = store is None
+        self._lock_file: IO[str] | None = None
         self.store: Store = (
             store
             if store is not None
@@ -228,9 +232,28 @@ class Hub:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _lock_sqlite_file(self) -> None:
+        """One node owns an SQLite store: a second ``serve`` on the same file is refused
+        (CLI commands such as ``dlq`` and ``trace`` may still open it)."""
+        path = self.config.store_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held while running
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise StateError(
+                f"another jghub node is running on {path}; SQLite serves one node "
+                "(use the PostgreSQL store for several)",
+                field="store.path",
+            ) from None
+        self._lock_file = fh
+
     async def start(self, *, dispatch: bool | None = None) -> None:
+        if self.config.store.kind == "sqlite" and self._owns_store:
+            self._lock_sqlite_file()
         await self.store.open()
-        if self.config.store.kind == "sqlite":
+        if self.config.store.kind == "sqlite" and self._owns_store:
             # One node owns an SQLite file: leases of a previous (crashed) run are void.
             released = await self.store.release_leases()
             if released:
@@ -251,6 +274,9 @@ class Hub:
             await t.transport.close()
         await acall(self.pm.hook.hub_shutdown, hub=self)
         await self.store.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     async def __aenter__(self) -> Hub:
         await self.start()

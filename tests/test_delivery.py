@@ -295,3 +295,14 @@ async def test_traceparent_propagates(tmp_path: Path, sink: Sink) -> None:
         tr = await hub.store.trace(res.ids[0])
         assert tr is not None and tr.traceparent == tp
         assert tr.deliveries[0].state is DeliveryState.DELIVERED
+
+
+async def test_second_node_on_same_sqlite_file_is_refused(tmp_path: Path, sink: Sink) -> None:
+    from hub.errors import StateError
+
+    cfg = config(tmp_path, {"national": {"url": sink.url}})
+    async with Hub(cfg):
+        with pytest.raises(StateError, match="another jghub node is running"):
+            await Hub(cfg).start()
+    async with Hub(cfg) as again:  # released on stop
+        assert again.started
