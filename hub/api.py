@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 
 from hub import __version__
 from hub.config import HubConfig
-from hub.errors import BadRequest, HubError, NotFound, TooLargeError
+from hub.errors import BadRequest, BatchRejected, HubError, NotFound, TooLargeError
 from hub.runtime import Hub, IngestResult
 from hub.traceview import trace_to_dict
 
@@ -112,18 +112,12 @@ def _ingest_response(result: IngestResult, single: bool, instance: str) -> web.R
     if not result.ids:
         if single:
             return _problem(result.errors[0].error, instance)
-        err = result.errors[0].error
-        doc = err.to_problem(instance)
-        doc.update(
-            code="E_BATCH",
-            title="Every record of the batch was rejected",
-            detail=f"{len(result.errors)} records rejected; first: {err.message}",
-            status=422,
+        first = result.errors[0].error
+        batch = BatchRejected(
+            f"{len(result.errors)} records rejected; first: {first.message}",
             rejected=body["rejected"],
         )
-        return web.Response(
-            body=orjson.dumps(doc), status=422, content_type="application/problem+json"
-        )
+        return _problem(batch, instance)
     body["code"] = "E_BATCH"
     body["accepted_indexes"] = result.indexes
     return _json(body, 207)

@@ -327,7 +327,11 @@ def format_validation_error(
                 allowed = ", ".join(
                     (f.alias or n) for n, f in owner.model_fields.items() if not f.exclude
                 )
-                msg = f"unknown key; allowed: {allowed}"
+                msg = (
+                    f"unknown key; allowed: {allowed}"
+                    if allowed
+                    else "unknown key; this section takes no keys"
+                )
         lines.append(f"{where} {_dotted(loc)}: {msg}")
     return "\n".join(lines)
 

@@ -152,6 +152,14 @@ class StateError(HubError):
     title = "Not allowed in this state"
 
 
+class BatchRejected(HubError):
+    """Every record of a batch was rejected; ``rejected`` lists them (index, code, field)."""
+
+    code = "E_BATCH"
+    status = 422
+    title = "Every record of the batch was rejected"
+
+
 class ConfigError(HubError):
     code = "E_CONFIG"
     status = 500
@@ -164,4 +172,4 @@ class PluginError(HubError):
     title = "Invalid plugin"
 
 
-__all__ += ["AuthError", "StateError", "TooDeep", "UnknownDataset"]
+__all__ += ["AuthError", "BatchRejected", "StateError", "TooDeep", "UnknownDataset"]

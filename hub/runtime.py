@@ -90,16 +90,18 @@ class IngestResult:
     errors: list[RecordError] = field(default_factory=list)
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > limit:
+def _too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """True when containers nest deeper than ``limit`` (the record itself is level 1).
+
+    Recursion is bounded: the parser (orjson) already refuses nesting beyond 1024 levels, and
+    this returns as soon as ``limit`` is passed."""
+    if limit <= 0:
+        return True
+    items: Iterable[Any] = value.values() if type(value) is dict else value
+    for x in items:
+        t = type(x)
+        if (t is dict or t is list) and _too_deep(x, limit - 1):
             return True
-        if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, (dict, list)))
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v if isinstance(x, (dict, list)))
     return False
 
 
@@ -356,6 +358,14 @@ class Hub:
         messages: list[NewMessage] = []
         indexes: list[int] = []
         pfield = spec.partition_field
+        route_refs = {
+            r.name: tuple(TargetRef(t.target, t.route, t.ordered) for t in r.targets)
+            for r in routes
+        }
+        # Without filters every record goes to the same targets: build that list once.
+        static_targets: Sequence[TargetRef] | None = None
+        if all(r.predicate is None for r in routes):
+            static_targets = tuple(ref for refs in route_refs.values() for ref in refs)
         for i, raw in enumerate(records):
             try:
                 if not isinstance(raw, dict):
@@ -380,15 +390,14 @@ class Hub:
             except HubError as err:
                 result.errors.append(RecordError(i, err))
                 continue
-            targets: list[TargetRef] = []
-            rec: dict[str, Any] | None = None
-            for route in routes:
-                if route.predicate is not None:
-                    if rec is None:
-                        rec = obj.model_dump(mode="json")
-                    if not route.predicate(rec):
-                        continue
-                targets.extend(TargetRef(t.target, t.route, t.ordered) for t in route.targets)
+            if static_targets is not None:
+                targets = static_targets
+            else:
+                targets = []
+                rec = obj.model_dump(mode="json")
+                for route in routes:
+                    if route.predicate is None or route.predicate(rec):
+                        targets.extend(route_refs[route.name])
             pkey = getattr(obj, pfield, None) if pfield else None
             key = idempotency_key if single or idempotency_key is None else f"{idempotency_key}:{i}"
             envelope = Envelope(

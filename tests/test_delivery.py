@@ -122,6 +122,7 @@ async def test_permanent_error_dead_letter_then_replay(tmp_path: Path) -> None:
             assert await hub.store.replay([d.delivery_id for d in dead], hub.clock()) == 3
             hub.dispatcher.wake("strict")
             await wait_until(lambda: len(sink.applied) == 10, what="replayed deliveries")
+            await wait_until(lambda: _settled(hub, 10), what="replays settled")
             tr = await hub.store.trace(res.ids[0])
             assert tr is not None
             assert [e.step for e in tr.events] == ["dead-lettered", "replayed", "delivered"]
@@ -148,6 +149,11 @@ async def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
             assert "gave up after 3 attempts" in dl.reason and "503" in dl.reason
     finally:
         await sink.stop()
+
+
+async def _settled(hub: Hub, n: int) -> bool:
+    counts = await hub.store.counts()
+    return counts["delivered"] + counts["dead"] == n
 
 
 async def _dead(hub: Hub) -> bool:
@@ -178,7 +184,9 @@ async def test_circuit_opens_while_down_and_recovers(tmp_path: Path) -> None:
             assert counts["pending"] + counts["inflight"] == 20
             await sink.come_up()
             await wait_until(lambda: len(sink.applied) == 20, what="delivery after recovery")
-            assert worker.breaker.state is BreakerState.CLOSED
+            await wait_until(
+                lambda: worker.breaker.state is BreakerState.CLOSED, what="circuit closed again"
+            )
             assert opened >= 1
     finally:
         await sink.stop()
@@ -234,7 +242,7 @@ async def test_batch_transport_with_per_record_results(tmp_path: Path) -> None:
             await wait_until(
                 lambda: len(sink.applied) == 300 - len(rejected), what="batch deliveries"
             )
-            await wait_until(lambda: _dead(hub), what="dead letters")
+            await wait_until(lambda: _settled(hub, 300), what="every delivery settled")
             counts = await hub.store.counts()
             assert counts["delivered"] == 300 - len(rejected)
             assert counts["dead"] == len(rejected)
@@ -278,6 +286,7 @@ async def test_route_filter(tmp_path: Path, sink: Sink) -> None:
         }
         assert 0 < len(want) < 40
         await wait_until(lambda: len(sink.applied) == len(want), what="filtered deliveries")
+        await wait_until(lambda: _settled(hub, len(want)), what="settled")
         counts = await hub.store.counts()
         assert counts["messages"] == 40 and counts["delivered"] == len(want)
         assert set(sink.applied) == want
@@ -289,6 +298,7 @@ async def test_traceparent_propagates(tmp_path: Path, sink: Sink) -> None:
     async with Hub(cfg) as hub:
         res = await hub.ingest_records("dept-a", [sample_inspection(1)], traceparent=tp)
         await wait_until(lambda: len(sink.applied) == 1, what="delivery")
+        await wait_until(lambda: _settled(hub, 1), what="settled")
         got = sink.traceparents[res.ids[0]]
         assert got.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"  # same trace
         assert got.split("-")[2] != "00f067aa0ba902b7"  # our own span
