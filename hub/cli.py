@@ -72,6 +72,11 @@ def _load(path: Path) -> HubConfig:
 
 
 def _with_store(cfg: HubConfig, fn: Callable[[Store], Awaitable[T]]) -> T:
+    path = cfg.store_path()
+    if cfg.store.kind == "sqlite" and not path.exists():
+        # opening would create an empty database: say what is wrong instead
+        _fail(NotFound(f"no hub database at {path} (wrong --config, or the hub never ran)"))
+
     async def run() -> T:
         store = make_store(cfg.store.kind, cfg.store_path(), durability=cfg.store.durability)
         await store.open()
@@ -243,9 +248,9 @@ def dlq_replay(
     """Send dead letters again (attempts start over). A running hub picks them up."""
     import time
 
+    if bool(ids) == all_:  # usage first: exit 2 whatever the config says
+        _fail("give dead letter ids or --all (not both)", 2)
     cfg = _load(config)
-    if not ids and not all_:
-        _fail("give dead letter ids or --all", 2)
 
     async def run(s: Store) -> int:
         now = time.time()

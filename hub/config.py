@@ -245,6 +245,12 @@ def _construct(
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                raise ConfigError(
+                    f"{file}:{knode.start_mark.line + 1} {_dotted(path)}: "
+                    "a key must be a plain name, not a list or mapping",
+                    field=_dotted(path),
+                )
             key = (
                 knode.value if knode.tag.endswith(":str") else yaml.safe_load(yaml.serialize(knode))
             )

@@ -128,37 +128,50 @@ def build_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
         raise PluginError(
-            f"unknown hook implementation: {exc} (hooks are listed in hub/hookspecs.py)",
-            field=getattr(exc, "plugin", None) and str(exc.plugin),
+            f"plugin {name!r} implements an unknown hook: {exc} "
+            "(hooks are listed in hub/hookspecs.py)",
+            field=name,
         ) from exc
     return pm
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, table: SpecTable[Any]) -> None:
+def _collect(
+    pm: pluggy.PluginManager, hook_name: str, table: SpecTable[Any], spec_type: type
+) -> None:
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    # get_hookimpls() is in registration order (pluggy *calls* them last-registered first);
+    # keep that order so the built-ins own their names and a later duplicate is the one blamed
+    for impl in hook.get_hookimpls():
         result = impl.function()
         if result is None:
             continue
-        if not isinstance(result, Sequence):
+        # a str is a Sequence too, and a spec returned bare is a common slip
+        if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
             raise PluginError(
                 f"{hook_name} of plugin {impl.plugin_name!r} must return a list of specs, "
                 f"got {type(result).__name__}",
                 field=impl.plugin_name,
             )
         for spec in result:
+            if not isinstance(spec, spec_type):
+                raise PluginError(
+                    f"{hook_name} of plugin {impl.plugin_name!r} returned a value of type "
+                    f"{type(spec).__name__}; expected {spec_type.__name__} objects",
+                    field=impl.plugin_name,
+                )
             table.add(spec, impl.plugin_name)
 
 
 def load_registry(pm: pluggy.PluginManager) -> Registry:
     """Call every registration hook once and collect the specs, rejecting duplicate names."""
     reg = Registry()
-    _collect(pm, "hub_register_adapters", reg.adapters)
-    _collect(pm, "hub_register_transports", reg.transports)
-    _collect(pm, "hub_register_signers", reg.signers)
-    _collect(pm, "hub_register_transform_functions", reg.transform_functions)
-    _collect(pm, "hub_register_datasets", reg.datasets)
+    _collect(pm, "hub_register_adapters", reg.adapters, AdapterSpec)
+    _collect(pm, "hub_register_transports", reg.transports, TransportSpec)
+    _collect(pm, "hub_register_signers", reg.signers, SignerSpec)
+    _collect(pm, "hub_register_transform_functions", reg.transform_functions, TransformFunctionSpec)
+    _collect(pm, "hub_register_datasets", reg.datasets, DatasetSpec)
     return reg
 
 
