@@ -14,7 +14,8 @@ from aiohttp import hdrs, web
 
 from hub import __version__
 from hub.config import HubConfig
-from hub.errors import BadRequest, BatchRejected, HubError, NotFound, TooLargeError
+from hub.errors import BadParameter, BadRequest, BatchRejected, HubError, NotFound, TooLargeError
+from hub.json_adapter import NDJSON_TYPES
 from hub.runtime import Hub, IngestResult
 from hub.traceview import trace_to_dict
 
@@ -137,6 +138,10 @@ async def post_records(request: web.Request) -> web.Response:
         raise BadRequest("empty body", field="body")
     ctype = request.content_type if hdrs.CONTENT_TYPE in request.headers else "application/json"
     records = rt.adapter.decode(body, ctype, request.headers)
+    if not records:
+        raise BadRequest("the body holds no records", field="body")
+    # A JSON value is a single record; an array or NDJSON is a batch, even of one.
+    single = len(records) == 1 and ctype not in NDJSON_TYPES and body.lstrip()[:1] != b"["
     result = await hub.ingest_records(
         system,
         records,
@@ -144,8 +149,9 @@ async def post_records(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         traceparent=request.headers.get("traceparent"),
         body_size=len(body),
+        single=single,
     )
-    return _ingest_response(result, single=len(records) == 1, instance=request.path)
+    return _ingest_response(result, single=single, instance=request.path)
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -162,7 +168,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
     if raw is None:
         return default
     if not _is_digits(raw) or not 0 <= int(raw) <= hi:
-        raise BadRequest(f"query parameter {name} must be an integer 0..{hi}", field=name)
+        raise BadParameter(f"query parameter {name} must be an integer 0..{hi}", field=name)
     return int(raw)
 
 
@@ -191,7 +197,7 @@ _MAX_ROW_ID = 2**63 - 1  # SQLite INTEGER; larger ids cannot exist (and would ov
 def _delivery_id(request: web.Request) -> int:
     raw = request.match_info["id"]
     if not _is_digits(raw):
-        raise BadRequest("dead letter id must be an integer delivery id", field="id")
+        raise BadParameter("dead letter id must be an integer delivery id", field="id")
     did = int(raw)
     if did > _MAX_ROW_ID:
         raise NotFound(f"no dead letter with id {did}", field="id")

@@ -27,7 +27,8 @@ __all__ = [
 #: Every stable error code the hub can emit, with a one-line meaning (documented in the README).
 ERROR_CODES: dict[str, str] = {
     "E_SCHEMA": "a record does not match its dataset contract (the field is named)",
-    "E_JSON": "the body is not valid JSON / NDJSON",
+    "E_JSON": "the body is not valid JSON / NDJSON, is empty or holds no records",
+    "E_PARAM": "a query or path parameter is invalid (the parameter is named)",
     "E_TOO_LARGE": "the body, a record or a batch exceeds a configured limit",
     "E_TOO_DEEP": "the JSON nesting is deeper than allowed",
     "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
@@ -85,6 +86,12 @@ class BadRequest(HubError):
     code = "E_JSON"
     status = 400
     title = "Malformed body"
+
+
+class BadParameter(HubError):
+    code = "E_PARAM"
+    status = 400
+    title = "Invalid parameter"
 
 
 class TooDeep(BadRequest):
@@ -172,4 +179,4 @@ class PluginError(HubError):
     title = "Invalid plugin"
 
 
-__all__ += ["AuthError", "BatchRejected", "StateError", "TooDeep", "UnknownDataset"]
+__all__ += ["AuthError", "BadParameter", "BatchRejected", "StateError", "TooDeep", "UnknownDataset"]

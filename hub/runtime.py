@@ -25,6 +25,7 @@ from hub.envelope import Envelope, new_message_id
 from hub.errors import (
     AuthError,
     ConfigError,
+    DuplicateError,
     HubError,
     SchemaError,
     StateError,
@@ -333,12 +334,14 @@ class Hub:
         idempotency_key: str | None = None,
         traceparent: str | None = None,
         body_size: int = 0,
+        single: bool | None = None,
     ) -> IngestResult:
         """Validate, route and durably commit decoded records; return only after the commit.
 
         Bad records are rejected one by one (index + reason); good ones are committed.
         ``idempotency_key`` applies to a single record as is and to record *i* of a batch as
-        ``key:i``."""
+        ``key:i``. ``single`` says the body was one record, not a batch (default: one record
+        given); a one-element batch is still a batch."""
         rt = self.system(system)
         spec = self.pick_dataset(rt, dataset)
         limits = self.config.limits
@@ -348,7 +351,8 @@ class Hub:
                 field="body",
             )
         routes = self.routes.get((system, spec.name), ())
-        single = len(records) == 1
+        if single is None:
+            single = len(records) == 1
         tp = parse_traceparent(traceparent) or new_traceparent()
         now = self.clock()
         model = spec.model
@@ -418,6 +422,21 @@ class Hub:
         committed = await self.store.enqueue(messages)
         woken: set[str] = set()
         for m, res, i in zip(messages, committed, indexes, strict=True):
+            if res.conflict:
+                env = m.envelope
+                result.errors.append(
+                    RecordError(
+                        i,
+                        DuplicateError(
+                            f"Idempotency-Key {env.idempotency_key!r} was already used by "
+                            f"{system} for message {res.message_id} with a different "
+                            "payload; use a new key for a new or corrected record",
+                            field="Idempotency-Key",
+                            original_id=res.message_id,
+                        ),
+                    )
+                )
+                continue
             result.ids.append(res.message_id)
             result.indexes.append(i)
             if res.duplicate:
@@ -438,8 +457,10 @@ class Hub:
                         res.duplicate,
                     )
                     for m, res in zip(messages, committed, strict=True)
+                    if not res.conflict
                 ]
             )
+        result.errors.sort(key=lambda e: e.index)
         return result
 
     # ------------------------------------------------------------------ observers

@@ -280,6 +280,40 @@ async def test_idempotency_key_resend_returns_same_ids_and_routes_once(api: Api)
     assert keys == ["dept-a-2024-0001", "dept-a-batch-7:0", "dept-a-batch-7:1", "dept-a-batch-7:2"]
 
 
+async def test_reused_idempotency_key_with_other_payload_is_409_e_duplicate(api: Api) -> None:
+    key = {**AUTH, "Idempotency-Key": "dept-a-2024-0002"}
+    first = await (await api.post(sample_inspection(1), headers=key)).json()
+    changed = {**sample_inspection(1), "inspection_result": "3"}
+    doc = await problem(await api.post(changed, headers=key), 409, "E_DUPLICATE", "Idempotency-Key")
+    assert doc["original_id"] == first["id"]
+    assert api.counts() == (1, 1)
+    assert (
+        api.payload(first["id"])["inspection_result"] == sample_inspection(1)["inspection_result"]
+    )
+    # in a batch only the conflicting record is refused
+    batch = {**AUTH, "Idempotency-Key": "dept-a-batch-9"}
+    recs = [sample_inspection(i) for i in range(20, 23)]
+    b1 = await (await api.post(recs, headers=batch)).json()
+    recs[1] = {**recs[1], "submitter": "someone else"}
+    resp = await api.post(recs, headers=batch)
+    assert resp.status == 207
+    b2 = await resp.json()
+    assert b2["ids"] == [b1["ids"][0], b1["ids"][2]] and b2["duplicates"] == [0, 2]
+    [rej] = b2["rejected"]
+    assert (rej["index"], rej["code"], rej["field"]) == (1, "E_DUPLICATE", "Idempotency-Key")
+    assert api.counts() == (4, 4)
+
+
+async def test_one_element_array_is_a_batch_and_empty_array_is_refused(api: Api) -> None:
+    key = {**AUTH, "Idempotency-Key": "k-one"}
+    doc = await (await api.post([sample_inspection(1)], headers=key)).json()
+    assert "id" not in doc and len(doc["ids"]) == 1
+    [(k,)] = api.rows("SELECT idem_key FROM messages")
+    assert k == "k-one:0"
+    await problem(await api.post([]), 400, "E_JSON", "body")
+    assert api.counts() == (1, 1)
+
+
 # --------------------------------------------------------------------------- refusing
 
 
@@ -484,10 +518,10 @@ async def test_dlq_discard_keeps_reason_in_trace(api: Api) -> None:
     [
         ("424242", 404, "E_NOT_FOUND"),
         ("99999999999999999999999", 404, "E_NOT_FOUND"),  # beyond any SQLite row id
-        ("abc", 400, "E_JSON"),
-        ("-1", 400, "E_JSON"),
-        ("1.5", 400, "E_JSON"),
-        ("%C2%B2", 400, "E_JSON"),  # "²": str.isdigit() says yes, int() says no
+        ("abc", 400, "E_PARAM"),
+        ("-1", 400, "E_PARAM"),
+        ("1.5", 400, "E_PARAM"),
+        ("%C2%B2", 400, "E_PARAM"),  # "²": str.isdigit() says yes, int() says no
     ],
 )
 async def test_dlq_bad_ids(api: Api, action: str, raw: str, status: int, code: str) -> None:
@@ -507,7 +541,7 @@ async def test_dlq_bad_ids(api: Api, action: str, raw: str, status: int, code: s
     ],
 )
 async def test_dlq_list_bad_query(api: Api, query: str, field: str) -> None:
-    await problem(await api.client.get(f"/v1/dlq?{query}"), 400, "E_JSON", field)
+    await problem(await api.client.get(f"/v1/dlq?{query}"), 400, "E_PARAM", field)
 
 
 # --------------------------------------------------------------------------- operations

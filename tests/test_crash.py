@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 JGHUB = str(Path(sys.executable).parent / "jghub")
 
 
-async def _start_hub(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_hub(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [JGHUB, "serve", "--config", str(cfg)],
         stdout=log.open("ab"),
@@ -57,7 +57,7 @@ async def test_sigkill_while_delivering_loses_nothing(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "hub.log"
-    hub = await _start_hub(cfg, log)
+    hub = _start_hub(cfg, log)
     dept = DepartmentSource("dept-a", url)
     await dept.start()
     try:
@@ -75,12 +75,15 @@ async def test_sigkill_while_delivering_loses_nothing(tmp_path: Path) -> None:
         killed_at = len(sink.applied)
         assert not push.done(), "the kill must happen while the source is still pushing"
         await asyncio.sleep(0.5)  # the source keeps retrying against a dead port
-        hub = await _start_hub(cfg, log)
+        hub = _start_hub(cfg, log)
         await asyncio.wait_for(push, timeout=120)
         assert len(dept.acked) == 3000 and not dept.rejected
         acked = set(dept.acked.values())
-        await wait_until(lambda: acked <= set(sink.applied), timeout=120,
-                         what="every acknowledged record delivered after the restart")
+        await wait_until(
+            lambda: acked <= set(sink.applied),
+            timeout=120,
+            what="every acknowledged record delivered after the restart",
+        )
         # None twice in effect: the target applied each acknowledged message exactly once
         # and nothing that was not acknowledged (its Idempotency-Key is the message id).
         assert len(sink.order) == len(set(sink.order)) == len(acked)

@@ -312,7 +312,8 @@ async def test_second_node_on_same_sqlite_file_is_refused(tmp_path: Path, sink: 
 
     cfg = config(tmp_path, {"national": {"url": sink.url}})
     async with Hub(cfg):
-        with pytest.raises(StateError, match="another jghub node is running"):
+        with pytest.raises(StateError, match="another jghub node is running") as exc:
             await Hub(cfg).start()
+        assert exc.value.code == "E_STATE" and exc.value.field == "store.path"
     async with Hub(cfg) as again:  # released on stop
         assert again.started

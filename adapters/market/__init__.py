@@ -1,1 +1,1 @@
-"""Market supervision platform (市场监管) adapter. Not built yet: see the platform-adapters issue."""
+"""Market supervision platform (市场监管) adapter. Not built yet: the platform-adapters issue."""

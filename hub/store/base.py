@@ -65,10 +65,13 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueResult:
-    """``message_id`` is the original id when ``duplicate`` (same source + idempotency key)."""
+    """``message_id`` is the original id when ``duplicate`` (same source + idempotency key);
+    ``conflict`` says the key's original message had a different payload (the new one was
+    not stored: a key names one record)."""
 
     message_id: str
     duplicate: bool
+    conflict: bool = False
 
 
 @dataclass(slots=True)
@@ -214,7 +217,8 @@ class Store(Protocol):
         """Commit messages and their delivery rows durably; return only after the commit.
 
         A message whose (source, idempotency_key) was seen before is not stored again: its
-        result carries the original id and ``duplicate=True``. Within one call too."""
+        result carries the original id and ``duplicate=True`` (and ``conflict=True`` when its
+        payload differs from the original's). Within one call too."""
         ...
 
     async def lookup_idempotency(self, source: str, key: str) -> str | None:

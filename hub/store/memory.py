@@ -74,7 +74,8 @@ class MemoryStore:
             if m.idempotency_key is not None:
                 seen = self._idem.get((m.source, m.idempotency_key))
                 if seen is not None:
-                    out.append(EnqueueResult(seen, True))
+                    original = self._msgs[seen].new.payload
+                    out.append(EnqueueResult(seen, True, original != m.payload))
                     continue
                 self._idem[(m.source, m.idempotency_key)] = m.message_id
             self._msgs[m.message_id] = _Msg(m, now, [])

@@ -250,7 +250,7 @@ class SQLiteStore:
         out: list[EnqueueResult] = []
         msg_rows: list[tuple[Any, ...]] = []
         del_rows: list[tuple[Any, ...]] = []
-        batch_keys: dict[tuple[str, str], str] = {}
+        batch_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
         seq = self._seq
         find = Q["find_idem"]
         for new in messages:
@@ -261,11 +261,11 @@ class SQLiteStore:
                 seen = batch_keys.get(k)
                 if seen is None:
                     row = conn.execute(find, k).fetchone()
-                    seen = row[0] if row else None
+                    seen = (row[0], row[1]) if row else None
                 if seen is not None:
-                    out.append(EnqueueResult(seen, True))
+                    out.append(EnqueueResult(seen[0], True, seen[1] != m.payload))
                     continue
-                batch_keys[k] = m.message_id
+                batch_keys[k] = (m.message_id, m.payload)
             seq += 1
             msg_rows.append(
                 (

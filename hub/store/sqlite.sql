@@ -59,7 +59,7 @@ CREATE INDEX IF NOT EXISTS events_msg ON events (msg);
 SELECT coalesce(max(seq), 0) FROM messages;
 
 -- name: find_idem
-SELECT id FROM messages WHERE source = ? AND idem_key = ?;
+SELECT id, payload FROM messages WHERE source = ? AND idem_key = ?;
 
 -- name: insert_message
 INSERT INTO messages (seq, id, source, dataset, dataset_version, idem_key, partition_key,

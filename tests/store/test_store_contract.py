@@ -73,6 +73,17 @@ async def test_idempotency_key_returns_original_id(store: Store) -> None:
     assert len(claimed) == 3
 
 
+async def test_reused_key_with_other_payload_is_a_conflict(store: Store) -> None:
+    [first] = await store.enqueue([msg(1, key="k")])
+    [same] = await store.enqueue([msg(1, key="k")])
+    [other] = await store.enqueue([msg(2, key="k")])
+    assert same.duplicate and not same.conflict
+    assert other.duplicate and other.conflict and other.message_id == first.message_id
+    a, b = await store.enqueue([msg(3, key="k2"), msg(4, key="k2")])  # within one call
+    assert b.conflict and b.message_id == a.message_id
+    assert (await store.counts())["messages"] == 2
+
+
 async def test_ack_marks_delivered_and_traces(store: Store, clock: Clock) -> None:
     [res] = await store.enqueue([msg(1)])
     [c] = await store.claim("t1", 10, 30, "n")
