@@ -204,27 +204,30 @@ def _delivery_id(request: web.Request) -> int:
     return did
 
 
-async def replay_dlq(request: web.Request) -> web.Response:
+async def _dlq_action(request: web.Request, verb: str) -> web.Response:
+    """Replay or discard one dead letter, then wake the dispatcher."""
     hub = request.app[HUB_KEY]
     did = _delivery_id(request)
-    n = await hub.store.replay([did], hub.clock())
+    if verb == "replayed":
+        n = await hub.store.replay([did], hub.clock())
+    else:
+        reason = request.query.get("reason", "discarded by operator")
+        n = await hub.store.discard([did], hub.clock(), reason)
     if not n:
         raise NotFound(f"no dead letter with id {did}", field="id")
     for t in hub.targets:
         hub.dispatcher.wake(t)
-    return _json({"replayed": n})
+    return _json({verb: n})
+
+
+async def replay_dlq(request: web.Request) -> web.Response:
+    """``POST /v1/dlq/{id}/replay``: send a dead letter again (attempts start over)."""
+    return await _dlq_action(request, "replayed")
 
 
 async def discard_dlq(request: web.Request) -> web.Response:
-    hub = request.app[HUB_KEY]
-    did = _delivery_id(request)
-    reason = request.query.get("reason", "discarded by operator")
-    n = await hub.store.discard([did], hub.clock(), reason)
-    if not n:
-        raise NotFound(f"no dead letter with id {did}", field="id")
-    for t in hub.targets:
-        hub.dispatcher.wake(t)
-    return _json({"discarded": n})
+    """``POST /v1/dlq/{id}/discard?reason=``: give up on a dead letter for good."""
+    return await _dlq_action(request, "discarded")
 
 
 async def stats(request: web.Request) -> web.Response:
