@@ -84,6 +84,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise TooLargeError(
             f"body of {request.content_length} bytes exceeds the limit of {limit}", field="body"
         )
+    if request.content_length is not None and hdrs.CONTENT_ENCODING not in request.headers:
+        return await request.read()  # the length is known and within the limit
     chunks: list[bytes] = []
     size = 0
     try:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from hub.errors import BadRequest, UnsupportedMediaType
-from hub.specs import AdapterSpec, NoOptions
+from hub.specs import AdapterSpec, NoOptions, RawLines
 
 __all__ = ["NDJSON_TYPES", "JsonAdapter", "spec"]
 
@@ -44,17 +44,14 @@ class JsonAdapter:
         return [value]
 
     @staticmethod
-    def _ndjson(body: bytes) -> list[Any]:
-        out: list[Any] = []
+    def _ndjson(body: bytes) -> RawLines:
+        """One record a line, left unparsed: the hub validates each line from its bytes (a line
+        that is not JSON is reported by its number then)."""
+        out = RawLines()
         for n, line in enumerate(body.split(b"\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(
-                    f"line {n} is not valid JSON: {exc}", field=f"line {n}", line=n
-                ) from None
+            if line.strip():
+                out.append(line)
+                out.line_numbers.append(n)
         return out
 
     def encode(self, record: dict[str, Any]) -> Any:

@@ -24,6 +24,7 @@ from hub.dispatcher import Dispatcher
 from hub.envelope import Envelope, new_message_id
 from hub.errors import (
     AuthError,
+    BadRequest,
     ConfigError,
     DuplicateError,
     HubError,
@@ -37,7 +38,7 @@ from hub.errors import (
 from hub.events import AcceptedMessage, DeliveryEvent
 from hub.plugins import Registry, acall, build_plugin_manager, load_registry
 from hub.routing import CompiledRoute, RouteTargetRuntime, compile_route
-from hub.specs import Adapter, DatasetSpec, OutboundTransport
+from hub.specs import Adapter, DatasetSpec, OutboundTransport, RawLines
 from hub.store import NewMessage, Store, TargetRef, make_store
 from hub.tracecontext import new_traceparent, parse_traceparent
 
@@ -159,6 +160,9 @@ class Hub:
         self._build_systems()
         self.routes: dict[tuple[str, str], list[CompiledRoute]] = {}
         self._outbound: dict[tuple[str, str], RouteTargetRuntime] = {}
+        self._route_plan: dict[
+            tuple[str, str], tuple[dict[str, tuple[TargetRef, ...]], tuple[TargetRef, ...] | None]
+        ] = {}
         self._build_routes()
         self.dispatcher = Dispatcher(self)
         self.started = False
@@ -222,6 +226,16 @@ class Hub:
             self.routes.setdefault((route.source, route.dataset), []).append(compiled)
             for t in compiled.targets:
                 self._outbound[(route.name, t.target)] = t
+        for key, routes in self.routes.items():
+            refs = {
+                r.name: tuple(TargetRef(t.target, t.route, t.ordered) for t in r.targets)
+                for r in routes
+            }
+            # Without filters every record goes to the same targets: one tuple serves all.
+            static: tuple[TargetRef, ...] | None = None
+            if all(r.predicate is None for r in routes):
+                static = tuple(ref for rs in refs.values() for ref in rs)
+            self._route_plan[key] = (refs, static)
 
     def outbound_route(self, route: str, target: str) -> RouteTargetRuntime:
         """The transform for (route, target); a route removed from config still delivers its
@@ -325,6 +339,54 @@ class Hub:
             )
         return spec
 
+    def _validate_text(
+        self,
+        raw: bytes,
+        i: int,
+        single: bool,
+        check_size: bool,
+        lines: list[int] | None,
+        model: type[BaseModel],
+    ) -> BaseModel:
+        """Validate one record from its JSON text (an NDJSON line) without parsing it into
+        Python objects first. A line that is not JSON at all refuses the whole body."""
+        limits = self.config.limits
+        line = lines[i] if lines is not None else i + 1
+        if check_size and len(raw) > limits.max_record_bytes:
+            raise TooLargeError(
+                f"record {i} (line {line}): larger than {limits.max_record_bytes} bytes",
+                field="(record)",
+            )
+        depth = limits.max_json_depth
+        if raw.count(b"{") + raw.count(b"[") >= depth:  # only then can it nest too deep
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(
+                    f"line {line} is not valid JSON: {exc}", field=f"line {line}", line=line
+                ) from None
+            if isinstance(parsed, (dict, list)) and _too_deep(parsed, depth):
+                raise TooDeep(
+                    f"record {i} (line {line}): nested deeper than {depth} levels",
+                    field="(record)",
+                )
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            bad_json = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+            if bad_json is not None:
+                raise BadRequest(
+                    f"line {line} is not valid JSON: {bad_json['msg']}",
+                    field=f"line {line}",
+                    line=line,
+                ) from None
+            if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
+                raise SchemaError(
+                    f"record {i} (line {line}): a record must be a JSON object",
+                    field="(record)",
+                ) from None
+            raise _schema_error(exc, None if single else i) from None
+
     async def ingest_records(
         self,
         system: str,
@@ -362,46 +424,48 @@ class Hub:
         messages: list[NewMessage] = []
         indexes: list[int] = []
         pfield = spec.partition_field
-        route_refs = {
-            r.name: tuple(TargetRef(t.target, t.route, t.ordered) for t in r.targets)
-            for r in routes
-        }
-        # Without filters every record goes to the same targets: build that list once.
-        static_targets: Sequence[TargetRef] | None = None
-        if all(r.predicate is None for r in routes):
-            static_targets = tuple(ref for refs in route_refs.values() for ref in refs)
+        route_refs, static_targets = self._route_plan.get((system, spec.name), ({}, ()))
+        depth = limits.max_json_depth
+        lines = records.line_numbers if isinstance(records, RawLines) else None
         for i, raw in enumerate(records):
             try:
-                if not isinstance(raw, dict):
-                    raise SchemaError(
-                        f"record {i}: a record must be a JSON object, got {type(raw).__name__}",
-                        field="(record)",
-                    )
-                if _too_deep(raw, limits.max_json_depth):
-                    raise TooDeep(
-                        f"record {i}: nested deeper than {limits.max_json_depth} levels",
-                        field="(record)",
-                    )
-                if check_size and len(orjson.dumps(raw)) > limits.max_record_bytes:
-                    raise TooLargeError(
-                        f"record {i}: larger than {limits.max_record_bytes} bytes",
-                        field="(record)",
-                    )
-                try:
-                    obj = model.model_validate(raw)
-                except ValidationError as exc:
-                    raise _schema_error(exc, None if single else i) from None
+                if type(raw) is bytes:
+                    obj = self._validate_text(raw, i, single, check_size, lines, model)
+                else:
+                    if not isinstance(raw, dict):
+                        raise SchemaError(
+                            f"record {i}: a record must be a JSON object, got {type(raw).__name__}",
+                            field="(record)",
+                        )
+                    if _too_deep(raw, depth):
+                        raise TooDeep(
+                            f"record {i}: nested deeper than {depth} levels", field="(record)"
+                        )
+                    if check_size and len(orjson.dumps(raw)) > limits.max_record_bytes:
+                        raise TooLargeError(
+                            f"record {i}: larger than {limits.max_record_bytes} bytes",
+                            field="(record)",
+                        )
+                    try:
+                        obj = model.model_validate(raw)
+                    except ValidationError as exc:
+                        raise _schema_error(exc, None if single else i) from None
             except HubError as err:
+                if type(err) is BadRequest:
+                    raise  # the body itself is malformed (not JSON): refuse all of it
                 result.errors.append(RecordError(i, err))
                 continue
+            targets: Sequence[TargetRef]
             if static_targets is not None:
                 targets = static_targets
             else:
-                targets = []
                 rec = obj.model_dump(mode="json")
-                for route in routes:
-                    if route.predicate is None or route.predicate(rec):
-                        targets.extend(route_refs[route.name])
+                targets = [
+                    ref
+                    for route in routes
+                    if route.predicate is None or route.predicate(rec)
+                    for ref in route_refs[route.name]
+                ]
             pkey = getattr(obj, pfield, None) if pfield else None
             key = idempotency_key if single or idempotency_key is None else f"{idempotency_key}:{i}"
             envelope = Envelope(

@@ -21,6 +21,7 @@ __all__ = [
     "NoOptions",
     "OutboundItem",
     "OutboundTransport",
+    "RawLines",
     "SendResult",
     "Signer",
     "SignerSpec",
@@ -38,13 +39,24 @@ class NoOptions(BaseModel):
 # --------------------------------------------------------------------------- interfaces
 
 
+class RawLines(list[bytes]):
+    """Records an adapter did not parse: each item is the JSON text of one record (an NDJSON
+    line). The hub validates them straight from bytes, which is faster than parsing to Python
+    objects first. ``line_numbers[i]`` is the line of item *i* in the body, for errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line_numbers: list[int] = []
+
+
 @runtime_checkable
 class Adapter(Protocol):
     """Speaks one system's protocol: turns what it sends into records, and records into what
     it expects back. Built per configured system by ``AdapterSpec.factory``."""
 
     def decode(self, body: bytes, content_type: str, headers: Mapping[str, str]) -> list[Any]:
-        """Split an inbound body into raw records (still in the system's own schema)."""
+        """Split an inbound body into raw records (still in the system's own schema): parsed
+        JSON values, or a :class:`RawLines` of unparsed JSON texts."""
         ...
 
     def encode(self, record: dict[str, Any]) -> Any:

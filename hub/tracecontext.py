@@ -3,7 +3,7 @@ child span for every outbound request so a message can be followed across system
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 __all__ = ["child_traceparent", "new_traceparent", "parse_traceparent"]
@@ -21,8 +21,12 @@ def parse_traceparent(value: str | None) -> str | None:
     return m.group(0)
 
 
+# Trace and span ids must be unique, not secret: a PRNG avoids a system call per record.
+_rand = random.Random()
+
+
 def new_traceparent() -> str:
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    return f"00-{_rand.getrandbits(128) or 1:032x}-{_rand.getrandbits(64) or 1:016x}-01"
 
 
 def child_traceparent(parent: str | None) -> str:
@@ -30,4 +34,4 @@ def child_traceparent(parent: str | None) -> str:
     if not parent:
         return new_traceparent()
     version, trace_id, _span, flags = parent.split("-")
-    return f"{version}-{trace_id}-{os.urandom(8).hex()}-{flags}"
+    return f"{version}-{trace_id}-{_rand.getrandbits(64) or 1:016x}-{flags}"

@@ -314,6 +314,33 @@ async def test_one_element_array_is_a_batch_and_empty_array_is_refused(api: Api)
     assert api.counts() == (1, 1)
 
 
+async def test_ndjson_lines_are_judged_one_by_one(api: Api) -> None:
+    """NDJSON lines are validated from their bytes: a bad line is rejected by index, the
+    others are committed; a line that is not JSON at all refuses the body (see HOSTILE)."""
+    lines = [
+        orjson.dumps(sample_inspection(1)),
+        orjson.dumps(_deep(40)),  # too deep
+        b"[1, 2]",  # not an object
+        orjson.dumps(bad(4)),  # breaks its contract
+        orjson.dumps({**sample_inspection(5), "business_address": "路" * 4000}),  # too large
+        b"",
+        orjson.dumps(sample_inspection(6)),
+    ]
+    resp = await api.post(b"\n".join(lines) + b"\n", ctype=NDJSON)
+    assert resp.status == 207, await resp.text()
+    doc = await resp.json()
+    assert doc["accepted_indexes"] == [0, 5]  # the blank line is not a record
+    got = [(r["index"], r["code"], r["field"]) for r in doc["rejected"]]
+    assert got == [
+        (1, "E_TOO_DEEP", "(record)"),
+        (2, "E_SCHEMA", "(record)"),
+        (3, "E_SCHEMA", "inspection_no"),
+        (4, "E_TOO_LARGE", "(record)"),
+    ]
+    assert "line 7" not in str(doc) and "(line 5)" in doc["rejected"][3]["detail"]
+    assert api.counts() == (2, 2)
+
+
 # --------------------------------------------------------------------------- refusing
 
 

@@ -173,6 +173,8 @@ class SQLiteStore:
         self._reader: ThreadPoolExecutor | None = None
         self._rconn: sqlite3.Connection | None = None
         self._seq = 0
+        self._pending: list[tuple[Sequence[NewMessage], asyncio.Future[list[EnqueueResult]]]] = []
+        self._flush_scheduled = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -239,19 +241,101 @@ class SQLiteStore:
     # ------------------------------------------------------------------ writes
 
     async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+        """Commit ``messages``; resolves after COMMIT.
+
+        Calls made in the same event-loop iteration are merged into one writer job (one
+        ``executemany`` per table for all of them), so a burst of single-record requests costs
+        one hand-off to the writer thread, not one each."""
         if not messages:
             return []
-        return await self._write(lambda conn: self._enqueue_op(conn, messages))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[EnqueueResult]] = loop.create_future()
+        self._pending.append((messages, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await fut
 
-    def _enqueue_op(
-        self, conn: sqlite3.Connection, messages: Sequence[NewMessage]
-    ) -> list[EnqueueResult]:
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        groups = [msgs for msgs, _ in pending]
+        futures = [f for _, f in pending]
+        try:
+            job = self._write(lambda conn: self._enqueue_groups(conn, groups))
+        except RuntimeError as exc:  # closed store
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+
+        def done(job: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+            exc = job.exception() if not job.cancelled() else asyncio.CancelledError()
+            for i, f in enumerate(futures):
+                if f.done():
+                    continue
+                if exc is not None:
+                    f.set_exception(exc)
+                    continue
+                ok, value = job.result()[i]
+                if ok:
+                    f.set_result(value)
+                else:
+                    f.set_exception(value)
+
+        job.add_done_callback(done)
+
+    def _enqueue_groups(
+        self, conn: sqlite3.Connection, groups: Sequence[Sequence[NewMessage]]
+    ) -> list[tuple[bool, Any]]:
+        """Insert several callers' messages at once; if that fails, each caller alone, so one
+        caller's bad message never fails the others (a savepoint undoes the attempt)."""
         now = self.clock()
+        conn.execute("SAVEPOINT enqueue")
+        try:
+            seq = self._seq
+            batch_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
+            msg_rows: list[tuple[Any, ...]] = []
+            del_rows: list[tuple[Any, ...]] = []
+            outs = []
+            for messages in groups:
+                out, seq = self._prepare(conn, messages, now, seq, batch_keys, msg_rows, del_rows)
+                outs.append(out)
+            if msg_rows:
+                conn.executemany(Q["insert_message"], msg_rows)
+            if del_rows:
+                conn.executemany(Q["insert_delivery"], del_rows)
+            conn.execute("RELEASE enqueue")
+        except Exception:
+            conn.execute("ROLLBACK TO enqueue")
+            conn.execute("RELEASE enqueue")
+            if len(groups) == 1:
+                raise
+            results: list[tuple[bool, Any]] = []
+            for messages in groups:
+                try:
+                    results.append((True, self._enqueue_groups(conn, [messages])[0][1]))
+                except Exception as exc:
+                    results.append((False, exc))
+            return results
+        # Advance the counter only once the rows are in; a failed attempt retries from it.
+        self._seq = seq
+        return [(True, out) for out in outs]
+
+    @staticmethod
+    def _prepare(
+        conn: sqlite3.Connection,
+        messages: Sequence[NewMessage],
+        now: float,
+        seq: int,
+        batch_keys: dict[tuple[str, str], tuple[str, bytes]],
+        msg_rows: list[tuple[Any, ...]],
+        del_rows: list[tuple[Any, ...]],
+    ) -> tuple[list[EnqueueResult], int]:
+        """Rows for new messages; results for duplicates (earlier rows or this job's)."""
         out: list[EnqueueResult] = []
-        msg_rows: list[tuple[Any, ...]] = []
-        del_rows: list[tuple[Any, ...]] = []
-        batch_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
-        seq = self._seq
         find = Q["find_idem"]
         for new in messages:
             m = new.envelope
@@ -285,13 +369,7 @@ class SQLiteStore:
             for t in new.targets:
                 del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, now))
             out.append(EnqueueResult(m.message_id, False))
-        if msg_rows:
-            conn.executemany(Q["insert_message"], msg_rows)
-            if del_rows:
-                conn.executemany(Q["insert_delivery"], del_rows)
-        # Only advance the counter once the statements ran; a rollback retries from the old one.
-        self._seq = seq
-        return out
+        return out, seq
 
     async def claim(
         self, target: str, limit: int, lease_seconds: float, owner: str

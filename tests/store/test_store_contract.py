@@ -220,8 +220,8 @@ async def test_sqlite_group_commit_many_callers_one_transaction(tmp_path: Path) 
     try:
         results = await asyncio.gather(*(s.enqueue([msg(i)]) for i in range(200)))
         assert len({r[0].message_id for r in results}) == 200
-        commits, ops = s.group_commit_stats
-        assert ops == 200 and commits < 200  # concurrent writers shared transactions
+        commits, _ops = s.group_commit_stats
+        assert commits < 20  # 200 concurrent callers shared a few transactions
     finally:
         await s.close()
 
