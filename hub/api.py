@@ -217,8 +217,7 @@ async def _dlq_action(request: web.Request, verb: str) -> web.Response:
         n = await hub.store.discard([did], hub.clock(), reason)
     if not n:
         raise NotFound(f"no dead letter with id {did}", field="id")
-    for t in hub.targets:
-        hub.dispatcher.wake(t)
+    hub.wake_targets(hub.targets)
     return _json({verb: n})
 
 
@@ -249,7 +248,7 @@ async def readyz(request: web.Request) -> web.Response:
         await hub.store.counts()
     except Exception as exc:
         problems.append(f"store: {exc}")
-    if hub.config.dispatcher.enabled and not hub.dispatcher.running:
+    if hub.role == "node" and hub.config.dispatcher.enabled and not hub.dispatcher.running:
         problems.append("dispatcher is not running")
     targets = {
         name: {"circuit": w.breaker.state.value, "in_flight": w.inflight}
@@ -258,6 +257,7 @@ async def readyz(request: web.Request) -> web.Response:
     body = {
         "status": "ready" if not problems else "not ready",
         "problems": problems,
+        "role": hub.role,
         "targets": targets,
     }
     return _json(body, 200 if not problems else 503)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -71,6 +71,16 @@ def _load(path: Path) -> HubConfig:
         raise  # unreachable: _fail exits
 
 
+def _ring(cfg: HubConfig) -> None:
+    """Tell a running node that work is due now (best effort; its idle poll is the fallback)."""
+    from hub.doorbell import doorbell_address, ring
+
+    ring(
+        doorbell_address(cfg.store_path()),
+        [name for name, sc in cfg.loaded_systems.items() if sc.outbound is not None],
+    )
+
+
 def _with_store(cfg: HubConfig, fn: Callable[[Store], Awaitable[T]]) -> T:
     path = cfg.store_path()
     if cfg.store.kind == "sqlite" and not path.exists():
@@ -96,22 +106,47 @@ def serve(
     config: ConfigOpt = Path("hub.yaml"),
     host: Annotated[str | None, typer.Option(help="override listen.host")] = None,
     port: Annotated[int | None, typer.Option(help="override listen.port")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="processes accepting on the port (one per core)")
+    ] = 1,
+    ingest_only: Annotated[
+        bool, typer.Option("--ingest-only", hidden=True, help="an extra ingest process")
+    ] = False,
 ) -> None:
     """Run the hub: HTTP API and dispatcher, until SIGINT/SIGTERM."""
     from aiohttp import web
 
     from hub.api import create_app
     from hub.logs import configure_logging
+    from hub.runtime import Hub
 
     cfg = _load(config)
     configure_logging()
-    try:
-        application = create_app(cfg)
-    except HubError as err:
-        _fail(err, 3)
     h = host or cfg.listen.host
     p = cfg.listen.port if port is None else port
-    typer.echo(f"jghub {__version__} serving on http://{h}:{p} (store: {cfg.store_path()})")
+    if workers > 1 and p == 0:
+        _fail("--workers needs a fixed port (listen.port or --port), not 0", 2)
+    try:
+        hub = Hub(cfg, role="ingest" if ingest_only else "node")
+        application = create_app(cfg, hub=hub)
+    except HubError as err:
+        _fail(err, 3)
+    if workers > 1:
+        from hub.workers import IngestWorkers
+
+        extra = IngestWorkers(config, h, p, workers - 1)
+
+        async def run_workers(app: web.Application) -> AsyncIterator[None]:
+            await extra.start()
+            yield
+            await extra.stop()
+
+        application.cleanup_ctx.append(run_workers)
+    if not ingest_only:
+        typer.echo(
+            f"jghub {__version__} serving on http://{h}:{p} with {workers} process(es) "
+            f"(store: {cfg.store_path()})"
+        )
     web.run_app(
         application,
         host=h,
@@ -120,6 +155,7 @@ def serve(
         access_log=None,
         handle_signals=True,
         shutdown_timeout=5,
+        reuse_port=workers > 1 or ingest_only,
     )
 
 
@@ -265,6 +301,7 @@ def dlq_replay(
         return total
 
     n = _with_store(cfg, run)
+    _ring(cfg)
     typer.echo(f"replayed {n} dead letter(s)")
     if ids and n < len(ids):
         _fail(f"{len(ids) - n} id(s) were not dead letters")
@@ -281,6 +318,7 @@ def dlq_discard(
 
     cfg = _load(config)
     n = _with_store(cfg, lambda s: s.discard(ids, time.time(), reason))
+    _ring(cfg)
     typer.echo(f"discarded {n} dead letter(s)")
     if n < len(ids):
         _fail(f"{len(ids) - n} id(s) were not dead letters")
@@ -311,3 +349,7 @@ def main() -> None:
     except HubError as err:
         typer.echo(str(err), err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import orjson
 import pluggy
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from hub.breaker import CircuitBreaker
 from hub.config import HubConfig, RetryPolicy, SystemConfig, load_yaml_file, validate_section
 from hub.dispatcher import Dispatcher
+from hub.doorbell import DoorbellListener, doorbell_address, ring
 from hub.envelope import Envelope, new_message_id
 from hub.errors import (
     AuthError,
@@ -137,13 +138,19 @@ class Hub:
         store: Store | None = None,
         extra_plugins: Iterable[object] = (),
         clock: Callable[[], float] = time.time,
+        role: Literal["node", "ingest"] = "node",
     ) -> None:
+        """``role="ingest"``: an extra ingest process of a node (``serve --workers``): it
+        accepts and commits, and rings the node's doorbell instead of delivering."""
         self.config = config
+        self.role = role
         self.clock = clock
         self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
         self.registry: Registry = load_registry(self.pm)
         self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self._owns_store = store is None
+        self._doorbell: DoorbellListener | None = None
+        self._doorbell_address = doorbell_address(config.store_path())
         self._lock_file: IO[str] | None = None
         self.store: Store = (
             store
@@ -267,14 +274,21 @@ class Hub:
         self._lock_file = fh
 
     async def start(self, *, dispatch: bool | None = None) -> None:
-        if self.config.store.kind == "sqlite" and self._owns_store:
+        sqlite_node = self.config.store.kind == "sqlite" and self._owns_store
+        if self.role == "ingest":
+            await self.store.open()
+            self.started = True
+            return
+        if sqlite_node:
             self._lock_sqlite_file()
         await self.store.open()
-        if self.config.store.kind == "sqlite" and self._owns_store:
+        if sqlite_node:
             # One node owns an SQLite file: leases of a previous (crashed) run are void.
             released = await self.store.release_leases()
             if released:
                 log.warning("released %d deliveries leased by a previous run", released)
+            self._doorbell = DoorbellListener(self._doorbell_address, self.wake_targets)
+            await self._doorbell.start()
         for t in self.targets.values():
             await t.transport.start()
         await acall(self.pm.hook.hub_startup, hub=self)
@@ -282,10 +296,25 @@ class Hub:
             self.dispatcher.start()
         self.started = True
 
+    def wake_targets(self, targets: Iterable[str]) -> None:
+        """New work for these targets: wake their workers here, or ring the node's doorbell
+        from an ingest process."""
+        if self.role == "ingest":
+            ring(self._doorbell_address, targets)
+            return
+        for t in targets:
+            self.dispatcher.wake(t)
+
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
+        if self.role == "ingest":
+            await self.store.close()
+            return
+        if self._doorbell is not None:
+            await self._doorbell.close()
+            self._doorbell = None
         await self.dispatcher.stop()
         for t in self.targets.values():
             await t.transport.close()
@@ -506,10 +535,9 @@ class Hub:
             if res.duplicate:
                 result.duplicates.append(i)
             else:
-                for t in m.targets:
-                    if t.target not in woken:
-                        woken.add(t.target)
-                        self.dispatcher.wake(t.target)
+                woken.update(t.target for t in m.targets)
+        if woken:
+            self.wake_targets(woken)
         if self._observe_accepted:
             self.pm.hook.hub_messages_accepted(
                 messages=[

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.slow
 JGHUB = str(Path(sys.executable).parent / "jghub")
 
 
-def _start_hub(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_hub(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [JGHUB, "serve", "--config", str(cfg)],
+        [JGHUB, "serve", "--config", str(cfg), *extra],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -116,3 +116,56 @@ def _all_settled(tmp: Path) -> bool:
         return bool(n == 3000)
     finally:
         db.close()
+
+
+async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: Path) -> None:
+    """``serve --workers 2``: both processes accept; the ingest-only one rings the node's
+    doorbell, so delivery does not wait for the (here very long) idle poll."""
+    sink = Sink("national")
+    await sink.start()
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        {"national": {"url": sink.url}},
+        dispatcher={"lease_seconds": 30, "idle_poll_seconds": 600},
+        port=port,
+    )
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "hub.log"
+    proc = _start_hub(cfg, log, "--workers", "2")
+    dept = DepartmentSource("dept-a", url)
+    await dept.start()
+    try:
+        await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
+        roles: set[str] = set()
+
+        async def both_roles() -> bool:
+            # a new session each time: a new connection, which the kernel may give either one
+            async with aiohttp.ClientSession() as s, s.get(f"{url}/readyz") as r:
+                roles.add((await r.json())["role"])
+            return roles == {"node", "ingest"}
+
+        await wait_until(both_roles, timeout=30, what="both processes answering")
+        records = [sample_inspection(i) for i in range(400)]
+        await dept.push(records, concurrency=8)
+        assert len(dept.acked) == 400
+        acked = set(dept.acked.values())
+        await wait_until(
+            lambda: acked <= set(sink.applied),
+            timeout=60,
+            what="delivery without waiting for the idle poll",
+        )
+        assert set(sink.applied) == acked
+        db = sqlite3.connect(tmp_path / "data" / "hub.db")
+        (messages,) = db.execute("SELECT count(DISTINCT seq) FROM messages").fetchone()
+        db.close()
+        assert messages == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await dept.stop()
+        await sink.stop()
+    assert proc.returncode == 0, log.read_text()[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -317,3 +318,35 @@ async def test_second_node_on_same_sqlite_file_is_refused(tmp_path: Path, sink: 
         assert exc.value.code == "E_STATE" and exc.value.field == "store.path"
     async with Hub(cfg) as again:  # released on stop
         assert again.started
+
+
+async def test_ingest_process_rings_the_node_doorbell(tmp_path: Path, sink: Sink) -> None:
+    """An ingest-role hub commits and rings; the node delivers at once, although its idle poll
+    is ten minutes. (In production the two live in separate processes: ``serve --workers``.)"""
+    cfg = config(
+        tmp_path,
+        {"national": {"url": sink.url}},
+        dispatcher={"lease_seconds": 10, "idle_poll_seconds": 600},
+    )
+    async with Hub(cfg) as node:
+        await asyncio.sleep(0.2)  # the node's worker is now asleep for up to 600 s
+        ingest = Hub(cfg, role="ingest")
+        await ingest.start()
+        try:
+            res = await ingest.ingest_records("dept-a", [sample_inspection(1)])
+            assert not ingest.dispatcher.running or not ingest.dispatcher.workers
+            await wait_until(
+                lambda: set(sink.applied) == set(res.ids),
+                timeout=10,
+                what="delivery woken by the doorbell",
+            )
+            await wait_until(lambda: _settled(node, 1), what="settled by the node")
+        finally:
+            await ingest.stop()
+
+
+async def test_doorbell_ring_without_listener_is_harmless() -> None:
+    from hub.doorbell import ring
+
+    assert ring("\0jghub-doorbell-nobody-listens", ["t"]) is False
+    assert ring("\0jghub-doorbell-nobody-listens", []) is True

@@ -172,7 +172,6 @@ class SQLiteStore:
         self._writer: _Writer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._seq = 0
         self._pending: list[tuple[Sequence[NewMessage], asyncio.Future[list[EnqueueResult]]]] = []
         self._flush_scheduled = False
 
@@ -189,7 +188,6 @@ class SQLiteStore:
                     f"({SCHEMA_VERSION}); run a matching jghub or migrate"
                 )
             conn.executescript(Q["schema"])
-            self._seq = conn.execute(Q["max_seq"]).fetchone()[0]
         finally:
             conn.close()
         self._writer = _Writer(self.path, self.durability, self.max_group)
@@ -295,7 +293,9 @@ class SQLiteStore:
         now = self.clock()
         conn.execute("SAVEPOINT enqueue")
         try:
-            seq = self._seq
+            # The write lock is held (BEGIN IMMEDIATE): the highest seq is ours to extend, also
+            # when several processes of one node write to the file.
+            seq = conn.execute(Q["max_seq"]).fetchone()[0]
             batch_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
             msg_rows: list[tuple[Any, ...]] = []
             del_rows: list[tuple[Any, ...]] = []
@@ -320,8 +320,6 @@ class SQLiteStore:
                 except Exception as exc:
                     results.append((False, exc))
             return results
-        # Advance the counter only once the rows are in; a failed attempt retries from it.
-        self._seq = seq
         return [(True, out) for out in outs]
 
     @staticmethod

@@ -1,0 +1,84 @@
+"""Ingest worker processes of one node (``jghub serve --workers N``).
+
+Python runs one thread of Python code at a time, so one process uses one core. With
+``--workers N`` the node process starts N-1 more ``jghub serve --ingest-only`` processes on the
+same port (``SO_REUSEPORT``: the kernel spreads connections over them). They accept, validate
+and commit to the same SQLite file (its write lock orders them; each still group-commits) and
+ring the node's doorbell so its dispatcher delivers at once. Only the node process delivers.
+A worker that dies is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["IngestWorkers"]
+
+log = logging.getLogger("jghub.workers")
+
+
+class IngestWorkers:
+    """Starts, watches and stops the extra ingest processes."""
+
+    def __init__(self, config: Path, host: str, port: int, count: int) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.count = count
+        self._procs: list[asyncio.subprocess.Process | None] = [None] * count
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def _argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "serve",
+            "--config",
+            str(self.config),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--ingest-only",
+        ]
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._keep(i)) for i in range(self.count)]
+
+    async def _keep(self, i: int) -> None:
+        delay = 0.5
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(*self._argv())
+            self._procs[i] = proc
+            log.info("ingest worker %d started (pid %d)", i + 1, proc.pid)
+            code = await proc.wait()
+            if self._stopping:
+                return
+            log.warning("ingest worker %d exited with %s; starting it again", i + 1, code)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for proc in self._procs:
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        for proc in self._procs:
+            if proc is None:
+                continue
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
