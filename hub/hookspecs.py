@@ -79,7 +79,8 @@ def hub_register_datasets() -> list[DatasetSpec]:
 @hookspec
 def hub_startup(hub: Any) -> Awaitable[None] | None:
     """Called once when a hub (:class:`hub.runtime.Hub`) has opened its store, before it
-    accepts traffic. Use it to start a plugin's own background work."""
+    accepts traffic. Use it to start a plugin's own background work. Not called in the extra
+    ingest processes of ``serve --workers`` (background work runs once per node)."""
 
 
 @hookspec
