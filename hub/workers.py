@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import signal
 import sys
 from pathlib import Path
 
 __all__ = ["IngestWorkers"]
 
 log = logging.getLogger("jghub.workers")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the node process dies, even by SIGKILL, so
+    no orphan keeps accepting on the port."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class IngestWorkers:
@@ -54,7 +67,9 @@ class IngestWorkers:
     async def _keep(self, i: int) -> None:
         delay = 0.5
         while not self._stopping:
-            proc = await asyncio.create_subprocess_exec(*self._argv())
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(), preexec_fn=_die_with_parent
+            )
             self._procs[i] = proc
             log.info("ingest worker %d started (pid %d)", i + 1, proc.pid)
             code = await proc.wait()

@@ -169,3 +169,32 @@ async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: 
         await dept.stop()
         await sink.stop()
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+async def test_ingest_workers_die_with_a_killed_node(tmp_path: Path) -> None:
+    """No orphan keeps accepting on the port after the node process is SIGKILLed."""
+    port = free_port()
+    cfg = write_config(tmp_path, {"national": {"url": "http://127.0.0.1:9/x"}}, port=port)
+    proc = _start_hub(cfg, tmp_path / "hub.log", "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        await wait_until(
+            lambda: bool(children.read_text().split()), timeout=30, what="an ingest worker"
+        )
+        [child] = [int(p) for p in children.read_text().split()]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        await wait_until(lambda: not _alive(child), timeout=15, what="the worker exits")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.split(") ")[1][0] != "Z"  # a zombie has exited
