@@ -243,7 +243,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    problems = []
+    problems = list(hub.store.problems())
     try:
         await hub.store.counts()
     except Exception as exc:

@@ -41,6 +41,7 @@ ERROR_CODES: dict[str, str] = {
     "E_METHOD": "the HTTP method is not allowed on this path",
     "E_HTTP": "another HTTP-level rejection (the status says which)",
     "E_BATCH": "some records of a batch were rejected (see rejected[])",
+    "E_STORE": "the store cannot take writes now; nothing from the request was acknowledged",
     "E_CONFIG": "a configuration file is invalid",
     "E_PLUGIN": "a plugin is invalid (duplicate name, unknown hook ...)",
     "E_STATE": "the operation is not allowed in the object's current state",
@@ -167,6 +168,12 @@ class BatchRejected(HubError):
     title = "Every record of the batch was rejected"
 
 
+class StoreUnavailable(HubError):
+    code = "E_STORE"
+    status = 503
+    title = "Store unavailable"
+
+
 class ConfigError(HubError):
     code = "E_CONFIG"
     status = 500
@@ -179,4 +186,12 @@ class PluginError(HubError):
     title = "Invalid plugin"
 
 
-__all__ += ["AuthError", "BadParameter", "BatchRejected", "StateError", "TooDeep", "UnknownDataset"]
+__all__ += [
+    "AuthError",
+    "BadParameter",
+    "BatchRejected",
+    "StateError",
+    "StoreUnavailable",
+    "TooDeep",
+    "UnknownDataset",
+]

@@ -210,6 +210,15 @@ class Hub:
                 tname = str(sc.outbound["transport"])
                 tspec = reg.transports.get(tname, wanted_by=f"system {name} outbound")
                 topts = self._plugin_options(tspec.config_model, sc.outbound, sc, "outbound")
+                timeout = getattr(topts, "timeout", None)
+                lease = self.config.dispatcher.lease_seconds
+                if isinstance(timeout, (int, float)) and lease <= timeout:
+                    raise ConfigError(
+                        f"{sc.source_file or name}: outbound.timeout ({timeout} s) must be "
+                        f"shorter than dispatcher.lease_seconds ({lease} s), or a slow request "
+                        "outlives its lease and is sent again meanwhile",
+                        field="outbound.timeout",
+                    )
                 self.targets[name] = TargetRuntime(
                     name,
                     sc,

@@ -67,9 +67,7 @@ class IngestWorkers:
     async def _keep(self, i: int) -> None:
         delay = 0.5
         while not self._stopping:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv(), preexec_fn=_die_with_parent
-            )
+            proc = await asyncio.create_subprocess_exec(*self._argv(), preexec_fn=_die_with_parent)
             self._procs[i] = proc
             log.info("ingest worker %d started (pid %d)", i + 1, proc.pid)
             code = await proc.wait()

@@ -63,7 +63,7 @@ def write_config(
         "hub": {"name": "test-hub", "node_id": "test-node"},
         "store": store or {"kind": "sqlite", "path": "data/hub.db", "durability": "normal"},
         "listen": {"host": "127.0.0.1", "port": port},
-        "dispatcher": dispatcher or {"lease_seconds": 10, "idle_poll_seconds": 0.2},
+        "dispatcher": dispatcher or {"lease_seconds": 30, "idle_poll_seconds": 0.2},
         "systems": ["systems"],
         "routes": [route] if targets else [],
     }

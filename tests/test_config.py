@@ -372,3 +372,14 @@ def test_system_file_alone(files: Files) -> None:
     with pytest.raises(ConfigError) as info:
         load_system_file(files.national)
     assert info.value.message.startswith(f"{files.national}:1 name: String should match pattern")
+
+
+def test_transport_timeout_must_be_shorter_than_the_lease(tmp_path: Path) -> None:
+    from hub.errors import ConfigError
+    from hub.runtime import Hub
+    from tests.helpers import config as make_config
+
+    cfg = make_config(tmp_path, {"slow": {"url": "http://127.0.0.1:9/x", "timeout": 45}})
+    with pytest.raises(ConfigError, match=r"must be shorter than dispatcher\.lease_seconds") as e:
+        Hub(cfg)
+    assert e.value.field == "outbound.timeout" and "slow.yaml" in e.value.message

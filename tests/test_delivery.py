@@ -326,7 +326,7 @@ async def test_ingest_process_rings_the_node_doorbell(tmp_path: Path, sink: Sink
     cfg = config(
         tmp_path,
         {"national": {"url": sink.url}},
-        dispatcher={"lease_seconds": 10, "idle_poll_seconds": 600},
+        dispatcher={"lease_seconds": 30, "idle_poll_seconds": 600},
     )
     async with Hub(cfg) as node:
         await asyncio.sleep(0.2)  # the node's worker is now asleep for up to 600 s

@@ -213,6 +213,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    def problems(self) -> list[str]:
+        """What keeps the store from working now (empty when healthy), for ``/readyz``."""
+        ...
+
     async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
         """Commit messages and their delivery rows durably; return only after the commit.
 

@@ -66,6 +66,9 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    def problems(self) -> list[str]:
+        return []
+
     async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
         now = self.clock()
         out: list[EnqueueResult] = []
@@ -157,26 +160,34 @@ class MemoryStore:
             d = self._dels.get(o.delivery_id)
             if d is None:
                 continue
-            d.owner = None
-            d.last_status = o.status
+            # Fenced like the SQL store: a success counts from any attempt, a failure only
+            # from the current one; every answer is traced.
+            current = d.state == DeliveryState.INFLIGHT and d.attempts == o.attempt
             if o.kind == "ack":
-                if d.state != DeliveryState.INFLIGHT:
-                    continue
-                d.state = DeliveryState.DELIVERED
-                d.delivered_at = o.at
-                d.last_error = None
                 step = "delivered"
+                if d.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT):
+                    d.state = DeliveryState.DELIVERED
+                    d.delivered_at = o.at
+                    d.last_error = None
+                    d.last_status = o.status
+                    d.owner = None
             elif o.kind == "retry":
-                d.state = DeliveryState.PENDING
-                d.next_at = o.next_at if o.next_at is not None else o.at
-                d.last_error = o.detail
-                d.retries += 1
                 step = "retry"
+                if current:
+                    d.state = DeliveryState.PENDING
+                    d.next_at = o.next_at if o.next_at is not None else o.at
+                    d.last_error = o.detail
+                    d.last_status = o.status
+                    d.retries += 1
+                    d.owner = None
             else:
-                d.state = DeliveryState.DEAD
-                d.dead_at = o.at
-                d.last_error = o.detail
                 step = "dead-lettered"
+                if current:
+                    d.state = DeliveryState.DEAD
+                    d.dead_at = o.at
+                    d.last_error = o.detail
+                    d.last_status = o.status
+                    d.owner = None
             self._msgs[d.message_id].events.append(
                 TraceEvent(o.at, step, d.target, o.attempt, o.status, o.latency_ms, o.detail)
             )

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from hub.errors import StoreUnavailable
 from hub.store.base import (
     ClaimedDelivery,
     DeadLetterInfo,
@@ -74,6 +75,7 @@ class _Writer(threading.Thread):
         ] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        self.closing = False
         self.commits = 0
         self.ops = 0
 
@@ -101,9 +103,34 @@ class _Writer(threading.Thread):
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
+                try:
+                    self._run_batch(conn, batch)
+                except BaseException as exc:
+                    # The connection itself failed (e.g. ROLLBACK on an I/O error): nothing in
+                    # this batch is known to be committed. Fail it and stop taking writes.
+                    self.error = exc
+                    _deliver_results([(fut, loop, False, exc) for _, loop, fut in batch])
+                    break
         finally:
-            conn.close()
+            self.closing = True
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Fail whatever is still queued: nobody will run it."""
+        left = []
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                left.append(job)
+        err = StoreUnavailable(
+            f"the SQLite writer stopped ({self.error or 'store closed'}); nothing was committed"
+        )
+        _deliver_results([(fut, loop, False, err) for _, loop, fut in left])
 
     def _run_batch(
         self,
@@ -136,12 +163,21 @@ class _Writer(threading.Thread):
                 return
         self.commits += 1
         self.ops += len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_, loop, _), res in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append(res)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, items)
+        _deliver_results(
+            [(fut, loop, ok, v) for (_, loop, _), (fut, ok, v) in zip(batch, results, strict=True)]
+        )
+
+
+def _deliver_results(
+    items: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, bool, Any]],
+) -> None:
+    """Resolve futures on their own loops (one thread-safe call per loop)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for fut, loop, ok, value in items:
+        by_loop.setdefault(loop, []).append((fut, ok, value))
+    for loop, res in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, res)
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -200,6 +236,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self._writer is not None:
+            self._writer.closing = True
             self._writer.jobs.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
@@ -212,12 +249,25 @@ class SQLiteStore:
             self._rconn = None
 
     def _write(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._writer is None:
-            raise RuntimeError("store is not open")
+        w = self._writer
+        if w is None or w.closing or not w.is_alive():
+            why = w.error if w is not None and w.error is not None else "store is not open"
+            raise StoreUnavailable(f"the store takes no writes: {why}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._writer.jobs.put((op, loop, fut))
+        w.jobs.put((op, loop, fut))
+        if w.closing and not w.is_alive():  # it stopped between the check and the put
+            w._fail_queued()
         return fut
+
+    def problems(self) -> list[str]:
+        """What keeps this store from taking writes (for ``/readyz``)."""
+        w = self._writer
+        if w is None:
+            return ["store is not open"]
+        if not w.is_alive():
+            return [f"SQLite writer stopped: {w.error or 'closed'}"]
+        return []
 
     async def _read_call(self, fn: Callable[[], T]) -> T:
         if self._reader is None:
@@ -263,7 +313,7 @@ class SQLiteStore:
         futures = [f for _, f in pending]
         try:
             job = self._write(lambda conn: self._enqueue_groups(conn, groups))
-        except RuntimeError as exc:  # closed store
+        except StoreUnavailable as exc:  # closed or failed store
             for f in futures:
                 if not f.done():
                     f.set_exception(exc)
@@ -423,11 +473,12 @@ class SQLiteStore:
                         o.status,
                         o.detail,
                         o.delivery_id,
+                        o.attempt,
                     )
                 )
                 step = "retry"
             else:
-                deads.append((o.at, o.status, o.detail, o.delivery_id))
+                deads.append((o.at, o.status, o.detail, o.delivery_id, o.attempt))
                 step = "dead-lettered"
             events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail, o.delivery_id))
         if acks:

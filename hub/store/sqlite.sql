@@ -88,21 +88,26 @@ RETURNING id, msg, route, attempts, partition_key;
 SELECT seq, id, source, dataset, dataset_version, payload, accepted_at, traceparent
   FROM messages WHERE seq IN (SELECT value FROM json_each(?));
 
+-- Settling is fenced by the attempt number: when a lease ran out and the delivery was claimed
+-- again, the late answer of the older attempt must not undo the newer one. A success counts
+-- from any attempt (the target has the message); a failure only from the current attempt.
+-- Every answer still goes into the trace.
+
 -- name: settle_ack
 UPDATE deliveries
    SET state = 2, delivered_at = ?, last_status = ?, last_error = NULL, lease_owner = NULL
- WHERE id = ? AND state = 1;
+ WHERE id = ? AND state IN (0, 1);
 
 -- name: settle_retry
 UPDATE deliveries
    SET state = 0, next_at = ?, last_status = ?, last_error = ?, lease_owner = NULL,
        retries = retries + 1
- WHERE id = ? AND state = 1;
+ WHERE id = ? AND state = 1 AND attempts = ?;
 
 -- name: settle_dead
 UPDATE deliveries
    SET state = 3, dead_at = ?, last_status = ?, last_error = ?, lease_owner = NULL
- WHERE id = ? AND state = 1;
+ WHERE id = ? AND state = 1 AND attempts = ?;
 
 -- name: insert_event_for_delivery
 INSERT INTO events (msg, at, step, target, attempt, status, latency_ms, detail)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -146,6 +147,31 @@ async def test_expired_lease_returns_work(store: Store, clock: Clock) -> None:
     assert again.delivery_id == c.delivery_id and again.attempt == 2
 
 
+async def test_late_answer_of_an_older_attempt_is_fenced(store: Store, clock: Clock) -> None:
+    """Attempt 1 outlived its lease and attempt 2 was claimed: attempt 1's late failure must
+    not undo attempt 2; a success counts from either."""
+    await store.enqueue([msg(1, ordered=True, partition="p"), msg(2, ordered=True, partition="p")])
+    [c1] = await store.claim("t1", 10, 5, "a")
+    clock.advance(6)
+    [c2] = await store.claim("t1", 10, 5, "b")
+    assert c2.delivery_id == c1.delivery_id and c2.attempt == 2
+    await store.settle([Outcome(c1.delivery_id, "dead", clock(), 1, None, "timeout")])
+    await store.settle([Outcome(c1.delivery_id, "retry", clock(), 1, 503, "x", next_at=0)])
+    assert await store.dead_letters() == []
+    await store.settle([Outcome(c2.delivery_id, "ack", clock(), 2, 200)])
+    tr = await store.trace(c1.message_id)
+    assert tr is not None and tr.deliveries[0].state is DeliveryState.DELIVERED
+    assert [e.step for e in tr.events] == ["dead-lettered", "retry", "delivered"]  # all traced
+    [nxt] = await store.claim("t1", 10, 5, "b")  # the partition moved on
+    assert nxt.delivery_id != c1.delivery_id
+    # a late success of an older attempt still counts
+    clock.advance(6)
+    [again] = await store.claim("t1", 10, 5, "c")
+    await store.settle([Outcome(nxt.delivery_id, "ack", clock(), 1, 200)])
+    assert (await store.counts())["delivered"] == 2
+    assert again.delivery_id == nxt.delivery_id
+
+
 async def test_release_leases_of_one_owner(store: Store) -> None:
     await store.enqueue([msg(1), msg(2)])
     await store.claim("t1", 1, 60, "a")
@@ -267,3 +293,39 @@ async def test_sqlite_refuses_unknown_schema_version(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="schema version 99"):
         await SQLiteStore(path).open()
+
+
+async def test_sqlite_closed_store_refuses_writes_with_e_store(tmp_path: Path) -> None:
+    from hub.errors import StoreUnavailable
+
+    s = SQLiteStore(tmp_path / "c.db")
+    await s.open()
+    assert s.problems() == []
+    await s.close()
+    with pytest.raises(StoreUnavailable) as exc:
+        await s.enqueue([msg(1)])
+    assert exc.value.code == "E_STORE" and exc.value.status == 503
+    assert s.problems() == ["store is not open"]
+
+
+async def test_sqlite_writer_failure_fails_waiters_not_hangs(tmp_path: Path) -> None:
+    """If the write connection itself breaks, every waiting caller gets an error (nothing
+    acknowledged) and later writes are refused, instead of waiting forever."""
+    from hub.errors import StoreUnavailable
+
+    s = SQLiteStore(tmp_path / "w.db")
+    await s.open()
+    try:
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.close()  # the connection is lost mid-transaction: even ROLLBACK fails now
+            raise OSError("simulated loss of the connection")
+
+        with pytest.raises(Exception, match=r"closed database|simulated loss"):
+            await s._write(broken)
+        await asyncio.sleep(0.05)
+        assert s.problems() and "writer stopped" in s.problems()[0]
+        with pytest.raises(StoreUnavailable):
+            await s.enqueue([msg(1)])
+    finally:
+        await s.close()
