@@ -39,7 +39,9 @@ def check_file(path: Path) -> list[str]:
             tspec = reg.transports.get(
                 str(sc.outbound["transport"]), wanted_by=f"{path} outbound.transport"
             )
-            validate_section(tspec.config_model, sc.outbound, path, located, ("outbound",))
+            validate_section(
+                tspec.config_model, sc.outbound, path, located, ("outbound",), ("transport",)
+            )
         if sc.inbound is not None:
             for ds in sc.inbound.datasets:
                 reg.datasets.get(ds, wanted_by=f"{path} inbound.datasets")

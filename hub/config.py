@@ -319,8 +319,10 @@ def format_validation_error(
     file: Path,
     located: _Located | None,
     prefix: tuple[Any, ...] = (),
+    also_allowed: tuple[str, ...] = (),
 ) -> str:
-    """Render pydantic errors as ``file:line key.path: message`` lines, naming allowed keys."""
+    """Render pydantic errors as ``file:line key.path: message`` lines, naming allowed keys
+    (``also_allowed``: keys of the section the core itself reads, e.g. ``transport``)."""
     lines = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
@@ -330,9 +332,10 @@ def format_validation_error(
         if err["type"] == "extra_forbidden":
             owner = _model_at(model, err["loc"][:-1])
             if owner is not None:
-                allowed = ", ".join(
-                    (f.alias or n) for n, f in owner.model_fields.items() if not f.exclude
-                )
+                names = [(f.alias or n) for n, f in owner.model_fields.items() if not f.exclude]
+                if not err["loc"][:-1]:
+                    names = [*also_allowed, *names]
+                allowed = ", ".join(names)
                 msg = (
                     f"unknown key; allowed: {allowed}"
                     if allowed
@@ -348,14 +351,18 @@ def validate_section(
     file: Path,
     located: _Located | None,
     prefix: tuple[Any, ...] = (),
+    also_allowed: tuple[str, ...] = (),
 ) -> Any:
-    """Validate ``data`` with ``model``; on failure raise ConfigError naming file, line, key."""
+    """Validate ``data`` with ``model``; on failure raise ConfigError naming file, line, key.
+    Keys in ``also_allowed`` are read by the core and not passed to ``model``."""
+    if also_allowed and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in also_allowed}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]["loc"] if exc.errors() else ()
         raise ConfigError(
-            format_validation_error(exc, model, file, located, prefix),
+            format_validation_error(exc, model, file, located, prefix, also_allowed),
             field=_dotted((*prefix, *first)),
         ) from None
 

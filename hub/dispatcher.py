@@ -107,11 +107,46 @@ class TargetWorker:
     async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
         try:
             await self._deliver_unit(claimed)
-        except Exception:
-            log.exception("delivery unit to %s failed; its leases will expire", self.name)
+        except Exception as exc:
+            log.exception("delivery unit to %s failed", self.name)
+            await self._settle_failed_unit(claimed, exc)
         finally:
             self.inflight -= 1
             self.wake.set()
+
+    async def _settle_failed_unit(self, claimed: Sequence[ClaimedDelivery], exc: Exception) -> None:
+        """A unit that raised (a transport bug, an unreadable answer) counts as a failed
+        attempt: retried with backoff, dead-lettered once the budget is spent, and seen by the
+        circuit breaker; otherwise it would come back every lease, forever."""
+        now = self.hub.clock()
+        policy = self.target.retry
+        detail = f"delivery failed inside the hub: {type(exc).__name__}: {exc}"[:300]
+        outcomes = [
+            Outcome(
+                c.delivery_id,
+                "retry",
+                now,
+                c.attempt,
+                None,
+                detail,
+                next_at=now + backoff_delay(policy, c.attempt),
+            )
+            if c.attempt < policy.max_attempts
+            else Outcome(
+                c.delivery_id,
+                "dead",
+                now,
+                c.attempt,
+                None,
+                f"gave up after {c.attempt} attempts; last: {detail}",
+            )
+            for c in claimed
+        ]
+        self.breaker.record_failure()
+        try:
+            await self.hub.store.settle(outcomes)
+        except Exception:  # the leases will expire and the work returns
+            log.exception("could not settle the failed unit to %s", self.name)
 
     async def _deliver_unit(self, claimed: Sequence[ClaimedDelivery]) -> None:
         hub = self.hub

@@ -187,11 +187,16 @@ class Hub:
     # ------------------------------------------------------------------ building
 
     def _plugin_options(
-        self, model: type[BaseModel], data: Mapping[str, Any], sc: SystemConfig, key: str
+        self,
+        model: type[BaseModel],
+        data: Mapping[str, Any],
+        sc: SystemConfig,
+        key: str,
+        also_allowed: tuple[str, ...] = (),
     ) -> Any:
         located = load_yaml_file(sc.source_file) if sc.source_file is not None else None
         file = sc.source_file or Path(f"<system {sc.name}>")
-        return validate_section(model, dict(data), file, located, (key,))
+        return validate_section(model, dict(data), file, located, (key,), also_allowed)
 
     def _build_systems(self) -> None:
         reg = self.registry
@@ -209,7 +214,9 @@ class Hub:
             if sc.outbound is not None:
                 tname = str(sc.outbound["transport"])
                 tspec = reg.transports.get(tname, wanted_by=f"system {name} outbound")
-                topts = self._plugin_options(tspec.config_model, sc.outbound, sc, "outbound")
+                topts = self._plugin_options(
+                    tspec.config_model, sc.outbound, sc, "outbound", ("transport",)
+                )
                 timeout = getattr(topts, "timeout", None)
                 lease = self.config.dispatcher.lease_seconds
                 if isinstance(timeout, (int, float)) and lease <= timeout:

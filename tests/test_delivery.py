@@ -350,3 +350,95 @@ async def test_doorbell_ring_without_listener_is_harmless() -> None:
 
     assert ring("\0jghub-doorbell-nobody-listens", ["t"]) is False
     assert ring("\0jghub-doorbell-nobody-listens", []) is True
+
+
+class _ExplodingTransport:
+    """A third-party transport with a bug: it raises instead of returning results."""
+
+    max_batch = 1
+    concurrency = 2
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, items):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        raise RuntimeError("bug in a plugin transport")
+
+
+async def test_a_transport_that_raises_is_retried_then_dead_lettered(tmp_path: Path) -> None:
+    from hub.specs import TransportSpec
+
+    made: list[_ExplodingTransport] = []
+
+    class Plugin:
+        @hookimpl
+        def hub_register_transports(self):  # type: ignore[no-untyped-def]
+            def factory(target, options):  # type: ignore[no-untyped-def]
+                made.append(_ExplodingTransport())
+                return made[-1]
+
+            return [TransportSpec("exploding", factory)]
+
+    cfg = config(
+        tmp_path, {"boom": {}}, retry={"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.002}
+    )
+    import yaml
+
+    doc = yaml.safe_load((tmp_path / "systems" / "boom.yaml").read_text())
+    doc["outbound"] = {"transport": "exploding"}
+    (tmp_path / "systems" / "boom.yaml").write_text(yaml.safe_dump(doc))
+    from hub.config import load_config
+
+    cfg = load_config(tmp_path / "hub.yaml")
+    async with Hub(cfg, extra_plugins=[Plugin()]) as hub:
+        res = await hub.ingest_records("dept-a", [sample_inspection(1)])
+        await wait_until(lambda: _dead(hub), what="dead letter after 3 attempts")
+        [dl] = await hub.store.dead_letters()
+        assert dl.message_id == res.ids[0] and dl.attempts == 3
+        assert "gave up after 3 attempts" in dl.reason and "bug in a plugin transport" in dl.reason
+        assert made[0].calls == 3
+
+
+async def test_unreadable_batch_results_are_not_receipts(tmp_path: Path) -> None:
+    """A batch target whose per-record results are not what the protocol says: a non-object
+    entry is no receipt (retried), a bad status counts as a refusal (dead letter)."""
+    from aiohttp import web
+
+    seen: list[int] = []
+
+    async def batch(request: web.Request) -> web.Response:
+        doc = await request.json()
+        seen.append(len(doc["records"]))
+        if len(seen) == 1:
+            return web.json_response({"results": [None, {"ok": False, "status": "x"}]})
+        return web.json_response({"results": [{"ok": True}] * len(doc["records"])})
+
+    app = web.Application()
+    app.router.add_post("/batch", batch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    from hub.peers import bound_port
+
+    url = f"http://127.0.0.1:{bound_port(site)}/batch"
+    try:
+        cfg = config(tmp_path, {"odd": {"url": url, "batch_size": 2, "concurrency": 1}})
+        async with Hub(cfg) as hub:
+            res = await hub.ingest_records("dept-a", [sample_inspection(1), sample_inspection(2)])
+            await wait_until(lambda: _settled(hub, 2), what="both settled")
+            [dl] = await hub.store.dead_letters()
+            assert dl.message_id == res.ids[1] and dl.last_status == 422
+            tr = await hub.store.trace(res.ids[0])
+            assert tr is not None
+            assert [e.step for e in tr.events] == ["retry", "delivered"]
+            assert "unreadable result None" in tr.events[0].detail
+    finally:
+        await runner.cleanup()

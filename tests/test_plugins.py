@@ -289,9 +289,10 @@ class CsvAdapter:
 
 
 class MemoryOptions(BaseModel):
+    """The transport's own options; ``transport:`` itself is read by the core."""
+
     model_config = ConfigDict(extra="forbid")
 
-    transport: str
     label: str
 
 

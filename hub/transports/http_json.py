@@ -34,7 +34,6 @@ class HttpJsonOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    transport: str = "http_json"
     url: AnyHttpUrl
     batch_size: int = Field(1, ge=1, le=10_000, description="records per request; 1 = per record")
     concurrency: int = Field(8, ge=1, le=512, description="requests in flight to this target")
@@ -57,7 +56,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) < 12:
         return float(value)
     try:
         when = parsedate_to_datetime(value).timestamp()
@@ -170,10 +169,22 @@ class HttpJsonTransport:
             return [res] * len(items)
         out = []
         for r in per_item:
-            if not isinstance(r, dict) or r.get("ok", False):
+            if not isinstance(r, dict):  # an answer we cannot read is no receipt
+                out.append(
+                    SendResult(
+                        False,
+                        res.status,
+                        False,
+                        f"unreadable result {r!r}"[:300],
+                        latency_ms=res.latency_ms,
+                    )
+                )
+                continue
+            if r.get("ok") is True:
                 out.append(res)
                 continue
-            status = int(r.get("status") or 422)
+            raw_status = r.get("status")
+            status = raw_status if type(raw_status) is int and 100 <= raw_status < 600 else 422
             ok, permanent = classify_status(status)
             out.append(
                 SendResult(
