@@ -189,8 +189,9 @@ def _dl(d: Any) -> dict[str, Any]:
 
 
 def _is_digits(raw: str) -> bool:
-    # str.isdigit() alone accepts "²" and other digits int() refuses
-    return raw.isascii() and raw.isdigit()
+    # str.isdigit() alone accepts "²" and other digits int() refuses; int() also refuses
+    # more than 4,300 digits, and no id or limit here needs more than 19 (2**63).
+    return raw.isascii() and raw.isdigit() and len(raw) <= 19
 
 
 _MAX_ROW_ID = 2**63 - 1  # SQLite INTEGER; larger ids cannot exist (and would overflow)

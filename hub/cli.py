@@ -292,13 +292,12 @@ def dlq_replay(
         now = time.time()
         if not all_:
             return await s.replay(list(ids or []), now)
-        total = 0
-        while page := await s.dead_letters(target, 1000, 0):
-            n = await s.replay([d.delivery_id for d in page], now)
-            total += n
-            if n == 0:
-                break
-        return total
+        # Snapshot first: a running node may dead-letter replayed ones again meanwhile, and
+        # they must not be replayed twice by this command.
+        chosen: list[int] = []
+        while page := await s.dead_letters(target, 1000, len(chosen)):
+            chosen += [d.delivery_id for d in page]
+        return await s.replay(chosen, now)
 
     n = _with_store(cfg, run)
     _ring(cfg)

@@ -33,12 +33,12 @@ def ring(address: str, targets: Iterable[str]) -> bool:
     data = "\n".join(sorted(set(targets))).encode()
     if not data:
         return True
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.setblocking(False)
-        try:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
             s.sendto(data[:60_000], address)
-        except OSError:  # no listener (ECONNREFUSED / ENOENT) or its queue is full (EAGAIN)
-            return False
+    except OSError:  # no listener, its queue is full, or no descriptor left (EMFILE)
+        return False
     return True
 
 

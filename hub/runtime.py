@@ -277,6 +277,7 @@ class Hub:
         (CLI commands such as ``dlq`` and ``trace`` may still open it)."""
         path = self.config.store_path()
         path.parent.mkdir(parents=True, exist_ok=True)
+        path = path.resolve()  # one lock per file, however the configs spell its path
         fh = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held while running
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -552,22 +553,27 @@ class Hub:
                 result.duplicates.append(i)
             else:
                 woken.update(t.target for t in m.targets)
-        if woken:
-            self.wake_targets(woken)
-        if self._observe_accepted:
-            self.pm.hook.hub_messages_accepted(
-                messages=[
-                    AcceptedMessage(
-                        res.message_id,
-                        system,
-                        spec.name,
-                        tuple(t.target for t in m.targets),
-                        res.duplicate,
-                    )
-                    for m, res in zip(messages, committed, strict=True)
-                    if not res.conflict
-                ]
-            )
+        # Committed: from here on nothing may turn the answer into an error (the source would
+        # resend what is already stored), so wake-ups and observers only log their failures.
+        try:
+            if woken:
+                self.wake_targets(woken)
+            if self._observe_accepted:
+                self.pm.hook.hub_messages_accepted(
+                    messages=[
+                        AcceptedMessage(
+                            res.message_id,
+                            system,
+                            spec.name,
+                            tuple(t.target for t in m.targets),
+                            res.duplicate,
+                        )
+                        for m, res in zip(messages, committed, strict=True)
+                        if not res.conflict
+                    ]
+                )
+        except Exception:
+            log.exception("after-commit step failed; the records are committed and acknowledged")
         result.errors.sort(key=lambda e: e.index)
         return result
 

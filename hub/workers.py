@@ -15,8 +15,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["IngestWorkers"]
@@ -24,14 +26,21 @@ __all__ = ["IngestWorkers"]
 log = logging.getLogger("jghub.workers")
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the node process dies, even by SIGKILL, so
-    no orphan keeps accepting on the port."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 _PR_SET_PDEATHSIG = 1
+# Loaded here, not in the child: between fork and exec only async-signal-safe calls are safe.
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For the child before exec: get SIGTERM when the node process dies, even by SIGKILL, so
+    no orphan keeps accepting on the port (and exit if the node died before that was set)."""
+
+    def arm() -> None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 class IngestWorkers:
@@ -67,7 +76,15 @@ class IngestWorkers:
     async def _keep(self, i: int) -> None:
         delay = 0.5
         while not self._stopping:
-            proc = await asyncio.create_subprocess_exec(*self._argv(), preexec_fn=_die_with_parent)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self._argv(), preexec_fn=_die_with_parent(os.getpid())
+                )
+            except Exception:
+                log.exception("could not start ingest worker %d; trying again", i + 1)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
             self._procs[i] = proc
             log.info("ingest worker %d started (pid %d)", i + 1, proc.pid)
             code = await proc.wait()

@@ -544,7 +544,9 @@ async def test_dlq_discard_keeps_reason_in_trace(api: Api) -> None:
     ("raw", "status", "code"),
     [
         ("424242", 404, "E_NOT_FOUND"),
-        ("99999999999999999999999", 404, "E_NOT_FOUND"),  # beyond any SQLite row id
+        ("9999999999999999999", 404, "E_NOT_FOUND"),  # beyond any SQLite row id
+        ("99999999999999999999999", 400, "E_PARAM"),  # longer than any id can be
+        ("9" * 5000, 400, "E_PARAM"),  # int() would refuse it: no 500
         ("abc", 400, "E_PARAM"),
         ("-1", 400, "E_PARAM"),
         ("1.5", 400, "E_PARAM"),
@@ -563,6 +565,7 @@ async def test_dlq_bad_ids(api: Api, action: str, raw: str, status: int, code: s
     [
         ("limit=abc", "limit"),
         ("limit=5000", "limit"),
+        ("limit=" + "9" * 5000, "limit"),
         ("offset=-3", "offset"),
         ("limit=²", "limit"),
     ],
