@@ -47,6 +47,8 @@ from hub.store.sql import load_queries
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 SCHEMA_VERSION = 1
+#: ``next_at`` of a parked delivery (queued behind an unfinished one of its ordered partition)
+PARKED = 1e18
 Q = load_queries("hub.store", "sqlite.sql")
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
@@ -347,11 +349,14 @@ class SQLiteStore:
             # when several processes of one node write to the file.
             seq = conn.execute(Q["max_seq"]).fetchone()[0]
             batch_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
+            busy_parts: set[tuple[str, str | None]] = set()
             msg_rows: list[tuple[Any, ...]] = []
             del_rows: list[tuple[Any, ...]] = []
             outs = []
             for messages in groups:
-                out, seq = self._prepare(conn, messages, now, seq, batch_keys, msg_rows, del_rows)
+                out, seq = self._prepare(
+                    conn, messages, now, seq, batch_keys, msg_rows, del_rows, busy_parts
+                )
                 outs.append(out)
             if msg_rows:
                 conn.executemany(Q["insert_message"], msg_rows)
@@ -381,10 +386,12 @@ class SQLiteStore:
         batch_keys: dict[tuple[str, str], tuple[str, bytes]],
         msg_rows: list[tuple[Any, ...]],
         del_rows: list[tuple[Any, ...]],
+        busy_parts: set[tuple[str, str | None]],
     ) -> tuple[list[EnqueueResult], int]:
         """Rows for new messages; results for duplicates (earlier rows or this job's)."""
         out: list[EnqueueResult] = []
         find = Q["find_idem"]
+        busy = Q["partition_busy"]
         for new in messages:
             m = new.envelope
             key = m.idempotency_key
@@ -415,7 +422,13 @@ class SQLiteStore:
                 )
             )
             for t in new.targets:
-                del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, now))
+                due = now
+                if t.ordered:
+                    part = (t.target, m.partition_key)
+                    if part in busy_parts or conn.execute(busy, part).fetchone() is not None:
+                        due = PARKED
+                    busy_parts.add(part)
+                del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
             out.append(EnqueueResult(m.message_id, False))
         return out, seq
 
@@ -483,6 +496,7 @@ class SQLiteStore:
             events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail, o.delivery_id))
         if acks:
             conn.executemany(Q["settle_ack"], acks)
+            conn.executemany(Q["unpark_next"], [{"id": a[2], "now": a[0]} for a in acks])
         if retries:
             conn.executemany(Q["settle_retry"], retries)
         if deads:
@@ -525,6 +539,7 @@ class SQLiteStore:
             n = 0
             for did in delivery_ids:
                 if conn.execute(Q["discard"], (did,)).rowcount:
+                    conn.execute(Q["unpark_next"], {"id": did, "now": at})
                     conn.execute(
                         Q["insert_event_for_delivery"],
                         (at, "discarded", None, None, None, reason, did),

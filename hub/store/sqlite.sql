@@ -70,6 +70,24 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 INSERT INTO deliveries (msg, target, route, ordered, partition_key, next_at)
 VALUES (?, ?, ?, ?, ?, ?);
 
+-- On ordered routes a delivery queued behind an unfinished one of its (target, partition) is
+-- *parked*: its next_at is far in the future, so claims never walk over it. When the head is
+-- delivered or discarded, the next one is unparked (due now).
+
+-- name: partition_busy
+SELECT 1 FROM deliveries
+ WHERE target = ? AND partition_key IS ? AND ordered = 1 AND state IN (0, 1, 3)
+ LIMIT 1;
+
+-- name: unpark_next
+UPDATE deliveries SET next_at = :now
+ WHERE id = (SELECT e.id FROM deliveries d JOIN deliveries e
+               ON e.target = d.target AND e.partition_key IS d.partition_key
+              WHERE d.id = :id AND d.ordered = 1
+                AND e.ordered = 1 AND e.state IN (0, 1, 3) AND e.id > d.id
+              ORDER BY e.id LIMIT 1)
+   AND state = 0 AND next_at > :now;
+
 -- name: claim
 UPDATE deliveries
    SET state = 1, attempts = attempts + 1, next_at = :lease_until, lease_owner = :owner

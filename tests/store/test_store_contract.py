@@ -329,3 +329,46 @@ async def test_sqlite_writer_failure_fails_waiters_not_hangs(tmp_path: Path) -> 
             await s.enqueue([msg(1)])
     finally:
         await s.close()
+
+
+async def test_sqlite_parks_deliveries_behind_an_unfinished_head(tmp_path: Path) -> None:
+    """Queued behind a dead head, the rest of a partition is parked: no claim walks over it
+    and the dispatcher is not told to come back at once."""
+    from hub.store.sqlite import PARKED
+
+    clock = Clock()
+    s = SQLiteStore(tmp_path / "p.db", clock=clock)
+    await s.open()
+    try:
+        await s.enqueue([msg(i, ordered=True, partition="p") for i in range(3)])
+        await s.enqueue([msg(9, ordered=True, partition="q")])
+        rows = s._rconn.execute(  # type: ignore[union-attr]
+            "SELECT partition_key, next_at FROM deliveries ORDER BY id"
+        ).fetchall()
+        assert [(p, n >= PARKED) for p, n in rows] == [
+            ("p", False),
+            ("p", True),
+            ("p", True),
+            ("q", False),
+        ]
+        heads = await s.claim("t1", 10, 30, "n")
+        assert len(heads) == 2
+        p_head = next(c for c in heads if c.partition_key == "p")
+        q_head = next(c for c in heads if c.partition_key == "q")
+        await s.settle(
+            [
+                Outcome(p_head.delivery_id, "dead", clock(), 1, 409, "conflict"),
+                Outcome(q_head.delivery_id, "ack", clock(), 1, 200),
+            ]
+        )
+        assert await s.claim("t1", 10, 30, "n") == []
+        due = await s.next_due_at("t1")
+        assert due is not None and due >= PARKED
+        await s.discard([p_head.delivery_id], clock(), "superseded")
+        [second] = await s.claim("t1", 10, 30, "n")
+        assert second.delivery_id == p_head.delivery_id + 1
+        await s.settle([Outcome(second.delivery_id, "ack", clock(), 1, 200)])
+        [third] = await s.claim("t1", 10, 30, "n")
+        assert third.delivery_id == p_head.delivery_id + 2
+    finally:
+        await s.close()
