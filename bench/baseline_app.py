@@ -4,13 +4,20 @@ Same aiohttp, same event loop policy and one process like ``jghub serve``; the h
 the body, parses it with orjson and answers 202 with a small JSON body. No validation, no
 storage: the ceiling the hub's HTTP layer is compared with.
 
+``--processes N`` runs it like ``jghub serve --workers N``: this process starts N-1 copies of
+itself, all listening on the port with ``SO_REUSEPORT`` (the kernel spreads the connections
+over them), and stops them when it stops.
+
     python bench/baseline_app.py --port 8081
+    python bench/baseline_app.py --port 8081 --processes 2
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import subprocess
+import sys
 
 import orjson
 from aiohttp import web
@@ -37,11 +44,42 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--processes", type=int, default=1, help="processes on the port (SO_REUSEPORT)")
+    ap.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a copy
     args = ap.parse_args()
     app = web.Application(client_max_size=32 * 1024 * 1024 + 1)
     app.router.add_post("/v1/systems/{system}/records", post_records)
     app.router.add_get("/healthz", healthz)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    copies: list[subprocess.Popen[bytes]] = []
+    if args.processes > 1:
+        argv = [
+            sys.executable,
+            __file__,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--reuse-port",
+        ]
+        copies = [subprocess.Popen(argv) for _ in range(args.processes - 1)]
+    try:
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            print=None,
+            access_log=None,
+            reuse_port=args.processes > 1 or args.reuse_port,
+        )
+    finally:
+        for p in copies:
+            p.terminate()
+        for p in copies:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":

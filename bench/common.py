@@ -6,6 +6,7 @@ and reads the SQLite file after the server has stopped.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import platform
@@ -142,6 +143,7 @@ class Server:
     cwd: Path
     log: Path
     ready_path: str = "/healthz"
+    processes: int = 1  # processes listening on the port when ready
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -163,10 +165,12 @@ class Server:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 c.request("GET", self.ready_path)
-                if c.getresponse().status == 200:
-                    c.close()
-                    return
+                status = c.getresponse().status
                 c.close()
+                # Several processes on one port (SO_REUSEPORT): ready when each listens, or
+                # the first connections of a load run would all go to the first one.
+                if status == 200 and len(listening_sockets(self.port)) >= self.processes:
+                    return
             except OSError:
                 pass
             time.sleep(0.05)
@@ -178,29 +182,176 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    def pids(self) -> list[int]:
+        """The server's process tree: its process, then its descendants (worker processes)."""
+        return process_tree(self.pid)
+
+    def cpu_by_process(self) -> dict[int, float]:
+        """CPU seconds so far of every process of the tree (see :func:`tree_cpu_seconds`)."""
+        return tree_cpu_seconds(self.pid)
+
     def cpu_seconds(self) -> float:
-        """user + system CPU of the process (all its threads) so far."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / CLK_TCK
+        """user + system CPU so far of the whole process tree (all threads of the server process
+        and of its worker processes, and of workers that already exited and were waited for)."""
+        return sum(self.cpu_by_process().values())
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM (graceful: the hub closes its store), SIGKILL if it does not go."""
+        """SIGTERM to the server process (graceful: the hub stops its workers and closes its
+        store), SIGKILL if it does not go; then SIGTERM / SIGKILL to any process of its tree
+        still running (by pid, only processes this server started)."""
         p = self.proc
-        if p is None or p.poll() is not None:
-            return None if p is None else p.returncode
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            return p.wait(5)
+        if p is None:
+            return None
+        tree = self._tree_with_start_times()
+        code: int | None
+        if p.poll() is not None:
+            code = p.returncode
+        else:
+            p.send_signal(signal.SIGTERM)
+            try:
+                code = p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                code = p.wait(5)
+        self._reap_leftovers(tree)
+        return code
+
+    def _tree_with_start_times(self) -> dict[int, int]:
+        out = {}
+        for pid in self.pids()[1:]:
+            st = _proc_stat(pid)
+            if st is not None:
+                out[pid] = int(st[19])  # starttime: a recycled pid has another
+        return out
+
+    @staticmethod
+    def _reap_leftovers(tree: dict[int, int]) -> None:
+        def alive() -> list[int]:
+            live = []
+            for pid, start in tree.items():
+                st = _proc_stat(pid)
+                if st is not None and int(st[19]) == start and st[0] != "Z":
+                    live.append(pid)
+            return live
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            left = alive()
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 5
+            while alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def tail(self, n: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+# --------------------------------------------------------------------------- process trees
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (index 0 = state, 1 = ppid, 11/12 =
+    utime/stime, 13/14 = cutime/cstime, 19 = starttime), or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    """Child pids: /proc/<pid>/task/*/children where the kernel has it (CONFIG_PROC_CHILDREN),
+    else every /proc/<n>/stat whose ppid is ``pid``."""
+    task_dir = Path(f"/proc/{pid}/task")
+    try:
+        tasks = list(task_dir.iterdir())
+    except OSError:
+        return []
+    if tasks and (tasks[0] / "children").exists():
+        kids: list[int] = []
+        for t in tasks:
+            with contextlib.suppress(OSError):
+                kids += [int(x) for x in (t / "children").read_text().split()]
+        return kids
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = _proc_stat(int(entry.name))
+            if st is not None and int(st[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents before children."""
+    if _proc_stat(pid) is None:
+        return []
+    tree = [pid]
+    i = 0
+    while i < len(tree):
+        tree += _children(tree[i])
+        i += 1
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system, all threads) so far of each process of the tree, each
+    including its waited-for children that exited (cutime + cstime), so a worker that exits
+    between two readings still counts."""
+    out = {}
+    for p in process_tree(pid):
+        st = _proc_stat(p)
+        if st is not None:
+            out[p] = sum(int(st[k]) for k in (11, 12, 13, 14)) / CLK_TCK
+    return out
+
+
+def _tcp_table() -> list[list[str]]:
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name, encoding="ascii") as f:
+                next(f)
+                rows += [ln.split() for ln in f]
+        except OSError:
+            pass
+    return rows
+
+
+def listening_sockets(port: int) -> list[int]:
+    """Inodes of the TCP sockets listening on ``port`` (one per process with SO_REUSEPORT)."""
+    return [
+        int(r[9]) for r in _tcp_table() if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port
+    ]
+
+
+def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """Established TCP connections accepted on ``port`` that each process holds (how the
+    kernel spread a load generator's connections over SO_REUSEPORT processes)."""
+    inodes = {
+        int(r[9]) for r in _tcp_table() if r[3] == "01" and int(r[1].rsplit(":", 1)[1], 16) == port
+    }
+    out = {}
+    for pid in pids:
+        n = 0
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(fd.path)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+                    n += 1
+        except OSError:
+            pass
+        out[pid] = n
+    return out
 
 
 # --------------------------------------------------------------------------- machine
