@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import math
 import queue
 import sqlite3
@@ -84,6 +85,7 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             conn = _connect(self.path, self.durability)
+            lock = open(self.path.with_name(self.path.name + ".write-lock"), "a+")  # noqa: SIM115
         except BaseException as exc:  # surfaced by open()
             self.error = exc
             self.ready.set()
@@ -106,7 +108,13 @@ class _Writer(threading.Thread):
                         break
                     batch.append(nxt)
                 try:
-                    self._run_batch(conn, batch)
+                    # Processes of one node queue for the write lock in the kernel; SQLite's
+                    # own busy handler would sleep-poll (1-100 ms naps) and starve one of them.
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    try:
+                        self._run_batch(conn, batch)
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
                 except BaseException as exc:
                     # The connection itself failed (e.g. ROLLBACK on an I/O error): nothing in
                     # this batch is known to be committed. Fail it and stop taking writes.
@@ -117,6 +125,7 @@ class _Writer(threading.Thread):
             self.closing = True
             with contextlib.suppress(Exception):
                 conn.close()
+            lock.close()
             self._fail_queued()
 
     def _fail_queued(self) -> None:
