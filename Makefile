@@ -27,8 +27,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy hub security contracts
 
+# Benchmarks (not tests): need wrk (apt-get install -y wrk); BENCH_ARGS=--quick for ~1 min.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) bench/ingest.py
+	$(PY) bench/ingest.py $(BENCH_ARGS)
+	$(PY) bench/queue_memory.py
 
 clean:
 	rm -rf $(VENV) .jghub-demo .pytest_cache .mypy_cache .ruff_cache

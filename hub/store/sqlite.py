@@ -61,7 +61,7 @@ def _connect(path: Path, durability: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, bounded
+    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache a connection, bounded
     return conn
 
 
