@@ -157,7 +157,8 @@ def main() -> int:
         (
             "ingest rate, last 100k (queue full)",
             f"{last:,.0f} records/s",
-            f"{last / first:.2f}x the first; >= 0.8x: {'met' if last >= 0.8 * first else 'NOT met'}",
+            f"{last / first:.2f}x the first; >= 0.8x: "
+            + ("met" if last >= 0.8 * first else "NOT met"),
         ),
         ("whole run", f"{args.records / elapsed:,.0f} records/s in {elapsed:,.0f} s", ""),
     ]
