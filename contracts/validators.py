@@ -32,6 +32,7 @@ character is a validation error.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from operator import getitem
 from typing import Annotated, Any, Final, Literal
 
@@ -171,7 +172,10 @@ def is_valid_org_code(code: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=16384)
 def _uscc_problem(code: str) -> _Problem | None:
+    """Cached: a department's own codes recur in every record it sends (e.g. the 检查实施清单编码
+    starts with the implementing body's USCC), and the answer is a pure function of the code."""
     if len(code) != 18:
         return (
             "uscc_length",
@@ -367,7 +371,7 @@ def check_uscc_value(code: str, info: ValidationInfo, *, what: str = "") -> str:
                 }
             )
         return code
-    raise PydanticCustomError(kind, what + template, values)
+    raise PydanticCustomError(kind, what + template, dict(values))  # the cached dict stays ours
 
 
 def _validate_uscc(value: str, info: ValidationInfo) -> str:
