@@ -26,14 +26,10 @@ import orjson
 
 
 def _connect(path: Path, durability: str) -> sqlite3.Connection:
-    # Same PRAGMAs as hub.store.sqlite._connect.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA cache_size=-65536")
-    return conn
+    """The hub's own connection set-up, so the PRAGMAs are the same by construction."""
+    from hub.store.sqlite import _connect as hub_connect
+
+    return hub_connect(path, durability)
 
 
 def payloads(bodies: Path, count: int) -> list[bytes]:

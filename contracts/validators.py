@@ -329,7 +329,7 @@ def is_valid_region_code_12(code: str) -> bool:
 
 
 def region_level(code: str) -> Literal["province", "prefecture", "county"]:
-    """The level of a 6-digit 行政区划代码: ``XX0000`` province, ``XXXX00`` prefecture,
+    """The level of a 6-digit 行政区划代码: ``dd0000`` province, ``dddd00`` prefecture,
     anything else county. Raises ``ValueError`` for an invalid code."""
     if not is_valid_region_code(code):
         raise ValueError(f"not a valid 行政区划代码: {code!r}")
