@@ -483,7 +483,8 @@ async def test_hostile_request_is_refused_without_harm(api: Api, case: Hostile) 
 
 
 async def test_unknown_message_is_404(api: Api) -> None:
-    await problem(await api.client.get("/v1/messages/no-such-id"), 404, "E_NOT_FOUND", "id")
+    doc = await problem(await api.client.get("/v1/messages/no-such-id"), 404, "E_NOT_FOUND", "id")
+    assert "no-such-id" in doc["detail"]
 
 
 # --------------------------------------------------------------------------- dead letters
@@ -571,7 +572,8 @@ async def test_dlq_bad_ids(api: Api, action: str, raw: str, status: int, code: s
     ],
 )
 async def test_dlq_list_bad_query(api: Api, query: str, field: str) -> None:
-    await problem(await api.client.get(f"/v1/dlq?{query}"), 400, "E_PARAM", field)
+    doc = await problem(await api.client.get(f"/v1/dlq?{query}"), 400, "E_PARAM", field)
+    assert f"query parameter {field}" in doc["detail"]
 
 
 # --------------------------------------------------------------------------- operations

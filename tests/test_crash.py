@@ -184,9 +184,11 @@ async def test_ingest_workers_die_with_a_killed_node(tmp_path: Path) -> None:
             lambda: bool(children.read_text().split()), timeout=30, what="an ingest worker"
         )
         [child] = [int(p) for p in children.read_text().split()]
+        assert _alive(child)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         await wait_until(lambda: not _alive(child), timeout=15, what="the worker exits")
+        assert not _alive(child)
     finally:
         if proc.poll() is None:
             proc.kill()
