@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.config import load_config, load_system_file, load_yaml_file, validate_section
+from hub.config import load_config, load_system_file, load_yaml_file
 from hub.errors import HubError
 from hub.plugins import build_plugin_manager, load_registry
 
@@ -29,22 +29,9 @@ def check_file(path: Path) -> list[str]:
 
             Hub(load_config(path), store=MemoryStore())  # builds everything, opens nothing
             return []
-        sc = load_system_file(path)
-        reg = load_registry(build_plugin_manager())
-        aspec = reg.adapters.get(sc.adapter, wanted_by=f"{path} adapter")
-        validate_section(
-            aspec.config_model, sc.adapter_options, path, located, ("adapter_options",)
-        )
-        if sc.outbound is not None:
-            tspec = reg.transports.get(
-                str(sc.outbound["transport"]), wanted_by=f"{path} outbound.transport"
-            )
-            validate_section(
-                tspec.config_model, sc.outbound, path, located, ("outbound",), ("transport",)
-            )
-        if sc.inbound is not None:
-            for ds in sc.inbound.datasets:
-                reg.datasets.get(ds, wanted_by=f"{path} inbound.datasets")
+        from hub.runtime import resolve_system_plugins
+
+        resolve_system_plugins(load_system_file(path), load_registry(build_plugin_manager()))
         return []
     except HubError as err:
         msg = err.message

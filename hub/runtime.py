@@ -39,11 +39,26 @@ from hub.errors import (
 from hub.events import AcceptedMessage, DeliveryEvent
 from hub.plugins import Registry, acall, build_plugin_manager, load_registry
 from hub.routing import CompiledRoute, RouteTargetRuntime, compile_route
-from hub.specs import Adapter, DatasetSpec, OutboundTransport, RawLines
+from hub.specs import (
+    Adapter,
+    AdapterSpec,
+    DatasetSpec,
+    OutboundTransport,
+    RawLines,
+    TransportSpec,
+)
 from hub.store import NewMessage, Store, TargetRef, make_store
 from hub.tracecontext import new_traceparent, parse_traceparent
 
-__all__ = ["Hub", "IngestResult", "RecordError", "SystemRuntime", "TargetRuntime"]
+__all__ = [
+    "Hub",
+    "IngestResult",
+    "RecordError",
+    "SystemPlugins",
+    "SystemRuntime",
+    "TargetRuntime",
+    "resolve_system_plugins",
+]
 
 log = logging.getLogger("jghub.hub")
 
@@ -127,6 +142,51 @@ def _schema_error(exc: ValidationError, index: int | None) -> SchemaError:
     )
 
 
+@dataclass(slots=True)
+class SystemPlugins:
+    """A system file's plugin references, resolved and their options validated."""
+
+    adapter: AdapterSpec
+    adapter_options: Any
+    datasets: dict[str, DatasetSpec]
+    transport: TransportSpec | None = None
+    transport_options: Any = None
+
+
+def resolve_system_plugins(sc: SystemConfig, registry: Registry) -> SystemPlugins:
+    """Look up a system's adapter, transport and datasets and validate the options it gives
+    them. Errors name the file, line and key (the file is parsed again only to find lines)."""
+    file = sc.source_file or Path(f"<system {sc.name}>")
+
+    def options(
+        model: type[BaseModel], data: Mapping[str, Any], key: str, core: tuple[str, ...] = ()
+    ) -> Any:
+        try:
+            return validate_section(model, dict(data), file, None, (key,), core)
+        except ConfigError:
+            if sc.source_file is None:
+                raise
+            located = load_yaml_file(sc.source_file)
+            return validate_section(model, dict(data), file, located, (key,), core)
+
+    aspec = registry.adapters.get(sc.adapter, wanted_by=f"system {sc.name}")
+    plug = SystemPlugins(
+        aspec, options(aspec.config_model, sc.adapter_options, "adapter_options"), {}
+    )
+    if sc.inbound is not None:
+        for ds in sc.inbound.datasets:
+            plug.datasets[ds] = registry.datasets.get(ds, wanted_by=f"system {sc.name} inbound")
+    if sc.outbound is not None:
+        tspec = registry.transports.get(
+            str(sc.outbound["transport"]), wanted_by=f"system {sc.name} outbound"
+        )
+        plug.transport = tspec
+        plug.transport_options = options(
+            tspec.config_model, sc.outbound, "outbound", ("transport",)
+        )
+    return plug
+
+
 class Hub:
     """Everything one hub node runs. ``start()`` opens the store and starts delivering."""
 
@@ -186,55 +246,31 @@ class Hub:
 
     # ------------------------------------------------------------------ building
 
-    def _plugin_options(
-        self,
-        model: type[BaseModel],
-        data: Mapping[str, Any],
-        sc: SystemConfig,
-        key: str,
-        also_allowed: tuple[str, ...] = (),
-    ) -> Any:
-        located = load_yaml_file(sc.source_file) if sc.source_file is not None else None
-        file = sc.source_file or Path(f"<system {sc.name}>")
-        return validate_section(model, dict(data), file, located, (key,), also_allowed)
-
     def _build_systems(self) -> None:
-        reg = self.registry
+        lease = self.config.dispatcher.lease_seconds
         for name, sc in self.config.loaded_systems.items():
-            aspec = reg.adapters.get(sc.adapter, wanted_by=f"system {name}")
-            aopts = self._plugin_options(
-                aspec.config_model, sc.adapter_options, sc, "adapter_options"
+            plug = resolve_system_plugins(sc, self.registry)
+            adapter = plug.adapter.factory(name, plug.adapter_options)
+            self.systems[name] = SystemRuntime(sc, adapter, plug.datasets)
+            if plug.transport is None:
+                continue
+            timeout = getattr(plug.transport_options, "timeout", None)
+            if isinstance(timeout, (int, float)) and lease <= timeout:
+                raise ConfigError(
+                    f"{sc.source_file or name}: outbound.timeout ({timeout} s) must be "
+                    f"shorter than dispatcher.lease_seconds ({lease} s), or a slow request "
+                    "outlives its lease and is sent again meanwhile",
+                    field="outbound.timeout",
+                )
+            self.targets[name] = TargetRuntime(
+                name,
+                sc,
+                adapter,
+                plug.transport.factory(name, plug.transport_options),
+                plug.transport.name,
+                sc.retry,
+                CircuitBreaker(sc.circuit),
             )
-            adapter = aspec.factory(name, aopts)
-            datasets: dict[str, DatasetSpec] = {}
-            if sc.inbound is not None:
-                for ds in sc.inbound.datasets:
-                    datasets[ds] = reg.datasets.get(ds, wanted_by=f"system {name} inbound")
-            self.systems[name] = SystemRuntime(sc, adapter, datasets)
-            if sc.outbound is not None:
-                tname = str(sc.outbound["transport"])
-                tspec = reg.transports.get(tname, wanted_by=f"system {name} outbound")
-                topts = self._plugin_options(
-                    tspec.config_model, sc.outbound, sc, "outbound", ("transport",)
-                )
-                timeout = getattr(topts, "timeout", None)
-                lease = self.config.dispatcher.lease_seconds
-                if isinstance(timeout, (int, float)) and lease <= timeout:
-                    raise ConfigError(
-                        f"{sc.source_file or name}: outbound.timeout ({timeout} s) must be "
-                        f"shorter than dispatcher.lease_seconds ({lease} s), or a slow request "
-                        "outlives its lease and is sent again meanwhile",
-                        field="outbound.timeout",
-                    )
-                self.targets[name] = TargetRuntime(
-                    name,
-                    sc,
-                    adapter,
-                    tspec.factory(name, topts),
-                    tname,
-                    sc.retry,
-                    CircuitBreaker(sc.circuit),
-                )
 
     def _build_routes(self) -> None:
         transforms = self.registry.transform_functions.specs
