@@ -27,6 +27,7 @@ __all__ = [
     "HubConfig",
     "HubSection",
     "InboundSettings",
+    "IngestSettings",
     "Limits",
     "ListenSettings",
     "RetryPolicy",
@@ -78,6 +79,18 @@ class Limits(_Model):
     max_record_bytes: int = Field(1024 * 1024, ge=256)
     max_batch_records: int = Field(10_000, ge=1)
     max_json_depth: int = Field(32, ge=2, le=256)
+
+
+class IngestSettings(_Model):
+    validation_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="worker processes validating big NDJSON batches (0: in the hub process)",
+    )
+    validation_min_batch: int = Field(
+        256, ge=1, description="batches at least this large go to the validation processes"
+    )
 
 
 class DispatcherSettings(_Model):
@@ -166,6 +179,7 @@ class HubConfig(_Model):
     store: StoreSettings = StoreSettings()
     listen: ListenSettings = ListenSettings()
     limits: Limits = Limits()
+    ingest: IngestSettings = IngestSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     systems: list[str] = Field(
         default_factory=list, description="system files or folders, relative to this file"

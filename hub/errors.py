@@ -62,6 +62,10 @@ class HubError(Exception):
         self.field = field
         self.extra = extra
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (validation workers) with their field and extras.
+        return (_rebuild, (type(self), self.message, self.field, self.extra))
+
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """Render as an RFC 9457 problem document."""
         doc: dict[str, Any] = {
@@ -81,6 +85,12 @@ class HubError(Exception):
     def __str__(self) -> str:
         where = f" (field: {self.field})" if self.field else ""
         return f"{self.code}: {self.message}{where}"
+
+
+def _rebuild(
+    cls: type[HubError], message: str, field: str | None, extra: dict[str, Any]
+) -> HubError:
+    return cls(message, field=field, **extra)
 
 
 class BadRequest(HubError):

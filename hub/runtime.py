@@ -49,6 +49,14 @@ from hub.specs import (
 )
 from hub.store import NewMessage, Store, TargetRef, make_store
 from hub.tracecontext import new_traceparent, parse_traceparent
+from hub.validation import (
+    Checked,
+    ValidationPool,
+    schema_error,
+    too_deep,
+    validate_line,
+)
+from hub.validation import checked as checked_record
 
 __all__ = [
     "Hub",
@@ -106,40 +114,6 @@ class IngestResult:
     indexes: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
-
-
-def _too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
-    """True when containers nest deeper than ``limit`` (the record itself is level 1).
-
-    Recursion is bounded: the parser (orjson) already refuses nesting beyond 1024 levels, and
-    this returns as soon as ``limit`` is passed."""
-    if limit <= 0:
-        return True
-    items: Iterable[Any] = value.values() if type(value) is dict else value
-    for x in items:
-        t = type(x)
-        if (t is dict or t is list) and _too_deep(x, limit - 1):
-            return True
-    return False
-
-
-def _schema_error(exc: ValidationError, index: int | None) -> SchemaError:
-    errs = exc.errors(include_url=False, include_context=False, include_input=False)
-    first = errs[0]
-    fieldname = ".".join(str(p) for p in first["loc"]) or "(record)"
-    where = f"record {index}: " if index is not None else ""
-    return SchemaError(
-        f"{where}{fieldname}: {first['msg']}",
-        field=fieldname,
-        errors=[
-            {
-                "field": ".".join(str(p) for p in e["loc"]) or "(record)",
-                "message": e["msg"],
-                "type": e["type"],
-            }
-            for e in errs[:20]
-        ],
-    )
 
 
 @dataclass(slots=True)
@@ -208,6 +182,7 @@ class Hub:
         self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
         self.registry: Registry = load_registry(self.pm)
         self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._validation_pool: ValidationPool | None = None
         self._owns_store = store is None
         self._doorbell: DoorbellListener | None = None
         self._doorbell_address = doorbell_address(config.store_path())
@@ -328,6 +303,9 @@ class Hub:
 
     async def start(self, *, dispatch: bool | None = None) -> None:
         sqlite_node = self.config.store.kind == "sqlite" and self._owns_store
+        if self.config.ingest.validation_processes:
+            self._validation_pool = ValidationPool(self.config.ingest.validation_processes)
+            await self._validation_pool.start()
         if self.role == "ingest":
             await self.store.open()
             self.started = True
@@ -362,6 +340,9 @@ class Hub:
         if not self.started:
             return
         self.started = False
+        if self._validation_pool is not None:
+            await self._validation_pool.close()
+            self._validation_pool = None
         if self.role == "ingest":
             await self.store.close()
             return
@@ -421,53 +402,81 @@ class Hub:
             )
         return spec
 
-    def _validate_text(
+    async def _check_records(
         self,
-        raw: bytes,
+        spec: DatasetSpec,
+        records: Sequence[Any],
+        single: bool,
+        body_size: int,
+        *,
+        want_dict: bool,
+    ) -> list[Checked | HubError]:
+        """Validate every record: one result per record, a :class:`Checked` or the record's
+        error. A body that is not JSON raises :class:`BadRequest` (nothing is accepted)."""
+        limits = self.config.limits
+        max_bytes = limits.max_record_bytes if body_size > limits.max_record_bytes else None
+        depth = limits.max_json_depth
+        pfield = spec.partition_field
+        lines = records.line_numbers if isinstance(records, RawLines) else None
+        pool = self._validation_pool
+        if (
+            pool is not None
+            and lines is not None
+            and len(records) >= self.config.ingest.validation_min_batch
+        ):
+            got = await pool.validate(
+                spec.name,
+                spec.version,
+                records,
+                lines,
+                single,
+                max_bytes,
+                depth,
+                pfield,
+                want_dict,
+            )
+            if got is not None:
+                return got
+        model = spec.model
+        out: list[Checked | HubError] = []
+        for i, raw in enumerate(records):
+            try:
+                if type(raw) is bytes:
+                    line = lines[i] if lines is not None else i + 1
+                    obj = validate_line(model, raw, i, line, single, max_bytes, depth)
+                else:
+                    obj = self._validate_value(model, raw, i, single, max_bytes, depth)
+            except HubError as err:
+                if type(err) is BadRequest:
+                    raise  # the body itself is malformed (not JSON): refuse all of it
+                out.append(err)
+                continue
+            out.append(checked_record(obj, pfield, want_dict))
+        return out
+
+    @staticmethod
+    def _validate_value(
+        model: type[BaseModel],
+        raw: Any,
         i: int,
         single: bool,
-        check_size: bool,
-        lines: list[int] | None,
-        model: type[BaseModel],
+        max_bytes: int | None,
+        depth: int,
     ) -> BaseModel:
-        """Validate one record from its JSON text (an NDJSON line) without parsing it into
-        Python objects first. A line that is not JSON at all refuses the whole body."""
-        limits = self.config.limits
-        line = lines[i] if lines is not None else i + 1
-        if check_size and len(raw) > limits.max_record_bytes:
-            raise TooLargeError(
-                f"record {i} (line {line}): larger than {limits.max_record_bytes} bytes",
+        """Validate one record already parsed from JSON."""
+        if not isinstance(raw, dict):
+            raise SchemaError(
+                f"record {i}: a record must be a JSON object, got {type(raw).__name__}",
                 field="(record)",
             )
-        depth = limits.max_json_depth
-        if raw.count(b"{") + raw.count(b"[") >= depth:  # only then can it nest too deep
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(
-                    f"line {line} is not valid JSON: {exc}", field=f"line {line}", line=line
-                ) from None
-            if isinstance(parsed, (dict, list)) and _too_deep(parsed, depth):
-                raise TooDeep(
-                    f"record {i} (line {line}): nested deeper than {depth} levels",
-                    field="(record)",
-                )
+        if too_deep(raw, depth):
+            raise TooDeep(f"record {i}: nested deeper than {depth} levels", field="(record)")
+        if max_bytes is not None and len(orjson.dumps(raw)) > max_bytes:
+            raise TooLargeError(f"record {i}: larger than {max_bytes} bytes", field="(record)")
         try:
-            return model.model_validate_json(raw)
+            return model.model_validate(raw)
         except ValidationError as exc:
-            bad_json = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
-            if bad_json is not None:
-                raise BadRequest(
-                    f"line {line} is not valid JSON: {bad_json['msg']}",
-                    field=f"line {line}",
-                    line=line,
-                ) from None
-            if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
-                raise SchemaError(
-                    f"record {i} (line {line}): a record must be a JSON object",
-                    field="(record)",
-                ) from None
-            raise _schema_error(exc, None if single else i) from None
+            raise schema_error(exc, None if single else i) from None
 
     async def ingest_records(
         self,
@@ -499,67 +508,31 @@ class Hub:
             single = len(records) == 1
         tp = parse_traceparent(traceparent) or new_traceparent()
         now = self.clock()
-        model = spec.model
-        serializer = model.__pydantic_serializer__
-        check_size = body_size > limits.max_record_bytes
         result = IngestResult()
+        route_refs, static_targets = self._route_plan.get((system, spec.name), ({}, ()))
+        checked = await self._check_records(
+            spec, records, single, body_size, want_dict=static_targets is None
+        )
         messages: list[NewMessage] = []
         indexes: list[int] = []
-        pfield = spec.partition_field
-        route_refs, static_targets = self._route_plan.get((system, spec.name), ({}, ()))
-        depth = limits.max_json_depth
-        lines = records.line_numbers if isinstance(records, RawLines) else None
-        for i, raw in enumerate(records):
-            try:
-                if type(raw) is bytes:
-                    obj = self._validate_text(raw, i, single, check_size, lines, model)
-                else:
-                    if not isinstance(raw, dict):
-                        raise SchemaError(
-                            f"record {i}: a record must be a JSON object, got {type(raw).__name__}",
-                            field="(record)",
-                        )
-                    if _too_deep(raw, depth):
-                        raise TooDeep(
-                            f"record {i}: nested deeper than {depth} levels", field="(record)"
-                        )
-                    if check_size and len(orjson.dumps(raw)) > limits.max_record_bytes:
-                        raise TooLargeError(
-                            f"record {i}: larger than {limits.max_record_bytes} bytes",
-                            field="(record)",
-                        )
-                    try:
-                        obj = model.model_validate(raw)
-                    except ValidationError as exc:
-                        raise _schema_error(exc, None if single else i) from None
-            except HubError as err:
-                if type(err) is BadRequest:
-                    raise  # the body itself is malformed (not JSON): refuse all of it
-                result.errors.append(RecordError(i, err))
+        for i, outcome in enumerate(checked):
+            if isinstance(outcome, HubError):
+                result.errors.append(RecordError(i, outcome))
                 continue
+            payload, pkey, rec = outcome
             targets: Sequence[TargetRef]
             if static_targets is not None:
                 targets = static_targets
             else:
-                rec = obj.model_dump(mode="json")
                 targets = [
                     ref
                     for route in routes
-                    if route.predicate is None or route.predicate(rec)
+                    if route.predicate is None or route.predicate(rec or {})
                     for ref in route_refs[route.name]
                 ]
-            pkey = getattr(obj, pfield, None) if pfield else None
             key = idempotency_key if single or idempotency_key is None else f"{idempotency_key}:{i}"
             envelope = Envelope(
-                new_message_id(),
-                system,
-                spec.name,
-                spec.version,
-                now,
-                serializer.to_json(obj, exclude_none=True),
-                key,
-                None if pkey is None else str(pkey),
-                tp,
+                new_message_id(), system, spec.name, spec.version, now, payload, key, pkey, tp
             )
             messages.append(NewMessage(envelope, targets))
             indexes.append(i)

@@ -26,6 +26,7 @@ def write_config(
     store: dict[str, Any] | None = None,
     dispatcher: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
+    ingest: dict[str, Any] | None = None,
     route_filter: list[dict[str, Any]] | None = None,
     port: int = 0,
 ) -> Path:
@@ -69,6 +70,8 @@ def write_config(
     }
     if limits:
         hub_doc["limits"] = limits
+    if ingest:
+        hub_doc["ingest"] = ingest
     path = tmp / "hub.yaml"
     path.write_text(yaml.safe_dump(hub_doc, allow_unicode=True))
     return path
