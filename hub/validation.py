@@ -10,9 +10,11 @@ Results are the same as in-process validation, record for record (tested).
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import orjson
@@ -21,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 from hub.errors import BadRequest, HubError, SchemaError, TooDeep, TooLargeError
 
 __all__ = ["Checked", "ValidationPool", "schema_error", "too_deep", "validate_line"]
+
+log = logging.getLogger("jghub.validation")
 
 #: A validated record: canonical JSON bytes, partition key, and the record as a dict when
 #: route filters need it.
@@ -173,10 +177,13 @@ class ValidationPool:
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self.validated = 0  # records validated by the workers (for tests and metrics)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         # forkserver: the hub process has threads (SQLite, executors); forking it is unsafe.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["hub.validation", "contracts"])
-        self._pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_worker)
+        return ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_init_worker)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -206,7 +213,54 @@ class ValidationPool:
         loop = asyncio.get_running_loop()
         n = len(lines)
         size = -(-n // self.processes)
-        parts = await asyncio.gather(
+        try:
+            parts = await self._run_chunks(
+                loop,
+                dataset,
+                version,
+                lines,
+                line_numbers,
+                single,
+                max_record_bytes,
+                depth,
+                pfield,
+                want_dict,
+                n,
+                size,
+            )
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): validate this batch in the hub process
+            # and start fresh workers for the next one.
+            log.warning("a validation worker died; restarting the pool")
+            old, self._pool = self._pool, self._new_pool()
+            old.shutdown(wait=False, cancel_futures=True)
+            return None
+        out: list[Checked | HubError] = []
+        for kind, value in parts:
+            if kind == "unknown":
+                return None
+            if kind == "body":
+                raise value
+            out.extend(value)
+        self.validated += len(out)
+        return out
+
+    async def _run_chunks(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        dataset: str,
+        version: str,
+        lines: Sequence[bytes],
+        line_numbers: Sequence[int],
+        single: bool,
+        max_record_bytes: int | None,
+        depth: int,
+        pfield: str | None,
+        want_dict: bool,
+        n: int,
+        size: int,
+    ) -> list[tuple[str, Any]]:
+        return await asyncio.gather(
             *(
                 loop.run_in_executor(
                     self._pool,
@@ -225,12 +279,3 @@ class ValidationPool:
                 for start in range(0, n, size)
             )
         )
-        out: list[Checked | HubError] = []
-        for kind, value in parts:
-            if kind == "unknown":
-                return None
-            if kind == "body":
-                raise value
-            out.extend(value)
-        self.validated += len(out)
-        return out

@@ -131,3 +131,34 @@ def test_errors_cross_processes_with_field_and_extras() -> None:
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is SchemaError and back.field == "x" and back.extra == err.extra
     assert back.to_problem() == err.to_problem()
+
+
+@pytest.mark.slow
+async def test_a_dead_worker_costs_nothing_but_speed(tmp_path: Path) -> None:
+    """A validation worker killed between batches: the next batch is validated in the hub
+    process (nothing lost, nothing refused), and fresh workers take the one after."""
+    import asyncio
+    import os
+    import signal
+
+    cfg = config(
+        tmp_path,
+        {"t": {"url": "http://127.0.0.1:9/x"}},
+        dispatcher={"enabled": False},
+        ingest={"validation_processes": 2, "validation_min_batch": 2},
+    )
+    lines = [orjson.dumps(sample_inspection(i)) for i in range(20)]
+    async with Hub(cfg) as hub:
+        pool = hub._validation_pool
+        assert pool is not None
+        first = await hub.ingest_records("dept-a", _lines(lines), single=False)
+        assert len(first.ids) == 20 and pool.validated == 20
+        victim = next(iter(pool._pool._processes))  # type: ignore[attr-defined]
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        second = await hub.ingest_records("dept-a", _lines(lines), single=False)
+        assert len(second.ids) == 20 and not second.errors
+        assert pool.validated == 20  # this batch was validated in the hub process
+        third = await hub.ingest_records("dept-a", _lines(lines), single=False)
+        assert len(third.ids) == 20 and hub._validation_pool is pool
+        assert pool.validated == 40  # the new workers validated the third batch
