@@ -86,10 +86,18 @@ def write_bodies(
 
 
 def write_hub_config(
-    tmp: Path, *, durability: str, port: int, dead_port: int, max_group: int | None = None
+    tmp: Path,
+    *,
+    durability: str,
+    port: int,
+    dead_port: int,
+    max_group: int | None = None,
+    ingest: dict[str, int] | None = None,
 ) -> Path:
     """hub.yaml + systems/: source ``dept-a`` sends ``inspection``; one route to ``sink``, whose
-    URL points at a port nobody listens on (deliveries just queue; the dispatcher is off)."""
+    URL points at a port nobody listens on (deliveries just queue; the dispatcher is off).
+    ``ingest``: the hub.yaml ``ingest`` section (e.g. ``{"validation_processes": 2}``), left out
+    when None (the hub's defaults)."""
     sysdir = tmp / "systems"
     sysdir.mkdir(parents=True, exist_ok=True)
     (sysdir / "dept-a.yaml").write_text(
@@ -108,7 +116,12 @@ def write_hub_config(
         + "}\n"
         f"listen: {{host: 127.0.0.1, port: {port}}}\n"
         "dispatcher: {enabled: false}\n"
-        "systems: [systems]\n"
+        + (
+            "ingest: {" + ", ".join(f"{k}: {v}" for k, v in ingest.items()) + "}\n"
+            if ingest
+            else ""
+        )
+        + "systems: [systems]\n"
         "routes:\n"
         "  - name: inspection-out\n"
         "    source: dept-a\n"

@@ -3,6 +3,7 @@
     python bench/ingest.py                 # ~2.5 min: 10 s per load run
     python bench/ingest.py --quick         # ~1 min: 3 s per load run (max_group 1: 2 s)
     python bench/ingest.py --profile       # then py-spy profiles of the hub under load
+                                           # (single, batch, batch with the validation pool)
     python bench/ingest.py --profile-only  # only the profiles (bench/out/profile-*.{txt,md})
 
 What runs (every server in its own process on 127.0.0.1, every load generator a separate
@@ -17,23 +18,28 @@ process that stops by itself after a fixed time):
    orjson parse, 202 + small JSON) in one process (the target is judged against this one) and
    with ``--processes 2`` (the same handler in 2 processes on one port, ``reuse_port``).
 2. Batch ingest: NDJSON bodies of 1,000 records, 4 connections; records/s acknowledged (202
-   after the commit); 1 process and ``--workers 2``, each with ``full`` and ``normal``.
-   Baseline: ``bench/raw_insert.py``, ``executemany`` of the same rows (hub schema and
-   INSERTs, same payload bytes) in WAL mode, 1,000 records a transaction.
+   after the commit); 1 process and ``--workers 2``, each with ``full`` and ``normal``; and
+   1 process, ``full``, with ``ingest: {validation_processes: 2}`` in hub.yaml (the batches'
+   lines validated in 2 worker processes started through a forkserver). Baseline:
+   ``bench/raw_insert.py``, ``executemany`` of the same rows (hub schema and INSERTs, same
+   payload bytes) in WAL mode, 1,000 records a transaction.
 3. Group commit: the hub's single-record run again with ``max_group: 1`` (one transaction per
    request), and raw SQLite with one record per transaction (what a store without group commit
    could acknowledge at most); durability full against normal.
-4. Process scaling: the ``--workers 2`` runs against 1 process of the same durability, and the
-   2-process baseline against 1 process.
+4. Process scaling: the ``--workers 2`` runs against 1 process of the same durability, the
+   validation-pool run against 1 process without the pool (``full``), and the 2-process
+   baseline against 1 process.
 
 Durability: ``full`` (the hub's default) is SQLite WAL with ``synchronous=FULL``, an fsync at
 every group commit; ``normal`` is ``synchronous=NORMAL``, no fsync at commit: acknowledged
 records survive a crash of the hub process, not a power loss or OS crash. The ``normal`` runs
 show what the fsync costs; the report says which targets are met only with ``normal``.
 
-The server's CPU is that of its whole process tree (worker processes included, read from
-/proc); for multi-process servers the report also gives each process's CPU and how many of the
-load generator's connections the kernel gave it.
+The server's CPU is that of its whole process tree, descendants at any depth (the
+``--workers`` ingest process; with the validation pool the forkserver, a child of the hub, and
+the workers, its children; read from /proc); for multi-process servers the report also gives
+each process's CPU and how many of the load generator's connections the kernel gave it, for the
+pool run the hub process's CPU and that of the rest of its tree.
 
 Correctness is checked on every hub run: every response must be 202, no socket errors, and
 after the server stopped the ``messages`` table must hold at least every acknowledged record
@@ -91,6 +97,7 @@ TARGET_BATCH_RPS = 50_000
 TARGET_BATCH_RATIO = 0.3
 MAX_REPEATS = 3  # measured runs repeated when a server process got no connection
 WORKERS = 2  # processes of the multi-process runs (jghub serve --workers, baseline --processes)
+POOL = 2  # hub.yaml ingest.validation_processes of the validation-pool batch run
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 WRK_INSTALL = "apt-get install -y wrk   (Debian/Ubuntu; macOS: brew install wrk)"
@@ -379,13 +386,23 @@ class Bench:
         )
 
     def start_hub(
-        self, durability: str, name: str, max_group: int | None = None, workers: int = 1
+        self,
+        durability: str,
+        name: str,
+        max_group: int | None = None,
+        workers: int = 1,
+        validation_processes: int = 0,
     ) -> tuple[Server, Path]:
         d = self.tmp / name
         d.mkdir()
         port = free_port()
         cfg = write_hub_config(
-            d, durability=durability, port=port, dead_port=free_port(), max_group=max_group
+            d,
+            durability=durability,
+            port=port,
+            dead_port=free_port(),
+            max_group=max_group,
+            ingest={"validation_processes": validation_processes} if validation_processes else None,
         )
         srv = Server(
             name,
@@ -406,13 +423,17 @@ class Bench:
         max_group: int | None = None,
         workers: int = 1,
         seconds: int | None = None,
+        validation_processes: int = 0,
     ) -> Run:
+        """One hub run. ``validation_processes``: hub.yaml ``ingest.validation_processes``
+        (worker processes validating big NDJSON batches; 0, the default, leaves it out)."""
         name = (
             f"hub-{kind}-{durability}"
             + (f"-group{max_group}" if max_group else "")
             + (f"-workers{workers}" if workers > 1 else "")
+            + (f"-pool{validation_processes}" if validation_processes else "")
         )
-        srv, db = self.start_hub(durability, name, max_group, workers)
+        srv, db = self.start_hub(durability, name, max_group, workers, validation_processes)
         try:
             m = self._measure(srv, kind, seconds)
         finally:
@@ -434,7 +455,7 @@ class Bench:
             m.cpu,
             rows,
             per,
-            {"max_group": max_group},
+            {"max_group": max_group, "validation_processes": validation_processes},
             processes=workers,
             proc_cpu=m.proc_cpu,
             proc_conns=m.proc_conns,
@@ -471,8 +492,11 @@ class Bench:
 
     # ---------------------------------------------------------------- profiling
 
-    def profile(self, kind: str, out_dir: Path, seconds: int) -> dict[str, Path]:
-        """py-spy record (raw collapsed stacks, per thread) of the hub under load.
+    def profile(
+        self, kind: str, out_dir: Path, seconds: int, validation_processes: int = 0
+    ) -> dict[str, Path]:
+        """py-spy record (raw collapsed stacks, per thread) of the hub process under load (with
+        ``validation_processes``, the hub process only, not its validation workers).
 
         Blocking mode (py-spy pauses the process for each sample): slower under load, but
         ``--nonblocking`` was seen to misattribute samples (torn stacks) on this workload."""
@@ -480,12 +504,15 @@ class Bench:
         pyspy = str(sibling) if sibling.exists() else shutil.which("py-spy")
         if pyspy is None:
             raise RuntimeError(f"py-spy not found: {sys.executable} -m pip install py-spy")
-        srv, _db = self.start_hub("full", f"profile-{kind}")
+        label = kind + (f"-pool{validation_processes}" if validation_processes else "")
+        srv, _db = self.start_hub(
+            "full", f"profile-{label}", validation_processes=validation_processes
+        )
         outs: dict[str, Path] = {}
         try:
             self._load(srv.port, kind, 1)
             for mode, extra in (("wall", []), ("gil", ["--gil"])):
-                path = out_dir / f"profile-{kind}-{mode}.txt"
+                path = out_dir / f"profile-{label}-{mode}.txt"
                 spy = subprocess.Popen(
                     [
                         pyspy,
@@ -545,6 +572,19 @@ def fmt_cpu(
     return " / ".join(parts)
 
 
+def fmt_run_cpu(run: Run) -> str:
+    """CPU cell of a hub or baseline run: per process for multi-process servers; for a run
+    with a validation pool, the hub process and the rest of its tree (the forkserver, its
+    validation workers and multiprocessing's resource tracker) summed."""
+    pool = run.extra.get("validation_processes")
+    if pool and run.proc_cpu:
+        hub_cpu, rest = run.proc_cpu[0], sum(run.proc_cpu[1:])
+        cell = fmt_cpu(run.cpu)
+        server, tail = cell.split(" / ", 1)
+        return f"{server} (hub {hub_cpu:.0f} + pool {rest:.0f}) / {tail}"
+    return fmt_cpu(run.cpu, per_process=run.proc_cpu)
+
+
 def fmt_conns(run: Run) -> str:
     if run.processes > 1 and run.proc_conns:
         return f"{run.conns} ({' + '.join(str(n) for n in run.proc_conns)})"
@@ -555,10 +595,12 @@ def run_name(run: Run) -> str:
     if run.rows is None:
         return run.server + (f", {run.processes} processes" if run.processes > 1 else "")
     mg = run.extra.get("max_group")
+    pool = run.extra.get("validation_processes")
     return (
         f"jghub {run.kind} {run.durability}"
         + (f" max_group {mg}" if mg else "")
         + (f" --workers {run.processes}" if run.processes > 1 else "")
+        + (f" validation_processes {pool}" if pool else "")
     )
 
 
@@ -583,9 +625,18 @@ def build_report(
     b_full, b_norm = hub_runs[("batch", "full")], hub_runs[("batch", "normal")]
     b_w = hub_runs[("batch", f"full-workers{WORKERS}")]
     b_wn = hub_runs[("batch", f"normal-workers{WORKERS}")]
+    b_pool = hub_runs[("batch", f"full-pool{POOL}")]
     raw_full, raw_norm, raw_one = raw["full"], raw["normal"], raw["one"]
     gen = "wrk, 1 thread" if args.generator == "wrk" else "aiohttp client (bench/loadgen.py)"
     w_flag = f"`--workers {WORKERS}`"
+    pool_flag = f"`ingest.validation_processes: {POOL}`"
+
+    def variant(run: Run) -> str:
+        """How a run differs from one hub process with the default settings."""
+        out = f", {w_flag}" if run.processes > 1 else ""
+        if run.extra.get("validation_processes"):
+            out += f", {pool_flag}"
+        return out
 
     def met(ok: bool) -> str:
         return "yes" if ok else "**NO**"
@@ -596,7 +647,7 @@ def build_report(
     # Judged against the 1-process baseline, as the issue defines the target; the ratio to the
     # baseline with as many processes as the hub is shown beside it.
     single_runs = (s_full, s_norm, s_w, s_wn)
-    batch_runs = (b_full, b_norm, b_w, b_wn)
+    batch_runs = (b_full, b_norm, b_w, b_wn, b_pool)
     r_single = {id(run): run.throughput / base.throughput for run in single_runs}
     r_single_same = {id(run): run.throughput / base_w.throughput for run in (s_w, s_wn)}
     raw_of = {"full": raw_full, "normal": raw_norm}
@@ -654,7 +705,7 @@ def build_report(
                 single_target,
                 met(r >= TARGET_SINGLE_RATIO),
                 fmt_lat(run.load),
-                fmt_cpu(run.cpu, per_process=run.proc_cpu),
+                fmt_run_cpu(run),
             )
         )
     for name, rr in (("full", raw_full), ("normal", raw_norm)):
@@ -677,8 +728,7 @@ def build_report(
         rows.append(
             (
                 "2",
-                f"jghub, NDJSON batch of {BATCH_SIZE:,}"
-                + (f", {w_flag}" if run.processes > 1 else ""),
+                f"jghub, NDJSON batch of {BATCH_SIZE:,}" + variant(run),
                 run.durability,
                 fmt_conns(run),
                 fmt_n(run.throughput),
@@ -687,7 +737,7 @@ def build_report(
                 f"≥ {TARGET_BATCH_RPS:,}/s and ≥ {TARGET_BATCH_RATIO}x",
                 met(batch_ok(run)),
                 fmt_lat(run.load),
-                fmt_cpu(run.cpu, per_process=run.proc_cpu),
+                fmt_run_cpu(run),
             )
         )
     rows += [
@@ -779,6 +829,12 @@ def build_report(
         ),
         ratio_row(
             "4",
+            f"validation pool: jghub batch, {pool_flag} ÷ 1 process without pool",
+            "full",
+            b_pool.throughput / b_full.throughput,
+        ),
+        ratio_row(
+            "4",
             f"process scaling: aiohttp baseline, {WORKERS} processes ÷ 1",
             "-",
             base_w.throughput / base.throughput,
@@ -833,8 +889,10 @@ def build_report(
         "Ratios compare figures of this run. Batch figures count records acknowledged with 202 "
         "(after the commit; see Durability below). CPU in % of one core over the measured run: "
         "the server's "
-        "whole process tree (all threads of the server process and of its worker processes; "
-        "per process in parentheses, the server process first), the load generator, and all "
+        "whole process tree (all threads of the server process and of all its descendants: "
+        f"the {w_flag} ingest process, and with {pool_flag} the forkserver and the validation "
+        "workers it forks; per process in parentheses, the server process first; for the "
+        "pool run the hub process and the rest of its tree), the load generator, and all "
         "other processes on the machine. For the "
         f"{WORKERS}-process runs, Conns shows how the kernel spread the load generator's "
         "connections over the processes (`SO_REUSEPORT`; counted 1 s into the run)."
@@ -863,7 +921,7 @@ def build_report(
     )
 
     def where(kind: str, run: Run) -> str:
-        return f"{kind}, {run.durability}" + (f", {w_flag}" if run.processes > 1 else "")
+        return f"{kind}, {run.durability}" + variant(run)
 
     notes = []
     for run in (s_full, s_w):
@@ -875,7 +933,7 @@ def build_report(
                 f"1-process baseline; {TARGET_SINGLE_RATIO}x would be {fmt_n(need)} req/s, "
                 f"{(need / run.throughput - 1) * 100:.0f}% more than measured"
             )
-    for run in (b_full, b_w):
+    for run in (b_full, b_w, b_pool):
         what = where("batch", run)
         if run.throughput < TARGET_BATCH_RPS:
             notes.append(
@@ -889,9 +947,25 @@ def build_report(
                 f"{what}: {r:.2f}x raw SQLite, target {TARGET_BATCH_RATIO}x "
                 f"(needs {TARGET_BATCH_RATIO / r:.2f}x)"
             )
+    full_met = [
+        where("single record", r) for r in (s_full, s_w) if r_single[id(r)] >= TARGET_SINGLE_RATIO
+    ]
+    full_met += [where("batch", r) for r in (b_full, b_w, b_pool) if batch_ok(r)]
+    full_parts = []
+    if full_met:
+        full_parts.append(
+            "Targets met with the default `durability: full`: " + "; ".join(full_met) + "."
+        )
     if notes:
-        add("")
-        add("Targets missed with the default `durability: full`: " + "; ".join(notes) + ".")
+        full_parts.append(
+            "Targets missed with the default `durability: full`: " + "; ".join(notes) + "."
+        )
+    add("")
+    add(
+        " ".join(full_parts)
+        + f" ({w_flag} and {pool_flag} are options; by default the hub runs one process and "
+        "validates in it.)"
+    )
     normal_ok = [
         (where("single record", r), r_single[id(r)] >= TARGET_SINGLE_RATIO) for r in (s_norm, s_wn)
     ]
@@ -1065,7 +1139,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--profile",
         action="store_true",
-        help="then record py-spy profiles of the hub under load (single, batch) in bench/out/",
+        help=(
+            "then record py-spy profiles of the hub under load (single, batch, batch with "
+            "the validation pool) in bench/out/"
+        ),
     )
     ap.add_argument("--profile-only", action="store_true", help="profiles only, no table")
     args = ap.parse_args()
@@ -1120,7 +1197,7 @@ def main() -> int:
         bench = Bench(args, tmp, bodies)
 
         if not args.profile_only:
-            total = 14
+            total = 15
             counter = iter(range(1, total + 1))
 
             def stepn(msg: str) -> None:
@@ -1140,6 +1217,10 @@ def main() -> int:
                     hub_runs[(kind, f"{durability}-workers{WORKERS}")] = bench.hub(
                         kind, durability, workers=WORKERS
                     )
+            stepn(f"jghub batch, durability full, ingest.validation_processes {POOL}")
+            hub_runs[("batch", f"full-pool{POOL}")] = bench.hub(
+                "batch", "full", validation_processes=POOL
+            )
             stepn("jghub single, durability full, max_group 1 (no group commit)")
             hub_runs[("single", "full-nogroup")] = bench.hub(
                 "single", "full", max_group=1, seconds=args.nogroup_seconds
@@ -1166,14 +1247,15 @@ def main() -> int:
         if args.profile or args.profile_only:
             out_dir = BENCH_DIR / "out"
             out_dir.mkdir(exist_ok=True)
-            for kind in ("single", "batch"):
-                step(f"profiling jghub {kind} (py-spy: wall clock, then GIL holders only)")
-                files = bench.profile(kind, out_dir, max(3, args.seconds))
+            for kind, pool in (("single", 0), ("batch", 0), ("batch", POOL)):
+                what = kind + (f", ingest.validation_processes {pool}" if pool else "")
+                step(f"profiling jghub {what} (py-spy: wall clock, then GIL holders only)")
+                files = bench.profile(kind, out_dir, max(3, args.seconds), pool)
                 for mode, path in files.items():
                     summary = summarize_profile(path)
                     md = path.with_suffix(".md")
                     md.write_text(summary + "\n", encoding="utf-8")
-                    print(f"\n#### py-spy, {kind}, {mode}: {os.path.relpath(md)}\n")
+                    print(f"\n#### py-spy, {what}, {mode}: {os.path.relpath(md)}\n")
                     print(summary)
     if not ok:
         print("\nCORRECTNESS CHECK FAILED (see the table)", file=sys.stderr)
