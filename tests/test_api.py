@@ -611,3 +611,32 @@ async def test_healthz_and_readyz(api: Api) -> None:
     assert resp.status == 503
     doc = await resp.json()
     assert doc["status"] == "not ready" and doc["problems"] == ["dispatcher is not running"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/systems/x'%3B%20DROP%20TABLE%20messages%3B--/records",
+        "/v1/messages/'%20OR%201%3D1%20--",
+        "/v1/dlq?target='%20OR%20'1'%3D'1",
+    ],
+)
+async def test_injection_attempts_are_plain_data(api: Api, path: str) -> None:
+    """Every SQL statement is parameterised: hostile text is looked up, not executed."""
+    ok = await api.post(sample_inspection(1))
+    assert ok.status == 202
+    before = api.counts()
+    method = "POST" if path.endswith("/records") else "GET"
+    resp = await api.client.request(method, path, headers=AUTH, data=b"{}")
+    if method == "POST":
+        await problem(resp, 404, "E_UNKNOWN_SYSTEM", "system")
+    elif path.startswith("/v1/messages/"):
+        await problem(resp, 404, "E_NOT_FOUND", "id")
+    else:
+        assert resp.status == 200 and (await resp.json())["items"] == []
+    assert api.counts() == before
+    # a record whose text looks like SQL is stored as text, byte for byte
+    sneaky = {**sample_inspection(2), "inspection_name": "检查'); DELETE FROM deliveries; --"}
+    doc = await (await api.post(sneaky)).json()
+    assert api.payload(doc["id"])["inspection_name"] == sneaky["inspection_name"]
+    assert api.counts() == (before[0] + 1, before[1] + 1)
