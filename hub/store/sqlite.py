@@ -221,6 +221,7 @@ class SQLiteStore:
         self._rconn: sqlite3.Connection | None = None
         self._pending: list[tuple[Sequence[NewMessage], asyncio.Future[list[EnqueueResult]]]] = []
         self._flush_scheduled = False
+        self._merge_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -308,6 +309,14 @@ class SQLiteStore:
         if not messages:
             return []
         loop = asyncio.get_running_loop()
+        if self._merge_loop is None:
+            self._merge_loop = loop
+        elif loop is not self._merge_loop:
+            # Merging is per event loop; a caller on another loop gets its own writer job.
+            [(ok, value)] = await self._write(lambda c: self._enqueue_groups(c, [messages]))
+            if not ok:
+                raise value
+            return list(value)
         fut: asyncio.Future[list[EnqueueResult]] = loop.create_future()
         self._pending.append((messages, fut))
         if not self._flush_scheduled:

@@ -372,3 +372,36 @@ async def test_sqlite_parks_deliveries_behind_an_unfinished_head(tmp_path: Path)
         assert third.delivery_id == p_head.delivery_id + 2
     finally:
         await s.close()
+
+
+def test_sqlite_store_used_from_two_event_loops(tmp_path: Path) -> None:
+    """Enqueues are merged per event loop; a second loop still gets its commits."""
+    import threading
+
+    s = SQLiteStore(tmp_path / "two.db")
+    results: list[str] = []
+
+    async def first() -> None:
+        await s.open()
+        [r] = await s.enqueue([msg(1)])
+        results.append(r.message_id)
+
+    asyncio.run(first())
+
+    def other_loop() -> None:
+        async def go() -> None:
+            [r] = await s.enqueue([msg(2)])
+            results.append(r.message_id)
+
+        asyncio.run(go())
+
+    t = threading.Thread(target=other_loop)
+    t.start()
+    t.join(timeout=10)
+    assert len(results) == 2 and results[0] != results[1]
+
+    async def last() -> None:
+        assert (await s.counts())["messages"] == 2
+        await s.close()
+
+    asyncio.run(last())
