@@ -242,7 +242,10 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
         if not await _summary(hub, counter, dept, national, archive):
             code = 1
         dead_msgs = {d.message_id for d in dead}
+        # The most telling life: retried, dead-lettered and replayed; else dead-lettered and
+        # replayed; else retried.
         sample = next((m for m in counter.retried_ids if m in dead_msgs), None)
+        sample = sample or next(iter(sorted(dead_msgs)), None)
         sample = sample or (counter.retried_ids[0] if counter.retried_ids else None)
         if sample:
             tr = await hub.store.trace(sample)
