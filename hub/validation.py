@@ -214,19 +214,24 @@ class ValidationPool:
         n = len(lines)
         size = -(-n // self.processes)
         try:
-            parts = await self._run_chunks(
-                loop,
-                dataset,
-                version,
-                lines,
-                line_numbers,
-                single,
-                max_record_bytes,
-                depth,
-                pfield,
-                want_dict,
-                n,
-                size,
+            parts: list[tuple[str, Any]] = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        self._pool,
+                        _validate_chunk,
+                        dataset,
+                        version,
+                        list(lines[start : start + size]),
+                        start,
+                        list(line_numbers[start : start + size]),
+                        single,
+                        max_record_bytes,
+                        depth,
+                        pfield,
+                        want_dict,
+                    )
+                    for start in range(0, n, size)
+                )
             )
         except BrokenProcessPool:
             # A worker died (killed, out of memory): validate this batch in the hub process
@@ -244,38 +249,3 @@ class ValidationPool:
             out.extend(value)
         self.validated += len(out)
         return out
-
-    async def _run_chunks(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        dataset: str,
-        version: str,
-        lines: Sequence[bytes],
-        line_numbers: Sequence[int],
-        single: bool,
-        max_record_bytes: int | None,
-        depth: int,
-        pfield: str | None,
-        want_dict: bool,
-        n: int,
-        size: int,
-    ) -> list[tuple[str, Any]]:
-        return await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    self._pool,
-                    _validate_chunk,
-                    dataset,
-                    version,
-                    list(lines[start : start + size]),
-                    start,
-                    list(line_numbers[start : start + size]),
-                    single,
-                    max_record_bytes,
-                    depth,
-                    pfield,
-                    want_dict,
-                )
-                for start in range(0, n, size)
-            )
-        )

@@ -95,3 +95,15 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def deep_record(levels: int) -> dict[str, Any]:
+    """A valid inspection record carrying an extra value nested ``levels`` deep."""
+    from contracts.samples import sample_inspection
+
+    rec = sample_inspection(5)
+    node: dict[str, Any] = {"v": 1}
+    for _ in range(levels):
+        node = {"n": node}
+    rec["extra"] = node
+    return rec

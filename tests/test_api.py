@@ -24,7 +24,7 @@ from hub import __version__
 from hub.api import HUB_KEY, create_app
 from hub.peers.sink import Sink, SinkBehaviour
 from hub.runtime import Hub
-from tests.helpers import config, wait_until
+from tests.helpers import config, deep_record, wait_until
 
 TOKEN = "s3cret-token-dept-a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -319,7 +319,7 @@ async def test_ndjson_lines_are_judged_one_by_one(api: Api) -> None:
     others are committed; a line that is not JSON at all refuses the body (see HOSTILE)."""
     lines = [
         orjson.dumps(sample_inspection(1)),
-        orjson.dumps(_deep(40)),  # too deep
+        orjson.dumps(deep_record(40)),  # too deep
         b"[1, 2]",  # not an object
         orjson.dumps(bad(4)),  # breaks its contract
         orjson.dumps({**sample_inspection(5), "business_address": "路" * 4000}),  # too large
@@ -347,15 +347,6 @@ async def test_ndjson_lines_are_judged_one_by_one(api: Api) -> None:
 async def _chunked_too_large() -> AsyncIterator[bytes]:
     for _ in range(20):
         yield b" " * 4096  # 80 KiB in chunks, no Content-Length
-
-
-def _deep(levels: int) -> dict[str, Any]:
-    rec = sample_inspection(5)
-    node: dict[str, Any] = {"v": 1}
-    for _ in range(levels):
-        node = {"n": node}
-    rec["extra"] = node
-    return rec
 
 
 @dataclass
@@ -388,7 +379,7 @@ HOSTILE = [
     Hostile("body over limit", 413, "E_TOO_LARGE", "body", b" " * (LIMITS["max_body_bytes"] + 1)),
     Hostile("chunked body over limit", 413, "E_TOO_LARGE", "body", _chunked_too_large),
     Hostile("too many records", 413, "E_TOO_LARGE", "body", b"[" + b",".join([b"{}"] * 21) + b"]"),
-    Hostile("JSON nested too deep", 400, "E_TOO_DEEP", "(record)", orjson.dumps(_deep(10))),
+    Hostile("JSON nested too deep", 400, "E_TOO_DEEP", "(record)", orjson.dumps(deep_record(10))),
     Hostile("non-object record", 422, "E_SCHEMA", "(record)", b"42"),
     Hostile("null record", 422, "E_SCHEMA", "(record)", b"null"),
     Hostile("record failing its contract", 422, "E_SCHEMA", "inspection_no", orjson.dumps(bad(1))),

@@ -13,7 +13,7 @@ from contracts.samples import sample_inspection
 from hub.errors import BadRequest, SchemaError
 from hub.runtime import Hub
 from hub.specs import RawLines
-from tests.helpers import config
+from tests.helpers import config, deep_record
 
 
 def _lines(records: list[bytes]) -> RawLines:
@@ -24,18 +24,9 @@ def _lines(records: list[bytes]) -> RawLines:
     return out
 
 
-def _deep(levels: int) -> dict[str, Any]:
-    rec = sample_inspection(5)
-    node: dict[str, Any] = {"v": 1}
-    for _ in range(levels):
-        node = {"n": node}
-    rec["extra"] = node
-    return rec
-
-
 MIXED = [
     orjson.dumps(sample_inspection(1)),
-    orjson.dumps(_deep(40)),
+    orjson.dumps(deep_record(40)),
     b"[1, 2]",
     orjson.dumps({**sample_inspection(4), "inspection_no": ""}),
     orjson.dumps({**sample_inspection(5), "business_address": "路" * 4000}),
