@@ -20,7 +20,15 @@ import pluggy
 
 from hub import hookspecs
 from hub.errors import PluginError
-from hub.specs import AdapterSpec, DatasetSpec, SignerSpec, TransformFunctionSpec, TransportSpec
+from hub.specs import (
+    AdapterSpec,
+    ComparatorSpec,
+    DatasetSpec,
+    SignerSpec,
+    SourceSpec,
+    TransformFunctionSpec,
+    TransportSpec,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -37,7 +45,16 @@ _BUILTIN_ORDER = ("core", "contracts")
 
 hookimpl = pluggy.HookimplMarker("jghub")
 
-S = TypeVar("S", AdapterSpec, TransportSpec, SignerSpec, TransformFunctionSpec, DatasetSpec)
+S = TypeVar(
+    "S",
+    AdapterSpec,
+    TransportSpec,
+    SignerSpec,
+    TransformFunctionSpec,
+    DatasetSpec,
+    SourceSpec,
+    ComparatorSpec,
+)
 
 
 @dataclass
@@ -87,6 +104,8 @@ class Registry:
         default_factory=lambda: SpecTable("transform function")
     )
     datasets: SpecTable[DatasetSpec] = field(default_factory=lambda: SpecTable("dataset"))
+    sources: SpecTable[SourceSpec] = field(default_factory=lambda: SpecTable("source"))
+    comparators: SpecTable[ComparatorSpec] = field(default_factory=lambda: SpecTable("comparator"))
 
 
 def _entry_point_plugins() -> list[tuple[str, Any]]:
@@ -172,6 +191,8 @@ def load_registry(pm: pluggy.PluginManager) -> Registry:
     _collect(pm, "hub_register_signers", reg.signers, SignerSpec)
     _collect(pm, "hub_register_transform_functions", reg.transform_functions, TransformFunctionSpec)
     _collect(pm, "hub_register_datasets", reg.datasets, DatasetSpec)
+    _collect(pm, "hub_register_sources", reg.sources, SourceSpec)
+    _collect(pm, "hub_register_comparators", reg.comparators, ComparatorSpec)
     return reg
 
 
