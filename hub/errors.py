@@ -47,6 +47,7 @@ ERROR_CODES: dict[str, str] = {
     "E_STATE": "the operation is not allowed in the object's current state",
     "E_INTERNAL": "an unexpected error; nothing was acknowledged",
     "E_MISMATCH": "a governance comparison (比对/校核) against another source failed",
+    "E_UNREACHABLE": "a system's endpoint cannot be reached (jghub check --live)",
 }
 
 
@@ -188,6 +189,12 @@ class MismatchError(HubError):
     title = "Record does not match the reference source"
 
 
+class UnreachableError(HubError):
+    code = "E_UNREACHABLE"
+    status = 503
+    title = "Endpoint not reachable"
+
+
 class StoreUnavailable(HubError):
     code = "E_STORE"
     status = 503
@@ -215,4 +222,5 @@ __all__ += [
     "StoreUnavailable",
     "TooDeep",
     "UnknownDataset",
+    "UnreachableError",
 ]
