@@ -16,15 +16,25 @@ from pydantic import ValidationError
 
 from hub.config import load_config, load_system_file, load_yaml_file
 from hub.errors import ConfigError, HubError, UnreachableError
-from hub.plugins import build_plugin_manager, load_registry
+from hub.plugins import Registry, add_declared_datasets, build_plugin_manager, load_registry
 
 __all__ = ["SampleOutcome", "SampleReport", "check_file", "check_samples", "probe_system"]
 
-_HUB_KEYS = {"routes", "systems", "store", "hub", "listen", "dispatcher", "limits"}
+_HUB_KEYS = {"routes", "systems", "store", "hub", "listen", "dispatcher", "limits", "datasets"}
 
 
-def check_file(path: Path) -> list[str]:
-    """Problems found in ``path`` (empty when valid), each naming file, line and key."""
+def registry_for(hub_config: Path | None) -> Registry:
+    """The plugins' registry, plus the datasets a hub file declares in YAML (if given)."""
+    reg = load_registry(build_plugin_manager())
+    if hub_config is not None:
+        add_declared_datasets(reg, load_config(hub_config))
+    return reg
+
+
+def check_file(path: Path, hub_config: Path | None = None) -> list[str]:
+    """Problems found in ``path`` (empty when valid), each naming file, line and key.
+
+    ``hub_config``: the hub file whose declared datasets a system file may send."""
     try:
         located = load_yaml_file(path)
         if _HUB_KEYS & set(located.data):
@@ -33,9 +43,14 @@ def check_file(path: Path) -> list[str]:
 
             Hub(load_config(path), store=MemoryStore())  # builds everything, opens nothing
             return []
+        if "fields" in located.data:  # a dataset file
+            from contracts.declared import load_dataset_file
+
+            load_dataset_file(path)
+            return []
         from hub.runtime import resolve_system_plugins
 
-        resolve_system_plugins(load_system_file(path), load_registry(build_plugin_manager()))
+        resolve_system_plugins(load_system_file(path), registry_for(hub_config))
         return []
     except HubError as err:
         msg = err.message
@@ -106,7 +121,9 @@ def _decode_sample(path: Path, adapter: Any, source: Any) -> list[Any]:
     return list(adapter.decode(body, SAMPLE_TYPES[path.suffix], {}))
 
 
-async def check_samples(system_file: Path, samples: Path, *, live: bool = False) -> SampleReport:
+async def check_samples(
+    system_file: Path, samples: Path, *, live: bool = False, hub_config: Path | None = None
+) -> SampleReport:
     """Run every sample through decode -> mapping -> cleaning -> contract -> governance and
     say, per record, what the hub would commit or exactly why it would refuse it.
 
@@ -118,7 +135,7 @@ async def check_samples(system_file: Path, samples: Path, *, live: bool = False)
     report = SampleReport()
     try:
         sc = load_system_file(system_file)
-        registry = load_registry(build_plugin_manager())
+        registry = registry_for(hub_config)
         plug = resolve_system_plugins(sc, registry)
         adapter = plug.adapter.factory(sc.name, plug.adapter_options)
         pipelines = build_pipelines(sc, registry)

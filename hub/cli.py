@@ -179,6 +179,12 @@ def check(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the sample report as JSON")
     ] = False,
+    hub_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="hub file whose declared datasets the system files may send"
+        ),
+    ] = None,
 ) -> None:
     """Validate config files offline: keys, types, plugins, routes, mappings; with --samples,
     show per sample record the canonical record or the exact errors. Exit 1 on any error."""
@@ -186,7 +192,7 @@ def check(
 
     failed = 0
     for f in files:
-        problems = check_file(f)
+        problems = check_file(f, hub_config)
         if problems:
             failed += 1
             for p in problems:
@@ -202,7 +208,7 @@ def check(
         return
     if len(files) != 1:
         _fail("--samples checks one system file at a time", 2)
-    report = asyncio.run(check_samples(files[0], samples, live=live))
+    report = asyncio.run(check_samples(files[0], samples, live=live, hub_config=hub_config))
     if as_json:
         doc = {
             "ok": report.ok,

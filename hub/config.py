@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -187,6 +187,10 @@ class HubConfig(_Model):
     dispatcher: DispatcherSettings = DispatcherSettings()
     systems: list[str] = Field(
         default_factory=list, description="system files or folders, relative to this file"
+    )
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="dataset files or folders (datasets declared in YAML), relative to this file",
     )
     routes: list[Route] = Field(default_factory=list)
     #: filled by load_config, not written in YAML
@@ -462,8 +466,10 @@ def validate_section(
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (to list its allowed keys)."""
     current: Any = model
+    key_next = False  # the previous field is a mapping: this part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
@@ -472,8 +478,16 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
             f = next((x for x in current.model_fields.values() if x.alias == part), None)
         if f is None:
             return None
+        key_next = _is_mapping(f.annotation)
         current = _inner_model(f.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """``dict[...]`` (or an optional one): its keys are names chosen by the user."""
+    if get_origin(annotation) is dict:
+        return True
+    return any(get_origin(a) is dict for a in get_args(annotation))
 
 
 def _inner_model(annotation: Any) -> Any:
