@@ -46,7 +46,7 @@ ERROR_CODES: dict[str, str] = {
     "E_PLUGIN": "a plugin is invalid (duplicate name, unknown hook ...)",
     "E_STATE": "the operation is not allowed in the object's current state",
     "E_INTERNAL": "an unexpected error; nothing was acknowledged",
-    "E_MAPPING": "a value cannot be mapped (bad date, unknown code, wrong type; the field is named)",
+    "E_MAPPING": "a value cannot be mapped or standardised (bad date, unknown code; field named)",
     "E_XML": "the body is not well-formed XML or not in its declared encoding",
     "E_XML_UNSAFE": "the XML holds a DOCTYPE, entity, external reference or XInclude (refused)",
 }

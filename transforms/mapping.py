@@ -88,7 +88,7 @@ _INDEX = re.compile(r"\[(-?\d*)\]")
 _MIN_SALT = 8
 
 Step = Callable[[Any, "list[str] | None"], Any]
-Key = str | int
+Key = str | int | None  # None stands for [] (every element)
 
 
 # --------------------------------------------------------------------------- the result
@@ -165,7 +165,7 @@ def _getter(keys: Sequence[Key]) -> Callable[[Any], Any]:
                 if not isinstance(obj, dict):
                     return None
                 obj = obj.get(k)
-            else:
+            elif isinstance(k, int):
                 if not isinstance(obj, list) or not -len(obj) <= k < len(obj):
                     return None
                 obj = obj[k]
@@ -186,7 +186,7 @@ def _setter(keys: Sequence[Key]) -> Callable[[Any, Any], None]:
                 if not isinstance(child, want):
                     child = want()
                     obj[k] = child
-            else:
+            elif isinstance(k, int):
                 while len(obj) <= k:
                     obj.append(None)
                 child = obj[k]
@@ -326,9 +326,7 @@ class _Compiler:
         ]
         if not tests:
             raise self.fail((*loc, "when"), "when needs at least one condition")
-        test = (
-            tests[0] if len(tests) == 1 else (lambda rec, ts=tuple(tests): all(t(rec) for t in ts))
-        )
+        test = tests[0] if len(tests) == 1 else _all_of(tuple(tests))
         then_rules = rule.get("rules", [])
         else_rules = rule.get("else", [])
         for key, sub in (("rules", then_rules), ("else", else_rules)):
@@ -423,6 +421,8 @@ class _Compiler:
                 raise self.fail((*loc, "to"), "split targets cannot use []", field)
         else:
             targets = [self.path(to, (*loc, "to"), field)]
+        if any(isinstance(k, int) and k < 0 for t in targets for k in t):
+            raise self.fail((*loc, "to"), "a target index must be 0 or more", field)
         label = field or "?"
 
         # ------------------------------------------------------- source
@@ -756,7 +756,7 @@ class _Compiler:
         for j, part in enumerate(parts):
             if isinstance(part, Mapping) and set(part) == {"value"}:
                 text = str(part["value"])
-                readers.append(lambda rec, t=text: t)
+                readers.append(_const_reader(text))
             else:
                 keys = self.path(part, (*loc, "concat", j), field)
                 if None in keys:
@@ -893,6 +893,20 @@ class _Compiler:
 
 
 _NO = object()
+
+
+def _all_of(tests: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
+    def all_hold(rec: Any) -> bool:
+        return all(t(rec) for t in tests)
+
+    return all_hold
+
+
+def _const_reader(text: str) -> Callable[[Any], Any]:
+    def const(rec: Any) -> Any:
+        return text
+
+    return const
 
 
 # --------------------------------------------------------------------------- conversions
