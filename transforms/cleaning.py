@@ -78,8 +78,8 @@ class Cleaner:
 
     def __init__(
         self,
-        string_steps: list[tuple[str, _StrFn, frozenset[str] | None]],
-        field_steps: list[tuple[str, Callable[[Any, str], Any], frozenset[str]]],
+        string_steps: list[tuple[str, _StrFn, tuple[str, ...] | None]],
+        field_steps: list[tuple[str, Callable[[Any, str], Any], tuple[str, ...]]],
         where: str,
     ) -> None:
         self._string_steps = string_steps
@@ -131,14 +131,14 @@ def compile_cleaning(spec: Mapping[str, Any], *, where: str = "governance") -> C
         if key not in CLEANING_KEYS:
             raise fail(str(key), f"unknown key; allowed: {', '.join(CLEANING_KEYS)}")
 
-    def fields_of(key: str, value: Any) -> frozenset[str] | None:
+    def fields_of(key: str, value: Any) -> tuple[str, ...] | None:
         if value is True:
             return None
         if isinstance(value, list) and value and all(isinstance(f, str) for f in value):
-            return frozenset(value)
+            return tuple(dict.fromkeys(value))
         raise fail(key, "must be true or a non-empty list of field names")
 
-    string_steps: list[tuple[str, _StrFn, frozenset[str] | None]] = []
+    string_steps: list[tuple[str, _StrFn, tuple[str, ...] | None]] = []
     if spec.get("fullwidth_to_halfwidth", False) is not False:
         sel = fields_of("fullwidth_to_halfwidth", spec["fullwidth_to_halfwidth"])
         string_steps.append(("half-width", _halfwidth, sel))
@@ -160,7 +160,7 @@ def compile_cleaning(spec: Mapping[str, Any], *, where: str = "governance") -> C
         sel = fields_of("uppercase", spec["uppercase"])
         string_steps.append(("upper-cased", str.upper, sel))
 
-    field_steps: list[tuple[str, Callable[[Any, str], Any], frozenset[str]]] = []
+    field_steps: list[tuple[str, Callable[[Any, str], Any], tuple[str, ...]]] = []
     if "region_codes" in spec:
         raw = spec["region_codes"]
         pad = False
@@ -210,7 +210,7 @@ def _region_step(pad: bool) -> Callable[[Any, str], Any]:
 
 def _dates_step(
     raw: Any, fail: Callable[[str, str], ConfigError]
-) -> tuple[str, Callable[[Any, str], Any], frozenset[str]]:
+) -> tuple[str, Callable[[Any, str], Any], tuple[str, ...]]:
     if not isinstance(raw, Mapping):
         raise fail("dates", "must be {fields: [...], formats: [...]}")
     extra = set(raw) - {"fields", "formats", "output", "tz"}
@@ -247,4 +247,4 @@ def _dates_step(
             return iso_datetime(got, zone)
         return iso_date(got, zone)
 
-    return ("dates", standardise, frozenset(fields))
+    return ("dates", standardise, tuple(dict.fromkeys(fields)))
