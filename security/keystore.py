@@ -186,7 +186,7 @@ class Keystore:
             )
         return store
 
-    def keys(self) -> list[ManagedKey]:
+    def entries(self) -> list[ManagedKey]:
         """Every key, own keys first, in config order."""
         return [self._keys[k] for k in self._order]
 
@@ -204,7 +204,7 @@ class Keystore:
     def signer(self, at: float) -> Signer:
         """The own key that signs at ``at``: the valid one with the latest ``valid_from``."""
         best: ManagedKey | None = None
-        for key in self.keys():
+        for key in self.entries():
             if key.owner is not None or key.state(at) != "valid":
                 continue
             if best is None or (key.valid_from or float("-inf")) >= (
