@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 import yaml
@@ -32,7 +32,7 @@ ConfigOpt = Annotated[
 ]
 
 
-def _fail(err: HubError | str) -> None:
+def _fail(err: HubError | str) -> NoReturn:
     typer.echo(str(err), err=True)
     raise typer.Exit(1)
 
@@ -43,7 +43,7 @@ def _write_private(signer: KeySigner, out: Path, passphrase_env: str | None) -> 
         value = os.environ.get(passphrase_env)
         if not value:
             _fail(f"E_CONFIG: environment variable {passphrase_env} is not set (--passphrase-env)")
-        passphrase = (value or "").encode()
+        passphrase = value.encode()
     out.mkdir(parents=True, exist_ok=True)
     suffix = ".secret" if signer.algorithm == "hmac-sha256" else ".pem"
     path = out / f"{signer.key_id}{suffix}"
@@ -76,7 +76,6 @@ def _generate(algorithm: str, key_id: str) -> KeySigner:
         return generate_key(algorithm, key_id)
     except HubError as err:
         _fail(err)
-        raise
 
 
 @app.command()
@@ -103,7 +102,6 @@ def _load(config: Path) -> Keystore:
         return Keystore.from_config(cfg, base_dir=base)
     except HubError as err:
         _fail(err)
-        raise
 
 
 def _when(ts: float | None) -> str:
@@ -163,7 +161,6 @@ def rotate(
         current = store.signer(now)
     except HubError as err:
         _fail(err)
-        raise
     try:
         start = (
             dt.datetime.fromisoformat(starts).replace(tzinfo=CHINA_TZ)
@@ -172,7 +169,6 @@ def rotate(
         )
     except ValueError:
         _fail(f"E_PARAM: --starts {starts!r} is not a date (YYYY-MM-DD) (field: starts)")
-        raise
     signer = _generate(current.algorithm, key_id)
     path = _write_private(signer, out, passphrase_env)
     new_entry = _entry(signer, path, passphrase_env)
@@ -194,7 +190,6 @@ def export_public(key_id: Annotated[str, typer.Argument(help="key id")], config:
         key = store.get(key_id)
     except HubError as err:
         _fail(err)
-        raise
     public = getattr(key.signer, "public_pem", lambda: None)()
     if public is None:
         _fail(
