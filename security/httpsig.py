@@ -49,6 +49,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -225,6 +226,9 @@ def _one_signature(fields: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     return label, dict(member[1])
 
 
+_MISSING_FIELD = re.compile(r'Covered header field "([^"]+)" not found')
+
+
 def _library_error(exc: Exception) -> SignatureError:
     cause = exc.__cause__
     while cause is not None:
@@ -233,10 +237,13 @@ def _library_error(exc: Exception) -> SignatureError:
         cause = cause.__cause__
     text = str(exc)
     low = text.lower()
-    if "content-digest" in low:
-        field = "Content-Digest"
-    elif "required component" in low or "not found in the message" in low:
+    missing = _MISSING_FIELD.search(text)
+    if "required component" in low:
         field = "Signature-Input"
+    elif missing is not None:
+        field = missing.group(1)
+    elif "content-digest" in low:
+        field = "Content-Digest"
     else:
         field = "Signature"
     return SignatureError(f"signature rejected: {text}", field=field)
