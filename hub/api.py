@@ -109,6 +109,8 @@ def _ingest_response(result: IngestResult, single: bool, instance: str) -> web.R
         body["id"] = result.ids[0]
     if result.duplicates:
         body["duplicates"] = result.duplicates
+    if result.replaced:
+        body["replaced"] = result.replaced
     if not result.errors:
         return _json(body, 202)
     body["rejected"] = [e.to_dict() for e in result.errors]
@@ -154,6 +156,30 @@ async def post_records(request: web.Request) -> web.Response:
         single=single,
     )
     return _ingest_response(result, single=single, instance=request.path)
+
+
+async def get_quarantine(request: web.Request) -> web.Response:
+    """``GET /v1/systems/{system}/quarantine?after=&limit=``: the system's refused records with
+    their reasons, so the source can correct and resend them. Same credentials as posting."""
+    hub = request.app[HUB_KEY]
+    system = request.match_info["system"]
+    rt = hub.system(system)
+    hub.authenticate(rt, request.headers.get(hdrs.AUTHORIZATION))
+    items = await hub.store.quarantined(
+        system,
+        after=_int_query(request, "after", 0, 2**62),
+        limit=_int_query(request, "limit", 100, 1000),
+    )
+    return _json({"items": [q.to_dict() for q in items]})
+
+
+async def get_subject(request: web.Request) -> web.Response:
+    """``GET /v1/subjects/{id}``: messages linked to a subject (USCC / ID number, 关联整合)."""
+    hub = request.app[HUB_KEY]
+    links = await hub.store.subject_messages(
+        request.match_info["id"], _int_query(request, "limit", 100, 1000)
+    )
+    return _json({"subject": request.match_info["id"], "items": [_dl(x) for x in links]})
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -280,6 +306,8 @@ def create_app(config: HubConfig, *, hub: Hub | None = None) -> web.Application:
 
     app.cleanup_ctx.append(run_hub)
     app.router.add_post("/v1/systems/{system}/records", post_records)
+    app.router.add_get("/v1/systems/{system}/quarantine", get_quarantine)
+    app.router.add_get("/v1/subjects/{id}", get_subject)
     app.router.add_get("/v1/messages/{id}", get_message)
     app.router.add_get("/v1/dlq", list_dlq)
     app.router.add_post("/v1/dlq/{id}/replay", replay_dlq)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,14 +22,18 @@ from hub.errors import ConfigError
 
 __all__ = [
     "CircuitPolicy",
+    "CompareRule",
+    "DedupeRule",
     "DispatcherSettings",
     "FilterRule",
+    "GovernanceSettings",
     "HubConfig",
     "HubSection",
     "InboundSettings",
     "IngestSettings",
     "Limits",
     "ListenSettings",
+    "MappingSettings",
     "RetryPolicy",
     "Route",
     "RouteTarget",
@@ -184,6 +188,10 @@ class HubConfig(_Model):
     systems: list[str] = Field(
         default_factory=list, description="system files or folders, relative to this file"
     )
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="dataset files or folders (datasets declared in YAML), relative to this file",
+    )
     routes: list[Route] = Field(default_factory=list)
     #: filled by load_config, not written in YAML
     base_dir: Path = Field(Path("."), exclude=True)
@@ -206,6 +214,61 @@ class InboundSettings(_Model):
     token: str | None = Field(
         None, description="bearer token the system must present (use ${ENV_VAR})"
     )
+    source: dict[str, Any] | None = Field(
+        None,
+        description="kind: <source type> plus its options: the hub collects the system's "
+        "records itself (http_pull, file_batch, db_staging, amqp ...)",
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source_names_kind(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and not isinstance(v.get("kind"), str):
+            raise ValueError("inbound.source needs 'kind: <source type>' (e.g. file_batch)")
+        return v
+
+
+class MappingSettings(_Model):
+    """Mappings by dataset: ``inbound`` turns the system's records into the canonical dataset,
+    ``outbound`` turns canonical records into what the system expects (rules: docs/mapping.md)."""
+
+    inbound: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    outbound: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class DedupeRule(_Model):
+    """去重: the fields whose values together name one business record (e.g. the decision
+    number 决定文书号), and optionally the field that orders its versions."""
+
+    key: list[str] = Field(min_length=1, description="dotted paths in the canonical record")
+    version: str | None = Field(
+        None, description="field ordering versions (ISO time or zero-padded number)"
+    )
+
+
+class CompareRule(_Model):
+    """比对/校核: a registered comparator checks the record against another source."""
+
+    rule: str = Field(description="a comparator registered by a plugin")
+    on_mismatch: Literal["reject", "flag"] = Field(
+        "reject", description="reject: quarantine the record; flag: accept and trace the note"
+    )
+
+
+class GovernanceSettings(_Model):
+    """Data governance of one inbound dataset (数据治理), applied in this order: clean and
+    standardise (before the contract check), validate (the contract), compare, de-duplicate,
+    link. Every step that changes or flags something writes a note into the trace."""
+
+    clean: dict[str, Any] | None = Field(
+        None, description="清洗/标准化 steps (trim, full-width, empty values, dates, regions)"
+    )
+    dedupe: DedupeRule | None = None
+    compare: list[CompareRule] = Field(default_factory=list)
+    link: list[str] = Field(
+        default_factory=list,
+        description="关联整合: fields holding the subject id (USCC, ID number), first non-empty",
+    )
 
 
 class SystemConfig(_Model):
@@ -216,6 +279,10 @@ class SystemConfig(_Model):
     adapter: str = "json"
     adapter_options: dict[str, Any] = Field(default_factory=dict)
     inbound: InboundSettings | None = None
+    mapping: MappingSettings = MappingSettings()
+    governance: dict[str, GovernanceSettings] = Field(
+        default_factory=dict, description="by inbound dataset"
+    )
     outbound: dict[str, Any] | None = Field(
         None, description="transport: <type> plus that transport's options"
     )
@@ -229,6 +296,21 @@ class SystemConfig(_Model):
         if v is not None and not isinstance(v.get("transport"), str):
             raise ValueError("outbound needs 'transport: <type>' (e.g. http_json)")
         return v
+
+    @model_validator(mode="after")
+    def _datasets_are_inbound(self) -> SystemConfig:
+        sent = set(self.inbound.datasets) if self.inbound else set()
+        for what, names in (
+            ("mapping.inbound", self.mapping.inbound),
+            ("governance", self.governance),
+        ):
+            for ds in names:
+                if ds not in sent:
+                    raise ValueError(
+                        f"{what}.{ds}: the system does not send dataset {ds!r} "
+                        f"(inbound.datasets: {sorted(sent)})"
+                    )
+        return self
 
 
 HubConfig.model_rebuild()
@@ -384,8 +466,10 @@ def validate_section(
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (to list its allowed keys)."""
     current: Any = model
+    key_next = False  # the previous field is a mapping: this part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
@@ -394,8 +478,16 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
             f = next((x for x in current.model_fields.values() if x.alias == part), None)
         if f is None:
             return None
+        key_next = _is_mapping(f.annotation)
         current = _inner_model(f.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """``dict[...]`` (or an optional one): its keys are names chosen by the user."""
+    if get_origin(annotation) is dict:
+        return True
+    return any(get_origin(a) is dict for a in get_args(annotation))
 
 
 def _inner_model(annotation: Any) -> Any:

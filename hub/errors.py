@@ -49,6 +49,8 @@ ERROR_CODES: dict[str, str] = {
     "E_PLUGIN": "a plugin is invalid (duplicate name, unknown hook ...)",
     "E_STATE": "the operation is not allowed in the object's current state",
     "E_INTERNAL": "an unexpected error; nothing was acknowledged",
+    "E_MISMATCH": "a governance comparison (比对/校核) against another source failed",
+    "E_UNREACHABLE": "a system's endpoint cannot be reached (jghub check --live)",
 }
 
 
@@ -203,6 +205,21 @@ class BatchRejected(HubError):
     title = "Every record of the batch was rejected"
 
 
+class MismatchError(HubError):
+    """A record disagrees with another source a governance rule compares it to (the rule is
+    named), e.g. the entity name for a USCC differs from the market-entity registry."""
+
+    code = "E_MISMATCH"
+    status = 422
+    title = "Record does not match the reference source"
+
+
+class UnreachableError(HubError):
+    code = "E_UNREACHABLE"
+    status = 503
+    title = "Endpoint not reachable"
+
+
 class StoreUnavailable(HubError):
     code = "E_STORE"
     status = 503
@@ -227,9 +244,11 @@ __all__ += [
     "BatchRejected",
     "CertificateError",
     "ExpiredError",
+    "MismatchError",
     "ReplayError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",
     "UnknownDataset",
+    "UnreachableError",
 ]

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from hub.events import AcceptedMessage, DeliveryEvent
     from hub.specs import (
         AdapterSpec,
+        ComparatorSpec,
         DatasetSpec,
         SignerSpec,
+        SourceSpec,
         TransformFunctionSpec,
         TransportSpec,
     )
@@ -50,6 +52,25 @@ def hub_register_transports() -> list[TransportSpec]:
 
     A system config names one in ``outbound.transport``; ``config_model`` validates the rest of
     the ``outbound:`` section.
+    """
+
+
+@hookspec
+def hub_register_sources() -> list[SourceSpec]:
+    """Return the inbound source types this plugin provides (``http_pull``, ``file_batch``,
+    ``db_staging``, ``amqp`` ...): sources the hub runs itself to collect a system's records.
+
+    A system config names one in ``inbound.source.kind``; ``config_model`` validates the rest of
+    that section.
+    """
+
+
+@hookspec
+def hub_register_comparators() -> list[ComparatorSpec]:
+    """Return cross-source checks (比对/校核) that governance rules may name in ``compare:``.
+
+    Called once at start. Implemented by adapters that own a reference registry (the market
+    adapter's entity registry, for one).
     """
 
 

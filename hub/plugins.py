@@ -20,13 +20,22 @@ import pluggy
 
 from hub import hookspecs
 from hub.errors import PluginError
-from hub.specs import AdapterSpec, DatasetSpec, SignerSpec, TransformFunctionSpec, TransportSpec
+from hub.specs import (
+    AdapterSpec,
+    ComparatorSpec,
+    DatasetSpec,
+    SignerSpec,
+    SourceSpec,
+    TransformFunctionSpec,
+    TransportSpec,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Registry",
     "SpecTable",
     "acall",
+    "add_declared_datasets",
     "build_plugin_manager",
     "hookimpl",
     "load_registry",
@@ -37,7 +46,16 @@ _BUILTIN_ORDER = ("core", "contracts")
 
 hookimpl = pluggy.HookimplMarker("jghub")
 
-S = TypeVar("S", AdapterSpec, TransportSpec, SignerSpec, TransformFunctionSpec, DatasetSpec)
+S = TypeVar(
+    "S",
+    AdapterSpec,
+    TransportSpec,
+    SignerSpec,
+    TransformFunctionSpec,
+    DatasetSpec,
+    SourceSpec,
+    ComparatorSpec,
+)
 
 
 @dataclass
@@ -87,6 +105,8 @@ class Registry:
         default_factory=lambda: SpecTable("transform function")
     )
     datasets: SpecTable[DatasetSpec] = field(default_factory=lambda: SpecTable("dataset"))
+    sources: SpecTable[SourceSpec] = field(default_factory=lambda: SpecTable("source"))
+    comparators: SpecTable[ComparatorSpec] = field(default_factory=lambda: SpecTable("comparator"))
 
 
 def _entry_point_plugins() -> list[tuple[str, Any]]:
@@ -164,6 +184,18 @@ def _collect(
             table.add(spec, impl.plugin_name)
 
 
+def add_declared_datasets(reg: Registry, config: Any) -> set[str]:
+    """Add the datasets a hub file declares in YAML (``datasets:``) to the registry, owned by
+    ``config``; a name a plugin registered already fails. Returns their names."""
+    from contracts.declared import load_dataset_files
+
+    names: set[str] = set()
+    for spec in load_dataset_files(config.base_dir, config.datasets):
+        reg.datasets.add(spec, "config")
+        names.add(spec.name)
+    return names
+
+
 def load_registry(pm: pluggy.PluginManager) -> Registry:
     """Call every registration hook once and collect the specs, rejecting duplicate names."""
     reg = Registry()
@@ -172,6 +204,8 @@ def load_registry(pm: pluggy.PluginManager) -> Registry:
     _collect(pm, "hub_register_signers", reg.signers, SignerSpec)
     _collect(pm, "hub_register_transform_functions", reg.transform_functions, TransformFunctionSpec)
     _collect(pm, "hub_register_datasets", reg.datasets, DatasetSpec)
+    _collect(pm, "hub_register_sources", reg.sources, SourceSpec)
+    _collect(pm, "hub_register_comparators", reg.comparators, ComparatorSpec)
     return reg
 
 

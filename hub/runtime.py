@@ -4,6 +4,7 @@ one :class:`~hub.config.HubConfig` (no globals: tests build as many hubs as they
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import hmac
 import logging
 import os
@@ -37,17 +38,32 @@ from hub.errors import (
     UnknownSystem,
 )
 from hub.events import AcceptedMessage, DeliveryEvent
-from hub.plugins import Registry, acall, build_plugin_manager, load_registry
+from hub.governance import (
+    Pipeline,
+    build_outbound_mappings,
+    build_pipelines,
+    error_for,
+    raw_text,
+)
+from hub.plugins import (
+    Registry,
+    acall,
+    add_declared_datasets,
+    build_plugin_manager,
+    load_registry,
+)
 from hub.routing import CompiledRoute, RouteTargetRuntime, compile_route
+from hub.sources import SourceRunner
 from hub.specs import (
     Adapter,
     AdapterSpec,
     DatasetSpec,
     OutboundTransport,
     RawLines,
+    SourceSpec,
     TransportSpec,
 )
-from hub.store import NewMessage, Store, TargetRef, make_store
+from hub.store import NewMessage, QuarantinedRecord, Store, TargetRef, make_store
 from hub.tracecontext import new_traceparent, parse_traceparent
 from hub.validation import (
     Checked,
@@ -76,6 +92,7 @@ class SystemRuntime:
     config: SystemConfig
     adapter: Adapter
     datasets: dict[str, DatasetSpec]
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -87,6 +104,10 @@ class TargetRuntime:
     transport_name: str
     retry: RetryPolicy
     breaker: CircuitBreaker
+    #: outbound mappings by dataset (canonical record -> the target's schema)
+    mappings: dict[str, Callable[[dict[str, Any], list[str] | None], dict[str, Any]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(slots=True)
@@ -114,6 +135,10 @@ class IngestResult:
     indexes: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
+    #: indexes of records that replaced an earlier version of their business key
+    replaced: list[int] = field(default_factory=list)
+    #: how many rejected records were added to the quarantine
+    quarantined: int = 0
 
 
 @dataclass(slots=True)
@@ -125,6 +150,8 @@ class SystemPlugins:
     datasets: dict[str, DatasetSpec]
     transport: TransportSpec | None = None
     transport_options: Any = None
+    source: SourceSpec | None = None
+    source_options: Any = None
 
 
 def resolve_system_plugins(sc: SystemConfig, registry: Registry) -> SystemPlugins:
@@ -150,6 +177,14 @@ def resolve_system_plugins(sc: SystemConfig, registry: Registry) -> SystemPlugin
     if sc.inbound is not None:
         for ds in sc.inbound.datasets:
             plug.datasets[ds] = registry.datasets.get(ds, wanted_by=f"system {sc.name} inbound")
+        if sc.inbound.source is not None:
+            sspec = registry.sources.get(
+                str(sc.inbound.source["kind"]), wanted_by=f"system {sc.name} inbound.source"
+            )
+            plug.source = sspec
+            plug.source_options = options(
+                sspec.config_model, sc.inbound.source, "inbound.source", ("kind",)
+            )
     if sc.outbound is not None:
         tspec = registry.transports.get(
             str(sc.outbound["transport"]), wanted_by=f"system {sc.name} outbound"
@@ -181,6 +216,8 @@ class Hub:
         self.clock = clock
         self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
         self.registry: Registry = load_registry(self.pm)
+        #: datasets declared in YAML (validated in this process, not in the validation pool)
+        self.declared = add_declared_datasets(self.registry, config)
         self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self._validation_pool: ValidationPool | None = None
         self._owns_store = store is None
@@ -199,6 +236,7 @@ class Hub:
         )
         self.systems: dict[str, SystemRuntime] = {}
         self.targets: dict[str, TargetRuntime] = {}
+        self._sources: list[SourceRunner] = []
         self._build_systems()
         self.routes: dict[tuple[str, str], list[CompiledRoute]] = {}
         self._outbound: dict[tuple[str, str], RouteTargetRuntime] = {}
@@ -226,7 +264,12 @@ class Hub:
         for name, sc in self.config.loaded_systems.items():
             plug = resolve_system_plugins(sc, self.registry)
             adapter = plug.adapter.factory(name, plug.adapter_options)
-            self.systems[name] = SystemRuntime(sc, adapter, plug.datasets)
+            self.systems[name] = SystemRuntime(
+                sc, adapter, plug.datasets, build_pipelines(sc, self.registry)
+            )
+            if plug.source is not None:
+                source = plug.source.factory(name, plug.source_options)
+                self._sources.append(SourceRunner(self, name, plug.source.name, source))
             if plug.transport is None:
                 continue
             timeout = getattr(plug.transport_options, "timeout", None)
@@ -245,6 +288,7 @@ class Hub:
                 plug.transport.name,
                 sc.retry,
                 CircuitBreaker(sc.circuit),
+                build_outbound_mappings(sc, self.registry),
             )
 
     def _build_routes(self) -> None:
@@ -301,7 +345,9 @@ class Hub:
             ) from None
         self._lock_file = fh
 
-    async def start(self, *, dispatch: bool | None = None) -> None:
+    async def start(self, *, dispatch: bool | None = None, sources: bool = True) -> None:
+        """Open the store and start delivering; ``sources=False`` leaves the inbound sources
+        (pollers, folder watchers ...) stopped (tests, one-off commands)."""
         sqlite_node = self.config.store.kind == "sqlite" and self._owns_store
         if self.config.ingest.validation_processes:
             self._validation_pool = ValidationPool(self.config.ingest.validation_processes)
@@ -325,6 +371,9 @@ class Hub:
         await acall(self.pm.hook.hub_startup, hub=self)
         if self.config.dispatcher.enabled if dispatch is None else dispatch:
             self.dispatcher.start()
+        if sources:
+            for src in self._sources:
+                src.start()
         self.started = True
 
     def wake_targets(self, targets: Iterable[str]) -> None:
@@ -346,6 +395,8 @@ class Hub:
         if self.role == "ingest":
             await self.store.close()
             return
+        for src in self._sources:
+            await src.stop()
         if self._doorbell is not None:
             await self._doorbell.close()
             self._doorbell = None
@@ -418,7 +469,7 @@ class Hub:
         depth = limits.max_json_depth
         pfield = spec.partition_field
         lines = records.line_numbers if isinstance(records, RawLines) else None
-        pool = self._validation_pool
+        pool = self._validation_pool if spec.name not in self.declared else None
         if (
             pool is not None
             and lines is not None
@@ -485,16 +536,21 @@ class Hub:
         *,
         dataset: str | None = None,
         idempotency_key: str | None = None,
+        keys: Sequence[str] | None = None,
+        origin: str = "api",
         traceparent: str | None = None,
         body_size: int = 0,
         single: bool | None = None,
     ) -> IngestResult:
-        """Validate, route and durably commit decoded records; return only after the commit.
+        """Map, govern, validate, route and durably commit decoded records; return only after
+        the commit.
 
-        Bad records are rejected one by one (index + reason); good ones are committed.
-        ``idempotency_key`` applies to a single record as is and to record *i* of a batch as
-        ``key:i``. ``single`` says the body was one record, not a batch (default: one record
-        given); a one-element batch is still a batch."""
+        Bad records are rejected one by one (index + reason) and kept in the quarantine;
+        good ones are committed. ``idempotency_key`` applies to a single record as is and to
+        record *i* of a batch as ``key:i``; ``keys`` gives each record its own key instead
+        (inbound sources: a staging row id, a file digest and line). ``single`` says the body
+        was one record, not a batch (default: one record given); a one-element batch is still a
+        batch. ``origin`` names where the records came from, for the quarantine."""
         rt = self.system(system)
         spec = self.pick_dataset(rt, dataset)
         limits = self.config.limits
@@ -503,6 +559,8 @@ class Hub:
                 f"{len(records)} records in one request; at most {limits.max_batch_records}",
                 field="body",
             )
+        if keys is not None and len(keys) != len(records):
+            raise ValueError(f"{len(keys)} keys for {len(records)} records")
         routes = self.routes.get((system, spec.name), ())
         if single is None:
             single = len(records) == 1
@@ -510,9 +568,19 @@ class Hub:
         now = self.clock()
         result = IngestResult()
         route_refs, static_targets = self._route_plan.get((system, spec.name), ({}, ()))
-        checked = await self._check_records(
-            spec, records, single, body_size, want_dict=static_targets is None
-        )
+        pipe = rt.pipelines.get(spec.name)
+        checked: list[Checked | HubError]
+        notes: list[list[str]] | None = None
+        if pipe is not None and pipe.before:
+            checked, notes = await self._prepare_and_check(pipe, spec, records, single, body_size)
+        else:
+            checked = await self._check_records(
+                spec,
+                records,
+                single,
+                body_size,
+                want_dict=static_targets is None or (pipe is not None and pipe.after),
+            )
         messages: list[NewMessage] = []
         indexes: list[int] = []
         for i, outcome in enumerate(checked):
@@ -520,6 +588,13 @@ class Hub:
                 result.errors.append(RecordError(i, outcome))
                 continue
             payload, pkey, rec = outcome
+            governed = None
+            if pipe is not None and pipe.after:
+                try:
+                    governed = await pipe.govern(rec or {}, notes[i] if notes else [])
+                except HubError as err:
+                    result.errors.append(RecordError(i, err))
+                    continue
             targets: Sequence[TargetRef]
             if static_targets is not None:
                 targets = static_targets
@@ -530,15 +605,34 @@ class Hub:
                     if route.predicate is None or route.predicate(rec or {})
                     for ref in route_refs[route.name]
                 ]
-            key = idempotency_key if single or idempotency_key is None else f"{idempotency_key}:{i}"
+            if keys is not None:
+                key: str | None = keys[i]
+            else:
+                key = (
+                    idempotency_key
+                    if single or idempotency_key is None
+                    else f"{idempotency_key}:{i}"
+                )
             envelope = Envelope(
                 new_message_id(), system, spec.name, spec.version, now, payload, key, pkey, tp
             )
-            messages.append(NewMessage(envelope, targets))
+            if governed is not None:
+                messages.append(
+                    NewMessage(
+                        envelope,
+                        targets,
+                        governed.business_key,
+                        governed.version,
+                        governed.notes,
+                        governed.subject,
+                    )
+                )
+            elif notes is not None and notes[i]:
+                messages.append(NewMessage(envelope, targets, notes=tuple(notes[i])))
+            else:
+                messages.append(NewMessage(envelope, targets))
             indexes.append(i)
-        if not messages:
-            return result
-        committed = await self.store.enqueue(messages)
+        committed = await self.store.enqueue(messages) if messages else []
         woken: set[str] = set()
         for m, res, i in zip(messages, committed, indexes, strict=True):
             if res.conflict:
@@ -561,7 +655,16 @@ class Hub:
             if res.duplicate:
                 result.duplicates.append(i)
             else:
+                if res.replaces is not None:
+                    result.replaced.append(i)
                 woken.update(t.target for t in m.targets)
+        if result.errors:
+            result.errors.sort(key=lambda e: e.index)
+            result.quarantined = await self._quarantine(
+                system, spec.name, records, result.errors, keys, idempotency_key, single, origin
+            )
+        if not messages:
+            return result
         # Committed: from here on nothing may turn the answer into an error (the source would
         # resend what is already stored), so wake-ups and observers only log their failures.
         try:
@@ -583,8 +686,90 @@ class Hub:
                 )
         except Exception:
             log.exception("after-commit step failed; the records are committed and acknowledged")
-        result.errors.sort(key=lambda e: e.index)
         return result
+
+    async def _prepare_and_check(
+        self,
+        pipe: Pipeline,
+        spec: DatasetSpec,
+        records: Sequence[Any],
+        single: bool,
+        body_size: int,
+    ) -> tuple[list[Checked | HubError], list[list[str]]]:
+        """Map and clean each record, then check the contract of those that survived."""
+        limits = self.config.limits
+        max_bytes = limits.max_record_bytes if body_size > limits.max_record_bytes else None
+        lines = records.line_numbers if isinstance(records, RawLines) else None
+        out: list[Checked | HubError | None] = [None] * len(records)
+        notes: list[list[str]] = [[] for _ in records]
+        good: list[dict[str, Any]] = []
+        where: list[int] = []
+        for i, raw in enumerate(records):
+            try:
+                rec, notes[i] = pipe.prepare(
+                    raw,
+                    i,
+                    lines[i] if lines is not None else None,
+                    max_bytes=max_bytes,
+                    depth=limits.max_json_depth,
+                )
+            except BadRequest as err:
+                if type(err) is BadRequest:
+                    raise  # the body itself is malformed (not JSON): refuse all of it
+                out[i] = err
+                continue
+            except Exception as exc:  # a mapping rule that cannot apply to this record
+                out[i] = error_for(exc)
+                continue
+            good.append(rec)
+            where.append(i)
+        if good:
+            checked = await self._check_records(spec, good, single, 0, want_dict=True)
+            for i, c in zip(where, checked, strict=True):
+                out[i] = c
+        return [c for c in out if c is not None], notes
+
+    async def _quarantine(
+        self,
+        system: str,
+        dataset: str,
+        records: Sequence[Any],
+        errors: Sequence[RecordError],
+        keys: Sequence[str] | None,
+        idempotency_key: str | None,
+        single: bool,
+        origin: str,
+    ) -> int:
+        """Keep rejected records with their reasons (never silently dropped). A record sent
+        again is kept once: its key is its idempotency key, else a digest of its text."""
+        now = self.clock()
+        items = []
+        for e in errors:
+            raw = raw_text(records[e.index]) if e.index < len(records) else ""
+            if keys is not None:
+                qkey = keys[e.index]
+            elif idempotency_key is not None:
+                qkey = idempotency_key if single else f"{idempotency_key}:{e.index}"
+            else:
+                qkey = "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+            items.append(
+                QuarantinedRecord(
+                    system,
+                    dataset,
+                    qkey,
+                    f"{origin} record {e.index}",
+                    e.error.code,
+                    e.error.field,
+                    e.error.message,
+                    raw,
+                    now,
+                )
+            )
+        try:
+            return await self.store.quarantine(items)
+        except Exception:  # the source is told the reasons anyway; a store fault is logged
+            log.exception("could not quarantine %d rejected records of %s", len(items), system)
+            return 0
 
     # ------------------------------------------------------------------ observers
 

@@ -8,7 +8,7 @@ and the pydantic *config model* that validates the YAML options for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "Adapter",
     "AdapterSpec",
+    "ComparatorSpec",
     "DatasetSpec",
+    "InboundSource",
     "NoOptions",
     "OutboundItem",
     "OutboundTransport",
@@ -25,6 +27,8 @@ __all__ = [
     "SendResult",
     "Signer",
     "SignerSpec",
+    "SourceContext",
+    "SourceSpec",
     "TransformFunctionSpec",
     "TransportSpec",
 ]
@@ -113,6 +117,60 @@ class OutboundTransport(Protocol):
         ...
 
 
+class SourceContext(Protocol):
+    """What the hub gives an inbound source (:class:`InboundSource`) while it runs.
+
+    Implemented by :class:`hub.sources.HubSourceContext`. A source reads records from its
+    system (poll an API, take files, read staging rows, consume a queue), hands them to
+    :meth:`ingest` and only then marks them taken on its side and saves its cursor with
+    :meth:`put_state`: ``ingest`` returns after the durable commit, so a crash between the two
+    re-reads records that the idempotency keys then recognise (exactly-once effect).
+    """
+
+    system: str
+    #: set when the hub stops; a source's loop must end soon after
+    stopping: Any
+
+    async def ingest(
+        self,
+        records: Sequence[Any],
+        *,
+        keys: Sequence[str] | None = None,
+        dataset: str | None = None,
+        origin: str = "",
+        traceparent: str | None = None,
+    ) -> Any:
+        """Map, govern, validate and durably commit ``records`` (in the system's own schema,
+        parsed: dicts or RawLines). ``keys[i]`` is record *i*'s idempotency key (a staging row
+        id, ``file-sha256:line``, an API record id + version): sending it again is recognised.
+        Rejected records go to the quarantine with their reasons, named by ``origin`` and
+        index. Returns a :class:`hub.runtime.IngestResult`."""
+        ...
+
+    async def get_state(self, key: str) -> str | None:
+        """This source's saved value for ``key`` (a cursor, a page token), or None."""
+        ...
+
+    async def put_state(self, key: str, value: str) -> None:
+        """Save a value durably (call it after ``ingest`` returned)."""
+        ...
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until the hub stops; True if the hub is stopping."""
+        ...
+
+
+@runtime_checkable
+class InboundSource(Protocol):
+    """Collects records from one system by itself (动态采集 / 批量交换): built per system whose
+    ``inbound.source`` names it, run by the hub node as a background task."""
+
+    async def run(self, ctx: SourceContext) -> None:
+        """Run until ``ctx.stopping`` is set. An exception is logged and the source restarted
+        after a backoff; records it had not ingested are read again."""
+        ...
+
+
 @runtime_checkable
 class Signer(Protocol):
     """One key of one signature algorithm, as RFC 9421 needs it: raw signature bytes over the
@@ -155,6 +213,30 @@ class TransportSpec:
     name: str
     factory: Callable[[str, Any], OutboundTransport]
     config_model: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """An inbound source type: ``factory(system_name, options) -> InboundSource``.
+    ``config_model`` validates the ``inbound.source:`` section (minus ``kind``)."""
+
+    name: str
+    factory: Callable[[str, Any], InboundSource]
+    config_model: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ComparatorSpec:
+    """A cross-source check (比对/校核) a governance rule can name:
+    ``check(dataset, record) -> awaitable of a mismatch message, or None when it agrees``.
+
+    Example: the entity name given for a USCC must match the market-entity registry (the market
+    adapter registers that comparator)."""
+
+    name: str
+    check: Callable[[str, dict[str, Any]], Awaitable[str | None]]
     description: str = ""
 
 

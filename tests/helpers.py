@@ -29,6 +29,8 @@ def write_config(
     ingest: dict[str, Any] | None = None,
     route_filter: list[dict[str, Any]] | None = None,
     port: int = 0,
+    source_extra: dict[str, Any] | None = None,
+    target_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write hub.yaml + systems/*.yaml: one source sending ``dataset`` to every target."""
     sysdir = tmp / "systems"
@@ -41,6 +43,11 @@ def write_config(
     }
     if token:
         src["inbound"]["token"] = token
+    for k, v in (source_extra or {}).items():
+        if k == "inbound":
+            src["inbound"].update(v)
+        else:
+            src[k] = v
     (sysdir / f"{source}.yaml").write_text(yaml.safe_dump(src, allow_unicode=True))
     for name, outbound in targets.items():
         doc: dict[str, Any] = {
@@ -50,6 +57,7 @@ def write_config(
         }
         doc["retry"] = retry or {"max_attempts": 8, "base_delay": 0.01, "max_delay": 0.05}
         doc["circuit"] = circuit or {"failure_threshold": 50, "reset_timeout": 0.05}
+        doc.update(target_extra or {})
         (sysdir / f"{name}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
     route: dict[str, Any] = {
         "name": f"{dataset}-out",

@@ -31,8 +31,10 @@ __all__ = [
     "MessageTrace",
     "NewMessage",
     "Outcome",
+    "QuarantinedRecord",
     "RouteStats",
     "Store",
+    "SubjectLink",
     "TargetRef",
     "TraceEvent",
 ]
@@ -61,6 +63,17 @@ class NewMessage:
 
     envelope: Envelope
     targets: Sequence[TargetRef]
+    #: governance: (source, dataset, business_key) names one business record (e.g. one
+    #: 决定文书号 from one department). An identical copy is a duplicate; a changed one is a new
+    #: version that replaces it; one whose ``version`` sorts below the stored one is stale.
+    business_key: str | None = None
+    #: orders versions of one business key (compared as text: use ISO 8601 times or
+    #: zero-padded numbers); None = arrival order
+    version: str | None = None
+    #: governance notes (cleaning, standardisation, links), traced in the same commit
+    notes: Sequence[str] = ()
+    #: the subject the record is linked to (USCC / ID number: 关联整合)
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,10 @@ class EnqueueResult:
     message_id: str
     duplicate: bool
     conflict: bool = False
+    #: an older version of the business key arrived after a newer one (not stored)
+    stale: bool = False
+    #: the message id of the version this one replaces (same business key, changed content)
+    replaces: str | None = None
 
 
 @dataclass(slots=True)
@@ -205,6 +222,49 @@ class RouteStats:
     p99_ms: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """A record the hub refused, kept with its reasons so the source can read it back.
+
+    ``key`` is unique per source (an idempotency key, or origin + index): a record re-sent
+    after a crash is not quarantined twice. ``raw`` is the record as received (text)."""
+
+    source: str
+    dataset: str
+    key: str
+    origin: str
+    code: str
+    field: str | None
+    detail: str
+    raw: str
+    at: float
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "dataset": self.dataset,
+            "key": self.key,
+            "origin": self.origin,
+            "code": self.code,
+            "field": self.field,
+            "detail": self.detail,
+            "raw": self.raw,
+            "at": self.at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectLink:
+    """A message linked to a subject (统一社会信用代码 or 身份证号)."""
+
+    message_id: str
+    source: str
+    dataset: str
+    accepted_at: float
+
+
 class Store(Protocol):
     """What the hub needs from durable storage. All methods are safe to call concurrently;
     writes from concurrent callers may be group-committed (one transaction, one fsync)."""
@@ -271,4 +331,27 @@ class Store(Protocol):
 
     async def counts(self) -> dict[str, int]:
         """Delivery counts by state name, plus ``messages``."""
+        ...
+
+    async def get_state(self, scope: str, key: str) -> str | None:
+        """A saved value (an inbound source's cursor), or None."""
+        ...
+
+    async def put_state(self, scope: str, key: str, value: str) -> None:
+        """Save a value durably; returns after the commit."""
+        ...
+
+    async def quarantine(self, items: Sequence[QuarantinedRecord]) -> int:
+        """Keep refused records durably; an item whose (source, key) is there already is
+        skipped. Returns how many were added."""
+        ...
+
+    async def quarantined(
+        self, source: str | None = None, *, after: int = 0, limit: int = 100
+    ) -> list[QuarantinedRecord]:
+        """Refused records in arrival order (ids greater than ``after``)."""
+        ...
+
+    async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
+        """Messages linked to a subject, newest first."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from hub.store.base import (
     MessageTrace,
     NewMessage,
     Outcome,
+    QuarantinedRecord,
     RouteStats,
+    SubjectLink,
     TraceEvent,
 )
 from hub.store.stats import percentile
@@ -29,6 +32,7 @@ class _Msg:
     new: Envelope
     accepted_at: float
     events: list[TraceEvent]
+    subject: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,6 +63,9 @@ class MemoryStore:
         self._idem: dict[tuple[str, str], str] = {}
         self._dels: dict[int, _Del] = {}
         self._next_id = 1
+        self._bkeys: dict[tuple[str, str, str], tuple[str, str | None, bytes]] = {}
+        self._state: dict[tuple[str, str], str] = {}
+        self._quarantine: list[QuarantinedRecord] = []
 
     async def open(self) -> None:
         return None
@@ -80,8 +87,24 @@ class MemoryStore:
                     original = self._msgs[seen].new.payload
                     out.append(EnqueueResult(seen, True, original != m.payload))
                     continue
+            replaces = None
+            if new.business_key is not None:
+                bkk = (m.source, m.dataset, new.business_key)
+                digest = hashlib.sha256(m.payload).digest()
+                cur = self._bkeys.get(bkk)
+                if cur is not None:
+                    if cur[2] == digest:
+                        out.append(EnqueueResult(cur[0], True))
+                        continue
+                    if new.version is not None and cur[1] is not None and new.version < cur[1]:
+                        out.append(EnqueueResult(cur[0], True, stale=True))
+                        continue
+                    replaces = cur[0]
+                self._bkeys[bkk] = (m.message_id, new.version, digest)
+            if m.idempotency_key is not None:
                 self._idem[(m.source, m.idempotency_key)] = m.message_id
-            self._msgs[m.message_id] = _Msg(m, now, [])
+            events = [TraceEvent(now, "governed", detail="; ".join(new.notes))] if new.notes else []
+            self._msgs[m.message_id] = _Msg(m, now, events, new.subject)
             for t in new.targets:
                 d = _Del(
                     self._next_id,
@@ -94,7 +117,7 @@ class MemoryStore:
                 )
                 self._dels[d.id] = d
                 self._next_id += 1
-            out.append(EnqueueResult(m.message_id, False))
+            out.append(EnqueueResult(m.message_id, False, replaces=replaces))
         return out
 
     async def lookup_idempotency(self, source: str, key: str) -> str | None:
@@ -336,3 +359,49 @@ class MemoryStore:
             out[d.state.name.lower()] += 1
         out["messages"] = len(self._msgs)
         return out
+
+    async def get_state(self, scope: str, key: str) -> str | None:
+        return self._state.get((scope, key))
+
+    async def put_state(self, scope: str, key: str, value: str) -> None:
+        self._state[(scope, key)] = value
+
+    async def quarantine(self, items: Sequence[QuarantinedRecord]) -> int:
+        seen = {(q.source, q.key) for q in self._quarantine}
+        added = 0
+        for q in items:
+            if (q.source, q.key) in seen:
+                continue
+            seen.add((q.source, q.key))
+            self._quarantine.append(
+                QuarantinedRecord(
+                    q.source,
+                    q.dataset,
+                    q.key,
+                    q.origin,
+                    q.code,
+                    q.field,
+                    q.detail,
+                    q.raw,
+                    q.at,
+                    len(self._quarantine) + 1,
+                )
+            )
+            added += 1
+        return added
+
+    async def quarantined(
+        self, source: str | None = None, *, after: int = 0, limit: int = 100
+    ) -> list[QuarantinedRecord]:
+        got = [
+            q for q in self._quarantine if q.id > after and (source is None or q.source == source)
+        ]
+        return got[:limit]
+
+    async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
+        links = [
+            SubjectLink(mid, m.new.source, m.new.dataset, m.accepted_at)
+            for mid, m in self._msgs.items()
+            if m.subject == subject
+        ]
+        return links[::-1][:limit]

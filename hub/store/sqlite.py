@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import math
 import queue
 import sqlite3
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,14 +42,16 @@ from hub.store.base import (
     MessageTrace,
     NewMessage,
     Outcome,
+    QuarantinedRecord,
     RouteStats,
+    SubjectLink,
     TraceEvent,
 )
 from hub.store.sql import load_queries
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``next_at`` of a parked delivery (queued behind an unfinished one of its ordered partition)
 PARKED = 1e18
 Q = load_queries("hub.store", "sqlite.sql")
@@ -201,6 +205,19 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_exception(value)
 
 
+@dataclass(slots=True)
+class _Rows:
+    """What one writer job inserts, gathered across its callers' messages."""
+
+    idem: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
+    bkeys: dict[tuple[str, str, str], tuple[str, str | None, bytes]] = field(default_factory=dict)
+    busy: set[tuple[str, str | None]] = field(default_factory=set)
+    msgs: list[tuple[Any, ...]] = field(default_factory=list)
+    dels: list[tuple[Any, ...]] = field(default_factory=list)
+    bkey_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    notes: list[tuple[Any, ...]] = field(default_factory=list)
+
+
 class SQLiteStore:
     """The embedded store. ``clock`` is injectable so tests can move time."""
 
@@ -230,12 +247,15 @@ class SQLiteStore:
         conn = _connect(self.path, self.durability)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise RuntimeError(
-                    f"{self.path}: schema version {version} is not the one this jghub knows "
-                    f"({SCHEMA_VERSION}); run a matching jghub or migrate"
+                    f"{self.path}: schema version {version} is not one this jghub knows "
+                    f"(up to {SCHEMA_VERSION}); run a matching jghub"
                 )
+            if version == 1:
+                conn.executescript(Q["migrate_1_2"])
             conn.executescript(Q["schema"])
+            conn.executescript(Q["schema_v2"])
         finally:
             conn.close()
         self._writer = _Writer(self.path, self.durability, self.max_group)
@@ -366,20 +386,19 @@ class SQLiteStore:
             # The write lock is held (BEGIN IMMEDIATE): the highest seq is ours to extend, also
             # when several processes of one node write to the file.
             seq = conn.execute(Q["max_seq"]).fetchone()[0]
-            batch_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
-            busy_parts: set[tuple[str, str | None]] = set()
-            msg_rows: list[tuple[Any, ...]] = []
-            del_rows: list[tuple[Any, ...]] = []
+            rows = _Rows()
             outs = []
             for messages in groups:
-                out, seq = self._prepare(
-                    conn, messages, now, seq, batch_keys, msg_rows, del_rows, busy_parts
-                )
+                out, seq = self._prepare(conn, messages, now, seq, rows)
                 outs.append(out)
-            if msg_rows:
-                conn.executemany(Q["insert_message"], msg_rows)
-            if del_rows:
-                conn.executemany(Q["insert_delivery"], del_rows)
+            if rows.msgs:
+                conn.executemany(Q["insert_message"], rows.msgs)
+            if rows.dels:
+                conn.executemany(Q["insert_delivery"], rows.dels)
+            if rows.bkey_rows:
+                conn.executemany(Q["upsert_bkey"], rows.bkey_rows)
+            if rows.notes:
+                conn.executemany(Q["insert_event_seq"], rows.notes)
             conn.execute("RELEASE enqueue")
         except Exception:
             conn.execute("ROLLBACK TO enqueue")
@@ -401,10 +420,7 @@ class SQLiteStore:
         messages: Sequence[NewMessage],
         now: float,
         seq: int,
-        batch_keys: dict[tuple[str, str], tuple[str, bytes]],
-        msg_rows: list[tuple[Any, ...]],
-        del_rows: list[tuple[Any, ...]],
-        busy_parts: set[tuple[str, str | None]],
+        rows: _Rows,
     ) -> tuple[list[EnqueueResult], int]:
         """Rows for new messages; results for duplicates (earlier rows or this job's)."""
         out: list[EnqueueResult] = []
@@ -415,16 +431,36 @@ class SQLiteStore:
             key = m.idempotency_key
             if key is not None:
                 k = (m.source, key)
-                seen = batch_keys.get(k)
+                seen = rows.idem.get(k)
                 if seen is None:
                     row = conn.execute(find, k).fetchone()
                     seen = (row[0], row[1]) if row else None
                 if seen is not None:
                     out.append(EnqueueResult(seen[0], True, seen[1] != m.payload))
                     continue
-                batch_keys[k] = (m.message_id, m.payload)
+            replaces = None
+            bk = new.business_key
+            if bk is not None:
+                bkk = (m.source, m.dataset, bk)
+                digest = hashlib.sha256(m.payload).digest()
+                cur = rows.bkeys.get(bkk)
+                if cur is None:
+                    r = conn.execute(Q["find_bkey"], bkk).fetchone()
+                    cur = (r[0], r[1], r[2]) if r else None
+                if cur is not None:
+                    if cur[2] == digest:
+                        out.append(EnqueueResult(cur[0], True))
+                        continue
+                    if new.version is not None and cur[1] is not None and new.version < cur[1]:
+                        out.append(EnqueueResult(cur[0], True, stale=True))
+                        continue
+                    replaces = cur[0]
+                rows.bkeys[bkk] = (m.message_id, new.version, digest)
+                rows.bkey_rows.append((*bkk, new.version, digest, m.message_id))
+            if key is not None:
+                rows.idem[(m.source, key)] = (m.message_id, m.payload)
             seq += 1
-            msg_rows.append(
+            rows.msgs.append(
                 (
                     seq,
                     m.message_id,
@@ -437,17 +473,20 @@ class SQLiteStore:
                     now,
                     m.traceparent,
                     m.payload,
+                    new.subject,
                 )
             )
+            if new.notes:
+                rows.notes.append((seq, now, "governed", "; ".join(new.notes)))
             for t in new.targets:
                 due = now
                 if t.ordered:
                     part = (t.target, m.partition_key)
-                    if part in busy_parts or conn.execute(busy, part).fetchone() is not None:
+                    if part in rows.busy or conn.execute(busy, part).fetchone() is not None:
                         due = PARKED
-                    busy_parts.add(part)
-                del_rows.append((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
-            out.append(EnqueueResult(m.message_id, False))
+                    rows.busy.add(part)
+                rows.dels.append((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
+            out.append(EnqueueResult(m.message_id, False, replaces=replaces))
         return out, seq
 
     async def claim(
@@ -639,6 +678,48 @@ class SQLiteStore:
     def _rank(c: sqlite3.Connection, route: str, target: str, n: int, q: float) -> float:
         offset = max(1, math.ceil(q * n)) - 1
         return float(c.execute(Q["route_latency_rank"], (route, target, offset)).fetchone()[0])
+
+    async def get_state(self, scope: str, key: str) -> str | None:
+        row = await self._read(lambda c: c.execute(Q["get_state"], (scope, key)).fetchone())
+        return str(row[0]) if row else None
+
+    async def put_state(self, scope: str, key: str, value: str) -> None:
+        at = self.clock()
+        await self._write(lambda c: c.execute(Q["put_state"], (scope, key, value, at)))
+
+    async def quarantine(self, items: Sequence[QuarantinedRecord]) -> int:
+        rows = [
+            (q.source, q.dataset, q.key, q.origin, q.code, q.field, q.detail, q.raw, q.at)
+            for q in items
+        ]
+        if not rows:
+            return 0
+
+        def op(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany(Q["insert_quarantine"], rows)
+            return c.total_changes - before
+
+        return await self._write(op)
+
+    async def quarantined(
+        self, source: str | None = None, *, after: int = 0, limit: int = 100
+    ) -> list[QuarantinedRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                Q["quarantined"], {"source": source, "after": after, "limit": limit}
+            ).fetchall()
+        )
+        return [
+            QuarantinedRecord(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[0])
+            for r in rows
+        ]
+
+    async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
+        rows = await self._read(
+            lambda c: c.execute(Q["subject_messages"], (subject, limit)).fetchall()
+        )
+        return [SubjectLink(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         def fn(c: sqlite3.Connection) -> dict[str, int]:

@@ -4,7 +4,6 @@
 -- partial index finds both due work and expired leases.
 
 -- name: schema
-PRAGMA user_version = 1;
 CREATE TABLE IF NOT EXISTS messages (
     seq             INTEGER PRIMARY KEY,
     id              TEXT    NOT NULL UNIQUE,
@@ -16,7 +15,8 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at      REAL    NOT NULL,
     accepted_at     REAL    NOT NULL,
     traceparent     TEXT,
-    payload         BLOB    NOT NULL
+    payload         BLOB    NOT NULL,
+    subject         TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (source, idem_key)
     WHERE idem_key IS NOT NULL;
@@ -55,6 +55,80 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_msg ON events (msg);
 
+-- name: schema_v2
+-- Version 2: governance (business keys, subjects, quarantine) and source cursors. Applied to a
+-- new file after ``schema``, and to a version-1 file after ``migrate_1_2``.
+CREATE INDEX IF NOT EXISTS messages_subject ON messages (subject) WHERE subject IS NOT NULL;
+-- One row per business key (e.g. a 决定文书号 from one source): the current version.
+CREATE TABLE IF NOT EXISTS business_keys (
+    source   TEXT NOT NULL,
+    dataset  TEXT NOT NULL,
+    bkey     TEXT NOT NULL,
+    version  TEXT,
+    digest   BLOB NOT NULL,
+    msg_id   TEXT NOT NULL,
+    PRIMARY KEY (source, dataset, bkey)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_state (
+    scope TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    at    REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id      INTEGER PRIMARY KEY,
+    source  TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    qkey    TEXT NOT NULL,
+    origin  TEXT NOT NULL,
+    code    TEXT NOT NULL,
+    field   TEXT,
+    detail  TEXT NOT NULL,
+    raw     TEXT NOT NULL,
+    at      REAL NOT NULL,
+    UNIQUE (source, qkey)
+);
+PRAGMA user_version = 2;
+
+-- name: migrate_1_2
+ALTER TABLE messages ADD COLUMN subject TEXT;
+
+-- name: find_bkey
+SELECT msg_id, version, digest FROM business_keys WHERE source = ? AND dataset = ? AND bkey = ?;
+
+-- name: upsert_bkey
+INSERT INTO business_keys (source, dataset, bkey, version, digest, msg_id)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, dataset, bkey) DO UPDATE
+   SET version = excluded.version, digest = excluded.digest, msg_id = excluded.msg_id;
+
+-- name: get_state
+SELECT value FROM source_state WHERE scope = ? AND key = ?;
+
+-- name: put_state
+INSERT INTO source_state (scope, key, value, at) VALUES (?, ?, ?, ?)
+ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, at = excluded.at;
+
+-- name: insert_quarantine
+INSERT INTO quarantine (source, dataset, qkey, origin, code, field, detail, raw, at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, qkey) DO NOTHING;
+
+-- name: quarantined
+SELECT id, source, dataset, qkey, origin, code, field, detail, raw, at
+  FROM quarantine
+ WHERE (:source IS NULL OR source = :source) AND id > :after
+ ORDER BY id LIMIT :limit;
+
+-- name: subject_messages
+SELECT id, source, dataset, accepted_at FROM messages
+ WHERE subject = ? ORDER BY seq DESC LIMIT ?;
+
+-- name: insert_event_seq
+INSERT INTO events (msg, at, step, target, attempt, status, latency_ms, detail)
+VALUES (?, ?, ?, NULL, NULL, NULL, NULL, ?);
+
 -- name: max_seq
 SELECT coalesce(max(seq), 0) FROM messages;
 
@@ -63,8 +137,8 @@ SELECT id, payload FROM messages WHERE source = ? AND idem_key = ?;
 
 -- name: insert_message
 INSERT INTO messages (seq, id, source, dataset, dataset_version, idem_key, partition_key,
-                      created_at, accepted_at, traceparent, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                      created_at, accepted_at, traceparent, payload, subject)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_delivery
 INSERT INTO deliveries (msg, target, route, ordered, partition_key, next_at)
