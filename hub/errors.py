@@ -33,6 +33,9 @@ ERROR_CODES: dict[str, str] = {
     "E_TOO_DEEP": "the JSON nesting is deeper than allowed",
     "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
     "E_SIGNATURE": "a signature is missing or does not verify",
+    "E_EXPIRED": "a signature's created time is outside the allowed window, or it has expired",
+    "E_REPLAY": "a signature's nonce was seen before for the same key (a replayed request)",
+    "E_CERT": "a certificate is expired, not yet valid or does not chain to a trusted CA",
     "E_AUTH": "the caller is not authenticated for this system",
     "E_DUPLICATE": "the idempotency key was already used with a different payload",
     "E_UNKNOWN_SYSTEM": "no system with that name is configured",
@@ -137,6 +140,28 @@ class SignatureError(HubError):
     code = "E_SIGNATURE"
     status = 401
     title = "Signature rejected"
+
+
+class ExpiredError(SignatureError):
+    """The signature verifies but is too old, from the future, or past its ``expires``."""
+
+    code = "E_EXPIRED"
+    title = "Signature expired"
+
+
+class ReplayError(SignatureError):
+    """The signature verifies but its nonce was already used with the same key."""
+
+    code = "E_REPLAY"
+    title = "Replayed request"
+
+
+class CertificateError(HubError):
+    """A certificate is expired, not yet valid, malformed or not trusted."""
+
+    code = "E_CERT"
+    status = 401
+    title = "Certificate rejected"
 
 
 class AuthError(HubError):
@@ -245,8 +270,11 @@ __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
+    "CertificateError",
+    "ExpiredError",
     "MappingError",
     "MismatchError",
+    "ReplayError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",
