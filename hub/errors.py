@@ -34,6 +34,8 @@ ERROR_CODES: dict[str, str] = {
     "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
     "E_SIGNATURE": "a signature is missing or does not verify",
     "E_AUTH": "the caller is not authenticated for this system",
+    "E_FORBIDDEN": "the authenticated caller's roles or scope do not allow this action",
+    "E_DECRYPT": "an encrypted field does not decrypt (unknown key, altered or moved value)",
     "E_DUPLICATE": "the idempotency key was already used with a different payload",
     "E_UNKNOWN_SYSTEM": "no system with that name is configured",
     "E_UNKNOWN_DATASET": "the dataset is not registered or not accepted from this system",
@@ -142,6 +144,23 @@ class AuthError(HubError):
     title = "Not authenticated"
 
 
+class ForbiddenError(HubError):
+    """Authenticated, but no role of the caller allows the action on this department/system."""
+
+    code = "E_FORBIDDEN"
+    status = 403
+    title = "Forbidden"
+
+
+class DecryptError(HubError):
+    """An encrypted field (``enc:v1:...``) cannot be opened: the value was altered, moved to
+    another field or dataset, or its data key is unknown."""
+
+    code = "E_DECRYPT"
+    status = 500
+    title = "Encrypted field does not decrypt"
+
+
 class DuplicateError(HubError):
     code = "E_DUPLICATE"
     status = 409
@@ -217,6 +236,8 @@ __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
+    "DecryptError",
+    "ForbiddenError",
     "MismatchError",
     "StateError",
     "StoreUnavailable",
