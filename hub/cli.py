@@ -21,6 +21,7 @@ from hub.config import HubConfig, load_config
 from hub.errors import HubError, NotFound
 from hub.store import Store, make_store
 from hub.traceview import format_ts
+from security.admin_cli import mount as mount_security_cli
 
 __all__ = ["app", "main"]
 
@@ -37,6 +38,7 @@ dlq_app = typer.Typer(
     help="Dead letters (死信): list, show, replay, discard.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+mount_security_cli(app)  # jghub tokens …, jghub audit …
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="hub config file", envvar="JGHUB_CONFIG")

@@ -480,7 +480,7 @@ class AuditLog:
 
     async def verify(self) -> VerifyReport:
         """Walk the whole log and its checkpoints; see :class:`VerifyReport`."""
-        stored = await self.db.meta_setdefault("audit.hash", self.hash_name)
+        stored = await self.db.meta_get("audit.hash") or self.hash_name
         head = await self.db.audit_head()
         last = head[0] if head else 0
         cps = await self.db.audit_checkpoints(1, 2**62)
@@ -499,11 +499,10 @@ class AuditLog:
         t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
         t1 = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
         fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-        stored = await self.db.meta_setdefault("audit.hash", self.hash_name)
+        stored = await self.db.meta_get("audit.hash") or self.hash_name
         rng = await self.db.audit_seq_range(t0.strftime(fmt), t1.strftime(fmt))
         first, last = rng if rng else (0, -1)
-        entries = [e async for e in self._entries(first - 1, last)] if rng else []
-        cps = await self.db.audit_checkpoints(first, last) if rng else []
+        head = await self.db.audit_page(first - 1, last, 1) if rng else []
         header = {
             "type": "header",
             "format": EXPORT_FORMAT,
@@ -512,18 +511,20 @@ class AuditLog:
             "to": end.isoformat(),
             "first_seq": first if rng else None,
             "last_seq": last if rng else None,
-            "prev_hash": entries[0].prev_hash if entries else None,
+            "prev_hash": head[0].prev_hash if head else None,
             "hash_rule": "hash = H(bytes.fromhex(prev_hash) || RFC 8785 JSON of "
             "{seq, at, actor, action, object, outcome, details})",
             "checkpoint_rule": "signature over RFC 8785 JSON of {type: jghub-audit-checkpoint, "
             "hash_alg, seq, hash, at, key_id, algorithm}",
         }
         yield orjson.dumps(header).decode()
-        for e in entries:
+        if not rng:
+            return
+        async for e in self._entries(first - 1, last):
             doc = _entry_body(e, orjson.loads(e.details))
             doc.update(type="entry", prev_hash=e.prev_hash, hash=e.hash)
             yield orjson.dumps(doc).decode()
-        for cp in cps:
+        for cp in await self.db.audit_checkpoints(first, last):
             yield orjson.dumps({"type": "checkpoint", **_cp_dict(cp)}).decode()
 
 

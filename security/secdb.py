@@ -137,6 +137,10 @@ class SecurityDB(Protocol):
 
     async def close(self) -> None: ...
 
+    async def meta_get(self, key: str) -> str | None:
+        """The value stored under ``key``, or None (never writes)."""
+        ...
+
     async def meta_setdefault(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless something is stored; return what is stored."""
         ...
@@ -300,6 +304,13 @@ class SQLiteSecurityDB:
         self._conn = None
         self._pool = None
         pool.shutdown(wait=True)
+
+    async def meta_get(self, key: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(Q["meta_get"], (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(op)
 
     async def meta_setdefault(self, key: str, value: str) -> str:
         def op(conn: sqlite3.Connection) -> str:
