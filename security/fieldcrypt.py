@@ -62,6 +62,8 @@ __all__ = [
     "KeyRing",
     "MasterKey",
     "is_encrypted",
+    "map_path",
+    "split_path",
 ]
 
 Algorithm = Literal["aes-256-gcm", "sm4-gcm"]
@@ -355,8 +357,8 @@ def _field_aad(dataset: str, path: str) -> bytes:
     return f"jghub-field:v1\0{dataset}\0{path}".encode()
 
 
-def _split(path: str) -> list[str]:
-    """``a.b[].c`` -> ``["a", "b", "[]", "c"]``."""
+def split_path(path: str) -> list[str]:
+    """``a.b[].c`` -> ``["a", "b", "[]", "c"]`` (the field path syntax, shared by masking)."""
     parts: list[str] = []
     for seg in path.split("."):
         name = seg.rstrip("[]")
@@ -367,16 +369,16 @@ def _split(path: str) -> list[str]:
     return parts
 
 
-def _apply(node: Any, parts: list[str], fn: Callable[[Any], Any]) -> Any:
+def map_path(node: Any, parts: list[str], fn: Callable[[Any], Any]) -> Any:
     """A copy of ``node`` with ``fn`` applied at ``parts`` (unchanged where absent)."""
     if not parts:
         return node if node is None else fn(node)
     head, rest = parts[0], parts[1:]
     if head == "[]":
-        return [_apply(x, rest, fn) for x in node] if isinstance(node, list) else node
+        return [map_path(x, rest, fn) for x in node] if isinstance(node, list) else node
     if isinstance(node, Mapping) and head in node:
         out = dict(node)
-        out[head] = _apply(node[head], rest, fn)
+        out[head] = map_path(node[head], rest, fn)
         return out
     return node
 
@@ -388,7 +390,7 @@ class FieldCipher:
         self.keyring = keyring
         self.dataset = dataset
         self.paths = list(paths)
-        self._split = {p: _split(p) for p in self.paths}
+        self.split_path = {p: split_path(p) for p in self.paths}
 
     def __repr__(self) -> str:
         return f"FieldCipher({self.dataset!r}, {self.paths!r})"
@@ -410,7 +412,7 @@ class FieldCipher:
                 ct = key.aead.encrypt(nonce, orjson.dumps(value), aad)
                 return f"{PREFIX}{key.id}:{_b64e(nonce + ct)}"
 
-            out = _apply(out, self._split.get(path) or _split(path), enc)
+            out = map_path(out, self.split_path.get(path) or split_path(path), enc)
         result: dict[str, Any] = out
         return result
 
@@ -440,6 +442,6 @@ class FieldCipher:
                         field=path,
                     ) from None
 
-            out = _apply(out, self._split.get(path) or _split(path), dec)
+            out = map_path(out, self.split_path.get(path) or split_path(path), dec)
         result: dict[str, Any] = out
         return result

@@ -17,7 +17,7 @@ from security.fieldcrypt import (
     KeyRing,
     MasterKey,
     _aead,
-    _split,
+    split_path,
     _unwrap,
     is_encrypted,
 )
@@ -156,10 +156,10 @@ def test_master_key_from_file_and_env(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_field_paths() -> None:
-    assert _split("a.b[].c") == ["a", "b", "[]", "c"]
-    assert _split("m[][]") == ["m", "[]", "[]"]
+    assert split_path("a.b[].c") == ["a", "b", "[]", "c"]
+    assert split_path("m[][]") == ["m", "[]", "[]"]
     with pytest.raises(ConfigError):
-        _split("a..b")
+        split_path("a..b")
 
 
 @needs_sm4
