@@ -548,7 +548,7 @@ def verify_export(
     entries: list[AuditEntry] = []
     cps: list[CheckpointRow] = []
     for n, raw in enumerate(lines, 1):
-        if not (raw.strip() if isinstance(raw, str) else raw.strip()):
+        if not raw.strip():
             continue
         try:
             doc = orjson.loads(raw)
@@ -561,11 +561,19 @@ def verify_export(
             a = doc.get("actor") or {}
             entries.append(
                 AuditEntry(
-                    doc["seq"], doc["at"], a.get("id"), a.get("department"), a.get("role"),
-                    doc["action"], doc.get("object"), doc["outcome"],
-                    canonical_json(doc.get("details")).decode(), doc["prev_hash"], doc["hash"],
+                    seq=doc["seq"],
+                    at=doc["at"],
+                    actor_id=str(a.get("id") or ""),
+                    actor_department=a.get("department"),
+                    actor_role=a.get("role"),
+                    action=doc["action"],
+                    object=doc.get("object"),
+                    outcome=doc["outcome"],
+                    details=canonical_json(doc.get("details")).decode(),
+                    prev_hash=doc["prev_hash"],
+                    hash=doc["hash"],
                 )
-            )  # fmt: skip
+            )
         elif kind == "checkpoint":
             cps.append(CheckpointRow(**{k: doc[k] for k in CheckpointRow.__slots__}))
         else:
@@ -583,11 +591,11 @@ def verify_export(
     for e in entries:
         checker.feed(e)
     report = checker.finish()
-    if header.get("last_seq") is not None and not report.problems:
-        if report.head_seq != header["last_seq"]:
-            report.problems.append(
-                (report.head_seq + 1, f"entries after {report.head_seq} are missing")
-            )
-            report.ok = False
-            report.first_bad_seq, report.problem = report.problems[0]
+    last = header.get("last_seq")
+    if last is not None and not report.problems and report.head_seq != last:
+        report.problems.append(
+            (report.head_seq + 1, f"entries after {report.head_seq} are missing")
+        )
+        report.ok = False
+        report.first_bad_seq, report.problem = report.problems[0]
     return report

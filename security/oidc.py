@@ -145,7 +145,7 @@ class OidcVerifier:
         try:
             doc = await self._load()
             keyset = jwt.PyJWKSet.from_dict(doc)
-        except (OSError, ValueError, aiohttp.ClientError, asyncio.TimeoutError, jwt.PyJWTError):
+        except (OSError, ValueError, aiohttp.ClientError, TimeoutError, jwt.PyJWTError):
             if not self._keys:
                 raise AuthError(
                     "the identity provider's keys (JWKS) cannot be loaded", field="kid"

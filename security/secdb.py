@@ -433,7 +433,18 @@ class SQLiteSecurityDB:
     async def data_keys(self) -> list[DataKeyRow]:
         def op(conn: sqlite3.Connection) -> list[DataKeyRow]:
             rows = conn.execute(Q["data_key_list"]).fetchall()
-            return [DataKeyRow(*r[:6], active=bool(r[6])) for r in rows]
+            return [
+                DataKeyRow(
+                    id=r[0],
+                    dataset=r[1],
+                    algorithm=r[2],
+                    wrapped=r[3],
+                    master_key_id=r[4],
+                    created_at=r[5],
+                    active=bool(r[6]),
+                )
+                for r in rows
+            ]
 
         return await self._run(op)
 

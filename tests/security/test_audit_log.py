@@ -17,7 +17,6 @@ from hub.errors import BadParameter, StateError
 from security.audit import Actor, AuditLog, entry_hash, verifier_from_keys, verify_export
 from security.roles import Principal, Role
 from security.secdb import SQLiteSecurityDB
-
 from tests.conftest import Clock
 
 
@@ -90,7 +89,7 @@ async def test_an_untouched_log_verifies(tmp_path: Path) -> None:
 
 
 async def test_entries_chain_and_hash_as_documented(tmp_path: Path) -> None:
-    db, log, _ = await _filled(tmp_path, n=3)
+    db, _log, _ = await _filled(tmp_path, n=3)
     rows = await db.audit_page(0, 3, 10)
     await db.close()
     assert rows[0].prev_hash == "0" * 64

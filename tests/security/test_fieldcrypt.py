@@ -4,7 +4,6 @@ SM4-GCM (standard vectors), moved/altered values, master key rotation without re
 from __future__ import annotations
 
 import base64
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ from security.fieldcrypt import (
     KeyRing,
     MasterKey,
     _aead,
-    split_path,
     _unwrap,
     is_encrypted,
+    split_path,
 )
 from security.secdb import SQLiteSecurityDB
 

@@ -191,8 +191,8 @@ def test_tokens_cli_create_list_revoke(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("JGHUB_TOKEN_PEPPER", PEPPER.decode())
     runner = CliRunner()
     dbp = str(tmp_path / "security.db")
-    res = runner.invoke(app, ["tokens", "create", "--name", "卫健委审核", "--department",
-                              "wjw", "--role", "reviewer", "--expires", "30d", "--db", dbp])  # fmt: skip
+    args = ["--name", "卫健委审核", "--department", "wjw", "--role", "reviewer", "--expires", "30d"]
+    res = runner.invoke(app, ["tokens", "create", *args, "--db", dbp])
     assert res.exit_code == 0, res.output
     token_id = res.stdout.split("token id: ")[1].split()[0]
     token = res.stdout.split("token:    ")[1].split()[0]
