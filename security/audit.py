@@ -444,7 +444,10 @@ class AuditLog:
             raise BadParameter(f"unknown outcome {outcome!r}", field="outcome")
         await self._check_algorithm()
         who = actor if isinstance(actor, Actor) else Actor.of(actor)
-        details_text = canonical_json(dict(details or {})).decode()
+        try:
+            details_text = canonical_json(dict(details or {})).decode()
+        except Exception as exc:  # rfc8785 raises its own errors for non-JSON values
+            raise BadParameter(f"details must be JSON: {exc}", field="details") from None
         at = _now_text(self.clock())
 
         def make(seq: int, prev: str) -> tuple[AuditEntry, CheckpointRow | None]:

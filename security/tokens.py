@@ -260,7 +260,7 @@ class TokenService:
             via="token",
         )
         last = self._recorded.get(token_id)
-        if last is None or now - last >= self.use_interval or self.use_interval == 0:
+        if last is None or now - last >= self.use_interval:
             self._recorded[token_id] = now
             await self.db.token_touch(token_id, now)
             if self.audit is not None:

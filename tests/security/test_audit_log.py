@@ -309,3 +309,14 @@ async def test_schema_version_is_checked_at_open(tmp_path: Path) -> None:
     with pytest.raises(StateError) as err:
         await _open(tmp_path / "security.db")
     assert err.value.code == "E_STATE" and "version 7" in err.value.message
+
+
+async def test_details_must_be_json_and_the_db_meets_its_protocol(tmp_path: Path) -> None:
+    from security.secdb import SecurityDB
+
+    db = await _open(tmp_path / "security.db")
+    assert isinstance(db, SecurityDB)
+    with pytest.raises(BadParameter) as err:
+        await AuditLog(db).append("login", actor=ALICE, details={"when": date(2026, 1, 1)})
+    await db.close()
+    assert err.value.field == "details"
