@@ -22,6 +22,7 @@ from hub.errors import HubError, NotFound
 from hub.store import Store, make_store
 from hub.traceview import format_ts
 from security import keys_cli
+from security.admin_cli import mount as mount_security_cli
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,7 @@ dlq_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(keys_cli.app, name="keys")
+mount_security_cli(app)  # jghub tokens …, jghub audit …
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="hub config file", envvar="JGHUB_CONFIG")

@@ -37,6 +37,8 @@ ERROR_CODES: dict[str, str] = {
     "E_REPLAY": "a signature's nonce was seen before for the same key (a replayed request)",
     "E_CERT": "a certificate is expired, not yet valid or does not chain to a trusted CA",
     "E_AUTH": "the caller is not authenticated for this system",
+    "E_FORBIDDEN": "the authenticated caller's roles or scope do not allow this action",
+    "E_DECRYPT": "an encrypted field does not decrypt (unknown key, altered or moved value)",
     "E_DUPLICATE": "the idempotency key was already used with a different payload",
     "E_UNKNOWN_SYSTEM": "no system with that name is configured",
     "E_UNKNOWN_DATASET": "the dataset is not registered or not accepted from this system",
@@ -170,6 +172,23 @@ class AuthError(HubError):
     title = "Not authenticated"
 
 
+class ForbiddenError(HubError):
+    """Authenticated, but no role of the caller allows the action on this department/system."""
+
+    code = "E_FORBIDDEN"
+    status = 403
+    title = "Forbidden"
+
+
+class DecryptError(HubError):
+    """An encrypted field (``enc:v1:...``) cannot be opened: the value was altered, moved to
+    another field or dataset, or its data key is unknown."""
+
+    code = "E_DECRYPT"
+    status = 500
+    title = "Encrypted field does not decrypt"
+
+
 class DuplicateError(HubError):
     code = "E_DUPLICATE"
     status = 409
@@ -271,7 +290,9 @@ __all__ += [
     "BadParameter",
     "BatchRejected",
     "CertificateError",
+    "DecryptError",
     "ExpiredError",
+    "ForbiddenError",
     "MappingError",
     "MismatchError",
     "ReplayError",
