@@ -76,6 +76,9 @@ class StoreSettings(_Model):
 class ListenSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    tls: dict[str, Any] | None = Field(
+        None, description="cert, key, client_ca, client_auth (mutual TLS): see docs/security.md"
+    )
 
 
 class Limits(_Model):
@@ -193,8 +196,17 @@ class HubConfig(_Model):
         description="dataset files or folders (datasets declared in YAML), relative to this file",
     )
     routes: list[Route] = Field(default_factory=list)
+    keys: dict[str, Any] | None = Field(
+        None, description="own keys (sign) and peers' keys (verify): docs/security.md"
+    )
+    security: dict[str, Any] | None = Field(
+        None,
+        description="tokens, roles, audit log, identity provider, field encryption; when "
+        "present every route but the health checks needs a credential",
+    )
     #: filled by load_config, not written in YAML
     base_dir: Path = Field(Path("."), exclude=True)
+    source_file: Path | None = Field(None, exclude=True)
     loaded_systems: dict[str, SystemConfig] = Field(default_factory=dict, exclude=True)
 
     def system(self, name: str) -> SystemConfig:
@@ -218,6 +230,12 @@ class InboundSettings(_Model):
         None,
         description="kind: <source type> plus its options: the hub collects the system's "
         "records itself (http_pull, file_batch, db_staging, amqp ...)",
+    )
+    signed: bool = Field(
+        False, description="requests must carry an RFC 9421 signature by one of its keys"
+    )
+    tls_identity: str | None = Field(
+        None, description="identity in its TLS client certificate (default: the system name)"
     )
 
     @field_validator("source")
@@ -535,7 +553,9 @@ def load_config(path: Path | str) -> HubConfig:
                 field="name",
             )
         systems[sc.name] = sc
-    cfg = cfg.model_copy(update={"base_dir": path.parent, "loaded_systems": systems})
+    cfg = cfg.model_copy(
+        update={"base_dir": path.parent, "loaded_systems": systems, "source_file": path}
+    )
     _check_routes(cfg, path, located)
     return cfg
 

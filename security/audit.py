@@ -95,6 +95,8 @@ EVENT_KINDS: dict[str, str] = {
     "data.access": "shared data was read",
     "dlq.replay": "a dead letter was replayed",
     "dlq.discard": "a dead letter was discarded",
+    "signature.rejected": "an inbound request's signature did not verify (it was refused)",
+    "access.denied": "an authenticated caller was refused by the role policy",
 }
 _FAMILY_MEMBER = re.compile(r"^([a-z]+)\.[a-z][a-z0-9_]*$")
 
