@@ -556,9 +556,10 @@ class FileBatchSource:
         while (self.failed / f"{dest}.error.json").exists():
             n += 1
             dest = f"{base}.{n}"
+        # Moved first: the error file, written last, tells a watcher the failure is complete.
+        self._move_pair(base, manifest_name, self.failed, dest)
         doc = {"file": base, "code": err.code, "field": err.field, "message": err.message}
         _write_atomic(self.failed / f"{dest}.error.json", _dumps(doc))
-        self._move_pair(base, manifest_name, self.failed, dest)
 
 
 def _slice(records: list[Any], start: int, end: int) -> list[Any]:
