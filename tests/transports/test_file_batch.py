@@ -331,6 +331,7 @@ async def test_an_empty_file_fails_with_e_empty(running: tuple[Hub, Path]) -> No
     await wait_failed(drop, "h.csv")
     assert failed_code(drop, "e.jsonl") == "E_EMPTY"
     assert failed_code(drop, "h.csv") == "E_EMPTY"  # a header and no rows
+    assert (await hub.store.counts())["messages"] == 0
 
 
 async def test_bad_manifests_fail_with_e_manifest(running: tuple[Hub, Path]) -> None:
