@@ -257,7 +257,7 @@ async def test_outbound_inserts_once_per_message_id_in_one_transaction(
     try:
         batch = [item(i) for i in range(5)]
         assert all(r.ok for r in await t.send(batch))
-        assert all(r.ok for r in await t.send(batch[2:] + [item(5)]))  # a retried batch + one
+        assert all(r.ok for r in await t.send([*batch[2:], item(5)]))  # a retried batch + one
         rows = staging.execute(f"SELECT msg_id, jcxwbh, jcry, dataset FROM {table} ORDER BY msg_id")
         assert [r[0] for r in rows] == [f"msg-{i:04d}" for i in range(6)]
         assert rows[1][1] == sample_inspection(1)["inspection_no"]
