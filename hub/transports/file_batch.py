@@ -43,6 +43,7 @@ from hub.errors import (
     ManifestError,
     PathError,
     TooLargeError,
+    UnknownDataset,
 )
 from hub.specs import (
     OutboundItem,
@@ -370,8 +371,7 @@ class FileBatchSource:
         except HubError as err:
             await asyncio.to_thread(self._fail, manifest_name, base, err)
             return "failed"
-        await self._commit(ctx, batch, manifest_name)
-        return "done"
+        return "done" if await self._commit(ctx, batch, manifest_name) else "failed"
 
     # -- reading
 
@@ -452,7 +452,9 @@ class FileBatchSource:
 
     # -- committing
 
-    async def _commit(self, ctx: SourceContext, batch: ParsedBatch, manifest_name: str) -> None:
+    async def _commit(self, ctx: SourceContext, batch: ParsedBatch, manifest_name: str) -> bool:
+        """Ingest every chunk, report, remember the digest, move to done/. False when the hub
+        refuses the whole file (an unknown dataset): it went to failed/ instead."""
         size = self.options.chunk_records
         rejected: list[dict[str, Any]] = []
         duplicates = committed = 0
@@ -460,12 +462,18 @@ class FileBatchSource:
             chunk = _slice(batch.records, start, start + size)
             numbers = batch.numbers[start : start + size]
             keys = [f"sha256:{batch.digest}:{n}" for n in numbers]
-            result = await ctx.ingest(
-                chunk,
-                keys=keys,
-                dataset=batch.dataset,
-                origin=f"file {batch.name} records {numbers[0]}-{numbers[-1]}",
-            )
+            try:
+                result = await ctx.ingest(
+                    chunk,
+                    keys=keys,
+                    dataset=batch.dataset,
+                    origin=f"file {batch.name} records {numbers[0]}-{numbers[-1]}",
+                )
+            except (UnknownDataset, TooLargeError) as err:
+                if start:  # pragma: no cover - the same for every chunk, so the first fails
+                    raise
+                await asyncio.to_thread(self._fail, manifest_name, batch.name, err)
+                return False
             committed += len(result.ids) - len(result.duplicates)
             duplicates += len(result.duplicates)
             for err in result.errors:
@@ -492,6 +500,7 @@ class FileBatchSource:
         state = {"name": batch.name, "dest": dest, "records": len(batch.records)}
         await ctx.put_state(f"file:{batch.digest}", _dumps(state).decode())
         await asyncio.to_thread(self._move_pair, batch.name, manifest_name, self.done, dest)
+        return True
 
     def _destination(self, base: str) -> str:
         """A free name in ``done/`` for this file (the same name unless it is taken)."""

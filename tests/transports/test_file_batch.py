@@ -440,3 +440,13 @@ async def test_outbound_unwritable_folder_is_a_transient_failure(tmp_path: Path)
     out.write_text("a file where the folder was")
     [res] = await t.send([item(1)])
     assert not res.ok and not res.permanent and "cannot write" in res.detail
+
+
+async def test_a_manifest_naming_a_dataset_the_system_may_not_send_fails_the_file(
+    running: tuple[Hub, Path],
+) -> None:
+    hub, drop = running
+    put_file(drop, "u.jsonl", jsonl([sample_inspection(1)]), 1, dataset="penalty")
+    await wait_failed(drop, "u.jsonl")
+    assert failed_code(drop, "u.jsonl") == "E_UNKNOWN_DATASET"
+    assert (await hub.store.counts())["messages"] == 0
