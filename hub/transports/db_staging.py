@@ -480,14 +480,11 @@ class DbStagingSource:
         if self.columns is not None:
             wanted += [c for c in self.columns if c not in wanted]
         cols = "*" if self.columns is None else ", ".join(sql.ident(c) for c in wanted)
-        if self.columns is None:
-            cols = "*"
-        where = (
-            f"{sql.ident(o.key_column)} > {sql.mark}"
-            if o.mode == "increasing_key"
-            else f"{sql.ident(o.status_column)} = {sql.mark}"
-        )
-        if o.mode == "increasing_key" and not cursor:
+        if o.mode == "status":
+            where = f"{sql.ident(o.status_column)} = {sql.mark}"
+        elif cursor:
+            where = f"{sql.ident(o.key_column)} > {sql.mark}"
+        else:  # the first read of an increasing key: from the start
             where = "1 = 1"
         return (
             f"SELECT {cols} FROM {_table(sql, o.table, o.db_schema)} WHERE {where} "

@@ -469,10 +469,10 @@ class FileBatchSource:
                     dataset=batch.dataset,
                     origin=f"file {batch.name} records {numbers[0]}-{numbers[-1]}",
                 )
-            except (UnknownDataset, TooLargeError) as err:
+            except (UnknownDataset, TooLargeError) as refused:
                 if start:  # pragma: no cover - the same for every chunk, so the first fails
                     raise
-                await asyncio.to_thread(self._fail, manifest_name, batch.name, err)
+                await asyncio.to_thread(self._fail, manifest_name, batch.name, refused)
                 return False
             committed += len(result.ids) - len(result.duplicates)
             duplicates += len(result.duplicates)
