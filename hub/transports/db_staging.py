@@ -19,6 +19,7 @@ parameters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
 import re
@@ -269,17 +270,34 @@ class _PostgresDb:
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         async with self._lock:
             conn = await self._connection()
-            async with conn.transaction(), conn.cursor() as cur:
-                await cur.execute(sql, tuple(params))
-                rows = await cur.fetchall()
-                names = [d.name for d in cur.description or ()]
+            try:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute(sql, tuple(params))
+                    rows = await cur.fetchall()
+                    names = [d.name for d in cur.description or ()]
+            except Exception as exc:
+                await self._drop_if_broken(exc)
+                raise
             return names, rows
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self._lock:
             conn = await self._connection()
-            async with conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(sql, [tuple(r) for r in rows])
+            try:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(sql, [tuple(r) for r in rows])
+            except Exception as exc:
+                await self._drop_if_broken(exc)
+                raise
+
+    async def _drop_if_broken(self, exc: Exception) -> None:
+        """After a connection-level error the next call connects afresh."""
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError) and self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def close(self) -> None:
         async with self._lock:

@@ -339,3 +339,29 @@ async def test_staging_in_to_staging_out_through_a_hub(tmp_path: Path) -> None:
     assert sorted(g for (g,) in got) == sorted(
         sample_inspection(i)["inspection_no"] for i in range(12)
     )
+
+
+async def test_outbound_reconnects_after_postgresql_drops_the_connection(tmp_path: Path) -> None:
+    staging = open_database("postgresql", tmp_path)
+    try:
+        table = make_outbound_table(staging)
+        app = f"jghub_{table}"
+        staging.url = f"{staging.url}?application_name={app}"
+        t = DbStagingTransport("dept-pg", out_options(staging, table))
+        await t.start()
+        try:
+            assert (await t.send([item(0)]))[0].ok
+            staging.execute(  # the server ends our session (a restart, a failover)
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                [app],
+            )
+            [lost] = await t.send([item(1)])
+            assert not lost.ok and not lost.permanent
+            [again] = await t.send([item(1)])  # the dispatcher's retry
+            assert again.ok
+        finally:
+            await t.close()
+        assert staging.execute(f"SELECT count(*) FROM {table}") == [(2,)]
+    finally:
+        staging.cleanup()
