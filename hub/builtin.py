@@ -7,8 +7,8 @@ from typing import Any
 
 from hub import json_adapter
 from hub.plugins import hookimpl
-from hub.specs import AdapterSpec, TransformFunctionSpec, TransportSpec
-from hub.transports import http_json
+from hub.specs import AdapterSpec, SourceSpec, TransformFunctionSpec, TransportSpec
+from hub.transports import db_staging, file_batch, http_json
 from transforms.functions import VALUE_FUNCTIONS
 
 __all__ = ["drop_empty", "identity"]
@@ -31,7 +31,12 @@ def hub_register_adapters() -> list[AdapterSpec]:
 
 @hookimpl
 def hub_register_transports() -> list[TransportSpec]:
-    return [http_json.spec]
+    return [http_json.spec, file_batch.spec, db_staging.spec]
+
+
+@hookimpl
+def hub_register_sources() -> list[SourceSpec]:
+    return [file_batch.source_spec, db_staging.source_spec]
 
 
 @hookimpl

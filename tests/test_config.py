@@ -360,8 +360,8 @@ def test_unknown_transport_lists_registered(files: Files) -> None:
     with pytest.raises(PluginError) as info:
         files.build()
     assert (
-        "unknown transport 'soap' (wanted by system national outbound); registered: http_json"
-        in info.value.message
+        "unknown transport 'soap' (wanted by system national outbound); registered: "
+        "db_staging, file_batch, http_json" in info.value.message
     )
 
 
