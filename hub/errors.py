@@ -47,6 +47,9 @@ ERROR_CODES: dict[str, str] = {
     "E_STATE": "the operation is not allowed in the object's current state",
     "E_INTERNAL": "an unexpected error; nothing was acknowledged",
     "E_MISMATCH": "a governance comparison (比对/校核) against another source failed",
+    "E_MAPPING": "a value cannot be mapped or standardised (bad date, unknown code; field named)",
+    "E_XML": "the body is not well-formed XML or not in its declared encoding",
+    "E_XML_UNSAFE": "the XML holds a DOCTYPE, entity, external reference or XInclude (refused)",
 }
 
 
@@ -194,6 +197,31 @@ class StoreUnavailable(HubError):
     title = "Store unavailable"
 
 
+class MappingError(HubError):
+    """A mapping (:mod:`transforms.mapping`) cannot map a value; ``field`` is the target or
+    source field path, the message names the value."""
+
+    code = "E_MAPPING"
+    status = 422
+    title = "Value cannot be mapped"
+
+
+class XmlError(HubError):
+    """An XML document is malformed (or not in the encoding it declares)."""
+
+    code = "E_XML"
+    status = 400
+    title = "Malformed XML"
+
+
+class XmlUnsafe(HubError):
+    """An XML document uses a feature refused for safety: DOCTYPE/DTD, entities, XInclude."""
+
+    code = "E_XML_UNSAFE"
+    status = 400
+    title = "Unsafe XML refused"
+
+
 class ConfigError(HubError):
     code = "E_CONFIG"
     status = 500
@@ -211,8 +239,11 @@ __all__ += [
     "BadParameter",
     "BatchRejected",
     "MismatchError",
+    "MappingError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",
     "UnknownDataset",
+    "XmlError",
+    "XmlUnsafe",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -245,11 +245,18 @@ class SignerSpec:
 
 @dataclass(frozen=True, slots=True)
 class TransformFunctionSpec:
-    """A named function usable in routes and mappings: ``func(record) -> record``."""
+    """A named function usable in routes and mappings.
+
+    ``kind="record"`` (the default): ``func(record) -> record``, named by a route target's
+    ``transform:``. ``kind="value"``: ``func(value, *args) -> value``, called from a mapping
+    rule (``fn: {name: ..., args: [...]}``, see ``docs/mapping.md``) with the arguments
+    written in YAML.
+    """
 
     name: str
-    func: Callable[[dict[str, Any]], dict[str, Any]]
+    func: Callable[..., Any]
     description: str = ""
+    kind: Literal["record", "value"] = "record"
 
 
 @dataclass(frozen=True, slots=True)
