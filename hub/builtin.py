@@ -7,8 +7,8 @@ from typing import Any
 
 from hub import json_adapter
 from hub.plugins import hookimpl
-from hub.specs import AdapterSpec, TransformFunctionSpec, TransportSpec
-from hub.transports import http_json
+from hub.specs import AdapterSpec, SourceSpec, TransformFunctionSpec, TransportSpec
+from hub.transports import http_json, http_pull
 from transforms.functions import VALUE_FUNCTIONS
 
 __all__ = ["drop_empty", "identity"]
@@ -32,6 +32,11 @@ def hub_register_adapters() -> list[AdapterSpec]:
 @hookimpl
 def hub_register_transports() -> list[TransportSpec]:
     return [http_json.spec]
+
+
+@hookimpl
+def hub_register_sources() -> list[SourceSpec]:
+    return [http_pull.spec]
 
 
 @hookimpl

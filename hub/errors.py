@@ -50,6 +50,9 @@ ERROR_CODES: dict[str, str] = {
     "E_MAPPING": "a value cannot be mapped or standardised (bad date, unknown code; field named)",
     "E_XML": "the body is not well-formed XML or not in its declared encoding",
     "E_XML_UNSAFE": "the XML holds a DOCTYPE, entity, external reference or XInclude (refused)",
+    "E_SOAP": "the body is not a SOAP envelope of the expected version (the part is named)",
+    "E_SOAP_ACTION": "the SOAPAction / action or the Body element names another operation",
+    "E_SOURCE": "an inbound source cannot read from its system (status, answer or path named)",
 }
 
 
@@ -234,12 +237,39 @@ class PluginError(HubError):
     title = "Invalid plugin"
 
 
+class SoapError(HubError):
+    """A SOAP request is not an envelope the endpoint accepts (wrong version, no Body ...)."""
+
+    code = "E_SOAP"
+    status = 400
+    title = "Invalid SOAP envelope"
+
+
+class SoapActionError(HubError):
+    """A SOAP request names an operation the endpoint does not offer."""
+
+    code = "E_SOAP_ACTION"
+    status = 400
+    title = "Unknown SOAP operation"
+
+
+class SourceError(HubError):
+    """An inbound source could not read from its system (an answer it cannot use)."""
+
+    code = "E_SOURCE"
+    status = 502
+    title = "Source system answer unusable"
+
+
 __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
-    "MismatchError",
     "MappingError",
+    "MismatchError",
+    "SoapActionError",
+    "SoapError",
+    "SourceError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",
