@@ -618,7 +618,7 @@ class SoapAdapter:
         return "1.2" if ctype == "application/soap+xml" else "1.1"
 
     @staticmethod
-    def _action(headers: Mapping[str, str], version: SoapVersion) -> str | None:
+    def action_of(headers: Mapping[str, str], version: SoapVersion) -> str | None:
         if version == "1.1":
             raw = headers.get("SOAPAction")
             return None if raw is None else raw.strip().strip('"')
@@ -648,7 +648,7 @@ class SoapAdapter:
         soap_body = _envelope_body(root)
         if soap_body is None:
             raise SoapError("the Envelope has no Body", field="Body")
-        action = self._action(headers, version)
+        action = self.action_of(headers, version)
         if action and action != self.action:
             raise SoapActionError(
                 f"action {action!r} is not offered here; call {self.action!r}",
