@@ -102,6 +102,7 @@ async def test_per_record_calls_deliver_once_with_receipts(
         assert {c for c in svc.calls} == {(version, f"{NS}/JsJcxx")}
         tr = await hub.store.trace(ids[0])
         assert tr is not None and tr.status() == "delivered"
+        assert f"receipt=HZ-{ids[0]}" in tr.events[-1].detail  # 回执编号 from receipt_path
         # the client fault for the refused record is a dead letter at the first attempt
         [dead] = await hub.store.dead_letters("dept-b")
         assert dead.message_id == ids[3] and dead.attempts == 1
