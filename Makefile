@@ -32,6 +32,7 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) bench/ingest.py $(BENCH_ARGS)
 	$(PY) bench/queue_memory.py
+	$(PY) bench/mapping.py
 
 clean:
 	rm -rf $(VENV) .jghub-demo .pytest_cache .mypy_cache .ruff_cache

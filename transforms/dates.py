@@ -13,6 +13,7 @@ formats in order and the first that matches *and* is a real calendar date wins.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -21,6 +22,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_FORMATS",
     "DateFormatError",
+    "compile_date_matchers",
     "compile_date_parser",
     "iso_date",
     "iso_datetime",
@@ -40,7 +42,6 @@ DEFAULT_FORMATS: tuple[str, ...] = (
     "iso",
 )
 
-_SPECIAL = ("iso", "epoch_millis", "epoch_seconds")
 
 # token -> (group name, regex)
 _TOKENS: dict[str, tuple[str, str]] = {
@@ -62,8 +63,10 @@ class DateFormatError(ValueError):
     """A date format string cannot be compiled (the message says why)."""
 
 
+@functools.lru_cache(maxsize=64)
 def parse_tz(text: str) -> timezone:
-    """``+08:00`` / ``-05:30`` / ``Z`` / ``UTC`` to a fixed-offset timezone."""
+    """``+08:00`` / ``-05:30`` / ``Z`` / ``UTC`` to a fixed-offset timezone (the same object
+    for the same text, so converted values can be recognised as already in it)."""
     if text in ("Z", "UTC", "utc", "+00:00"):
         return UTC
     m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text)
@@ -73,17 +76,21 @@ def parse_tz(text: str) -> timezone:
     return timezone(delta if m.group(1) == "+" else -delta)
 
 
-def _compile_pattern(fmt: str) -> tuple[re.Pattern[str], bool]:
-    """One format to (anchored regex, has time). Raises DateFormatError."""
+_FIELDS = ("year", "month", "day", "hour", "minute", "second", "milli")
+
+
+def _compile_pattern(fmt: str) -> tuple[re.Pattern[str], tuple[int, ...], bool]:
+    """One format to (anchored regex, group number of each of _FIELDS or 0, has time).
+    Raises DateFormatError."""
     parts: list[str] = []
-    seen: set[str] = set()
+    seen: list[str] = []
     for tok in _TOKEN_RE.findall(fmt):
         if tok in _TOKENS:
             group, rx = _TOKENS[tok]
             if group in seen:
                 raise DateFormatError(f"date format {fmt!r} has {group} twice")
-            seen.add(group)
-            parts.append(f"(?P<{group}>{rx})")
+            seen.append(group)
+            parts.append(f"({rx})")
         elif tok.startswith("'") and tok.endswith("'") and len(tok) >= 2:
             parts.append(re.escape(tok[1:-1]))
         elif tok.isascii() and tok.isalpha():
@@ -93,97 +100,147 @@ def _compile_pattern(fmt: str) -> tuple[re.Pattern[str], bool]:
             )
         else:
             parts.append(re.escape(tok))
-    if not {"year", "month", "day"} <= seen:
+    if not {"year", "month", "day"} <= set(seen):
         raise DateFormatError(f"date format {fmt!r} needs a year (yyyy), month (MM) and day (dd)")
     has_time = "hour" in seen
     if ("minute" in seen or "second" in seen) and not has_time:
         raise DateFormatError(f"date format {fmt!r} has minutes or seconds but no hour (HH)")
-    return re.compile("".join(parts)), has_time
+    order = tuple(seen.index(f) + 1 if f in seen else 0 for f in _FIELDS)
+    return re.compile("".join(parts)), order, has_time
 
 
-def _from_match(m: re.Match[str], has_time: bool) -> date | datetime:
-    g = m.groupdict()
-    y, mo, d = int(g["year"]), int(g["month"]), int(g["day"])
+_Try = Callable[[Any], "date | datetime | None"]
+
+
+def _pattern_try(fmt: str, zone: timezone | None) -> _Try:
+    rx, (y, mo, d, h, mi, se, ms), has_time = _compile_pattern(fmt)
+    match = rx.fullmatch
+
     if not has_time:
-        return date(y, mo, d)
-    ms = g.get("milli")
-    return datetime(
-        y,
-        mo,
-        d,
-        int(g["hour"]),
-        int(g.get("minute") or 0),
-        int(g.get("second") or 0),
-        int(ms) * 1000 if ms else 0,
-    )
+
+        def try_date(value: Any) -> date | None:
+            if not isinstance(value, str):
+                return None
+            m = match(value) or match(value.strip())
+            if m is None:
+                return None
+            g = m.group
+            try:
+                return date(int(g(y)), int(g(mo)), int(g(d)))
+            except ValueError:
+                return None  # e.g. month 13: maybe a later format fits
+
+        return try_date
+
+    def try_datetime(value: Any) -> datetime | None:
+        if not isinstance(value, str):
+            return None
+        m = match(value) or match(value.strip())
+        if m is None:
+            return None
+        g = m.group
+        try:
+            return datetime(
+                int(g(y)),
+                int(g(mo)),
+                int(g(d)),
+                int(g(h)),
+                int(g(mi)) if mi else 0,
+                int(g(se)) if se else 0,
+                int(g(ms)) * 1000 if ms else 0,
+                tzinfo=zone,
+            )
+        except ValueError:
+            return None
+
+    return try_datetime
+
+
+def _iso_try(zone: timezone, naive_zone: timezone | None) -> _Try:
+    def try_iso(value: Any) -> date | datetime | None:
+        if not isinstance(value, str):
+            return None
+        text = value.strip()
+        try:
+            got = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if got.tzinfo is not None:
+            return got.astimezone(zone)
+        if len(text) == 10:  # a date-only ISO text is a date
+            return got.date()
+        return got if naive_zone is None else got.replace(tzinfo=naive_zone)
+
+    return try_iso
+
+
+def _epoch_try(scale: float, zone: timezone) -> _Try:
+    def try_epoch(value: Any) -> datetime | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            num = float(value)
+        elif isinstance(value, str) and value.strip().isdigit():
+            num = float(value.strip())
+        else:
+            return None
+        try:
+            return datetime.fromtimestamp(num / scale, zone)
+        except (OverflowError, OSError, ValueError):
+            return None
+
+    return try_epoch
+
+
+def compile_date_matchers(
+    formats: Sequence[str] | None = None, *, tz: str = "+08:00", naive_in_tz: bool = False
+) -> tuple[Callable[[Any], date | datetime | None], ...]:
+    """One matcher per format (see :func:`compile_date_parser`): each returns the parsed
+    value or ``None`` when its format does not fit."""
+    if isinstance(formats, str):
+        raise DateFormatError("formats must be a list of format strings")
+    fmts = tuple(formats) if formats else DEFAULT_FORMATS
+    zone = parse_tz(tz)
+    naive_zone = zone if naive_in_tz else None
+    tries: list[_Try] = []
+    for f in fmts:
+        if not isinstance(f, str) or not f:
+            raise DateFormatError(f"date format {f!r} must be a non-empty string")
+        if f == "iso":
+            tries.append(_iso_try(zone, naive_zone))
+        elif f == "epoch_millis":
+            tries.append(_epoch_try(1000.0, zone))
+        elif f == "epoch_seconds":
+            tries.append(_epoch_try(1.0, zone))
+        else:
+            tries.append(_pattern_try(f, naive_zone))
+    return tuple(tries)
 
 
 def compile_date_parser(
-    formats: Sequence[str] | None = None, *, tz: str = "+08:00"
+    formats: Sequence[str] | None = None, *, tz: str = "+08:00", naive_in_tz: bool = False
 ) -> Callable[[Any], date | datetime]:
     """Compile ``formats`` (default :data:`DEFAULT_FORMATS`) into ``parse(value)``.
 
     ``parse`` returns a :class:`date` for formats without a time, a naive :class:`datetime`
-    for formats with one, and an aware datetime (in ``tz``) for epoch numbers and ISO texts
-    with an offset. It raises :class:`ValueError` naming the tried formats when nothing fits.
-    Raises :class:`DateFormatError` at compile time for a bad format or offset.
+    for formats with one (aware in ``tz`` with ``naive_in_tz``), and an aware datetime (in
+    ``tz``) for epoch numbers and ISO texts with an offset. It raises :class:`ValueError`
+    naming the tried formats when nothing fits. Raises :class:`DateFormatError` at compile
+    time for a bad format or offset.
     """
+    tries = compile_date_matchers(formats, tz=tz, naive_in_tz=naive_in_tz)
     fmts = tuple(formats) if formats else DEFAULT_FORMATS
-    if isinstance(formats, str):
-        raise DateFormatError("formats must be a list of format strings")
-    zone = parse_tz(tz)
-    compiled: list[tuple[str, re.Pattern[str] | None, bool]] = []
-    for f in fmts:
-        if not isinstance(f, str) or not f:
-            raise DateFormatError(f"date format {f!r} must be a non-empty string")
-        if f in _SPECIAL:
-            compiled.append((f, None, True))
-        else:
-            rx, has_time = _compile_pattern(f)
-            compiled.append((f, rx, has_time))
-    epoch_scale = {"epoch_millis": 1000.0, "epoch_seconds": 1.0}
     names = ", ".join(fmts)
+    first, rest = tries[0], tuple(tries[1:])
 
     def parse(value: Any) -> date | datetime:
-        if isinstance(value, datetime):
+        got = first(value)
+        if got is not None:
+            return got
+        if isinstance(value, date):  # datetime is a date too
             return value
-        if isinstance(value, date):
-            return value
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        text = value.strip() if isinstance(value, str) else None
-        for name, rx, has_time in compiled:
-            if rx is not None:
-                if text is None:
-                    continue
-                m = rx.fullmatch(text)
-                if m is None:
-                    continue
-                try:
-                    return _from_match(m, has_time)
-                except ValueError:
-                    continue  # e.g. month 13: maybe a later format fits
-            elif name == "iso":
-                if text is None:
-                    continue
-                try:
-                    got = datetime.fromisoformat(text)
-                except ValueError:
-                    continue
-                if got.tzinfo is not None:
-                    return got.astimezone(zone)
-                # a date-only ISO text is a date
-                return got.date() if len(text) == 10 else got
-            else:
-                if is_number:
-                    num = float(value)
-                elif text is not None and text.isdigit():
-                    num = float(text)
-                else:
-                    continue
-                try:
-                    return datetime.fromtimestamp(num / epoch_scale[name], zone)
-                except (OverflowError, OSError, ValueError):
-                    continue
+        for t in rest:
+            got = t(value)
+            if got is not None:
+                return got
         raise ValueError(f"{value!r} matches none of the date formats ({names})")
 
     return parse
@@ -201,6 +258,12 @@ def iso_date(value: date | datetime, zone: timezone) -> str:
 def iso_datetime(value: date | datetime, zone: timezone) -> str:
     """``YYYY-MM-DDTHH:MM:SS[.ffffff]+HH:MM`` in ``zone``; a naive value is taken to be in
     ``zone`` and a date is its midnight."""
+    if value.__class__ is datetime:
+        tzinfo = value.tzinfo  # type: ignore[union-attr]
+        if tzinfo is zone:
+            return value.isoformat()
+        value = value.replace(tzinfo=zone) if tzinfo is None else value.astimezone(zone)
+        return value.isoformat()
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     value = value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)

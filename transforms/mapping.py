@@ -32,6 +32,7 @@ from hub.errors import ConfigError, HubError, MappingError
 from hub.specs import TransformFunctionSpec
 from transforms.dates import (
     DateFormatError,
+    compile_date_matchers,
     compile_date_parser,
     iso_date,
     iso_datetime,
@@ -232,6 +233,8 @@ class _Compiler:
             "_MappingError": MappingError,
             "_deepcopy": copy.deepcopy,
         }
+        # Steps with an inline fast path: generated lines, "{f}" standing for the step itself.
+        self.inline: dict[Step, list[str]] = {}
 
     # ----------------------------------------------------------------- errors
 
@@ -463,11 +466,13 @@ class _Compiler:
             fn = self.array_rule(src_keys, targets[0], steps, default, required, label, src_label)
             return [f"{self.name(fn)}(rec, out, w)"]
 
-        pipeline = self.pipeline(steps, split_step)
         lines: list[str] = []
         if src_keys is not None:
-            if len(src_keys) == 1:
+            if all(isinstance(k, str) for k in src_keys):
                 lines.append(f"v = rec.get({src_keys[0]!r})")
+                lines += [
+                    f"v = v.get({k!r}) if isinstance(v, dict) else None" for k in src_keys[1:]
+                ]
             else:
                 lines.append(f"v = {self.name(_getter(src_keys))}(rec)")
         elif "value" in rule:
@@ -476,8 +481,11 @@ class _Compiler:
             lines.append(f"v = {self.name(self.concat(rule, loc, field, consumed))}(rec)")
         else:
             lines.append("v = None")
-        if pipeline is not None:
+        if split_step is not None:
+            pipeline = self.pipeline(steps, split_step)
             lines += ["if v is not None:", f"    v = {self.name(pipeline)}(v, w)"]
+        else:
+            lines += self.step_lines(steps)
         if default is not None:
             lines += ["if v is None:", "    " + self.constant(default)]
         if required:
@@ -489,6 +497,19 @@ class _Compiler:
             lines += ["if v is not None:", f"    out[{targets[0][0]!r}] = v"]
         else:
             lines += ["if v is not None:", f"    {self.name(_setter(targets[0]))}(out, v)"]
+        return lines
+
+    def step_lines(self, steps: list[Step]) -> list[str]:
+        """Each step as generated code, nested under ``if v is not None`` (a step may make the
+        value absent); steps with a fast path are inlined."""
+        lines: list[str] = []
+        indent = ""
+        for step in steps:
+            f = self.name(step)
+            lines.append(f"{indent}if v is not None:")
+            indent += "    "
+            for t in self.inline.get(step, ["v = {f}(v, w)"]):
+                lines.append(indent + t.replace("{f}", f))
         return lines
 
     def constant(self, value: Any) -> str:
@@ -578,6 +599,18 @@ class _Compiler:
     def code_table(
         self, rule: Mapping[str, Any], loc: tuple[Any, ...], label: str, src: str
     ) -> Step:
+        step, table = self._code_table(rule, loc, label, src)
+        # the common case (a known text code) runs inline; everything else calls the step
+        t = self.name(table)
+        self.inline[step] = [
+            f"x = {t}.get(v) if v.__class__ is str else None",
+            "v = x if x is not None else {f}(v, w)",
+        ]
+        return step
+
+    def _code_table(
+        self, rule: Mapping[str, Any], loc: tuple[Any, ...], label: str, src: str
+    ) -> tuple[Step, dict[str, Any]]:
         ref = rule["code_table"]
         if isinstance(ref, str):
             if ref not in self.code_tables:
@@ -598,7 +631,7 @@ class _Compiler:
                     return None
                 return table.get(key, fallback)
 
-            return lookup_default
+            return lookup_default, table
         if policy == "pass":
 
             def lookup_pass(v: Any, w: list[str] | None) -> Any:
@@ -615,7 +648,7 @@ class _Compiler:
                     return v
                 return got
 
-            return lookup_pass
+            return lookup_pass, table
         if policy == "reject":
 
             def lookup_reject(v: Any, w: list[str] | None) -> Any:
@@ -629,7 +662,7 @@ class _Compiler:
                     )
                 return got
 
-            return lookup_reject
+            return lookup_reject, table
         raise self.fail(
             (*loc, "unmapped"),
             f"unmapped must be reject, pass or {{default: X}}, not {policy!r}",
@@ -655,12 +688,14 @@ class _Compiler:
                 raise self.fail((*loc, "formats"), "formats must be a non-empty list", label)
             tz = rule.get("tz", "+08:00")
             try:
-                parse = compile_date_parser(formats, tz=str(tz))
+                parse = compile_date_parser(formats, tz=str(tz), naive_in_tz=True)
                 zone = parse_tz(str(tz))
             except DateFormatError as exc:
                 raise self.fail((*loc, "formats" if formats else "tz"), str(exc), label) from None
-            out = iso_date if kind == "date" else iso_datetime
-            return _date_step(parse, out, zone, label, src)
+            first = compile_date_matchers(formats, tz=str(tz), naive_in_tz=True)[0]
+            if kind == "date":
+                return _date_step(first, parse, iso_date, zone, label, src)
+            return _datetime_step(first, parse, zone, label, src)
         if kind == "decimal":
             scale = rule.get("scale")
             if scale is not None and (
@@ -668,7 +703,13 @@ class _Compiler:
             ):
                 raise self.fail((*loc, "scale"), "scale must be a whole number 0..18", label)
             return _decimal_step(scale, label, src)
-        return _COERCERS[kind](label, src)
+        step = _COERCERS[kind](label, src)
+        if kind == "str":
+            self.inline[step] = [
+                "if v.__class__ is not str:",
+                "    v = str(v) if v.__class__ is int else {f}(v, w)",
+            ]
+        return step
 
     def mask(self, spec: Any, loc: tuple[Any, ...], label: str) -> Step:
         if isinstance(spec, str):
@@ -1028,6 +1069,7 @@ def _bool_step(label: str, src: str) -> Step:
 
 
 def _date_step(
+    first: Callable[[Any], date | datetime | None],
     parse: Callable[[Any], date | datetime],
     out: Callable[[Any, Any], str],
     zone: Any,
@@ -1035,14 +1077,40 @@ def _date_step(
     src: str,
 ) -> Step:
     def to_date(v: Any, w: list[str] | None) -> Any:
-        if _blank(v):
-            return None
-        try:
-            return out(parse(v), zone)
-        except ValueError as exc:
-            raise MappingError(f"{exc} (from {src})", field=label) from None
+        got = first(v)
+        if got is None:
+            if _blank(v):
+                return None
+            try:
+                got = parse(v)
+            except ValueError as exc:
+                raise MappingError(f"{exc} (from {src})", field=label) from None
+        return out(got, zone)
 
     return to_date
+
+
+def _datetime_step(
+    first: Callable[[Any], date | datetime | None],
+    parse: Callable[[Any], date | datetime],
+    zone: Any,
+    label: str,
+    src: str,
+) -> Step:
+    def to_datetime(v: Any, w: list[str] | None) -> Any:
+        got = first(v)  # the first format is the department's usual one: no loop, no call
+        if got is None:
+            if _blank(v):
+                return None
+            try:
+                got = parse(v)
+            except ValueError as exc:
+                raise MappingError(f"{exc} (from {src})", field=label) from None
+        if got.__class__ is datetime and got.tzinfo is zone:  # type: ignore[union-attr]
+            return got.isoformat()
+        return iso_datetime(got, zone)
+
+    return to_datetime
 
 
 _COERCERS: dict[str, Callable[[str, str], Step]] = {

@@ -124,3 +124,20 @@ def test_config_errors_name_the_key(spec: dict[str, Any], words: list[str]) -> N
 def test_empty_to_null_true_uses_the_default_placeholders() -> None:
     clean = compile_cleaning({"empty_to_null": True})
     assert clean({"a": "/", "b": "无", "c": "0"}) == {"a": None, "b": None, "c": "0"}
+
+
+def test_governance_example_from_the_docs_compiles() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "mapping.md"
+    blocks = [b.split("```", 1)[0] for b in doc.read_text(encoding="utf-8").split("```yaml")[1:]]
+    specs = [yaml.safe_load(b)["governance"] for b in blocks if "governance:" in b]
+    assert specs
+    for spec in specs:
+        clean = compile_cleaning(spec)
+        assert clean({"region_code": "3301", "counterpart_code": "x"}) == {
+            "region_code": "330100",
+            "counterpart_code": "X",
+        }

@@ -621,7 +621,10 @@ def test_unknown_mapping_key_and_missing_env_salt(monkeypatch: pytest.MonkeyPatc
     assert "JG_NO_SUCH_SALT is not set" in info.value.message
 
 
-def test_yaml_example_from_the_docs_compiles(functions: dict[str, TransformFunctionSpec]) -> None:
+def test_yaml_example_from_the_docs_compiles(
+    functions: dict[str, TransformFunctionSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPT_A_HASH_SALT", "docs-example-salt")
     doc = Path(__file__).resolve().parents[2] / "docs" / "mapping.md"
     blocks = doc.read_text(encoding="utf-8").split("```yaml")[1:]
     compiled = 0
