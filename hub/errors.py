@@ -33,7 +33,12 @@ ERROR_CODES: dict[str, str] = {
     "E_TOO_DEEP": "the JSON nesting is deeper than allowed",
     "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
     "E_SIGNATURE": "a signature is missing or does not verify",
+    "E_EXPIRED": "a signature's created time is outside the allowed window, or it has expired",
+    "E_REPLAY": "a signature's nonce was seen before for the same key (a replayed request)",
+    "E_CERT": "a certificate is expired, not yet valid or does not chain to a trusted CA",
     "E_AUTH": "the caller is not authenticated for this system",
+    "E_FORBIDDEN": "the authenticated caller's roles or scope do not allow this action",
+    "E_DECRYPT": "an encrypted field does not decrypt (unknown key, altered or moved value)",
     "E_DUPLICATE": "the idempotency key was already used with a different payload",
     "E_UNKNOWN_SYSTEM": "no system with that name is configured",
     "E_UNKNOWN_DATASET": "the dataset is not registered or not accepted from this system",
@@ -47,6 +52,7 @@ ERROR_CODES: dict[str, str] = {
     "E_STATE": "the operation is not allowed in the object's current state",
     "E_INTERNAL": "an unexpected error; nothing was acknowledged",
     "E_MISMATCH": "a governance comparison (比对/校核) against another source failed",
+    "E_UNREACHABLE": "a system's endpoint cannot be reached (jghub check --live)",
     "E_MAPPING": "a value cannot be mapped or standardised (bad date, unknown code; field named)",
     "E_XML": "the body is not well-formed XML or not in its declared encoding",
     "E_XML_UNSAFE": "the XML holds a DOCTYPE, entity, external reference or XInclude (refused)",
@@ -141,10 +147,49 @@ class SignatureError(HubError):
     title = "Signature rejected"
 
 
+class ExpiredError(SignatureError):
+    """The signature verifies but is too old, from the future, or past its ``expires``."""
+
+    code = "E_EXPIRED"
+    title = "Signature expired"
+
+
+class ReplayError(SignatureError):
+    """The signature verifies but its nonce was already used with the same key."""
+
+    code = "E_REPLAY"
+    title = "Replayed request"
+
+
+class CertificateError(HubError):
+    """A certificate is expired, not yet valid, malformed or not trusted."""
+
+    code = "E_CERT"
+    status = 401
+    title = "Certificate rejected"
+
+
 class AuthError(HubError):
     code = "E_AUTH"
     status = 401
     title = "Not authenticated"
+
+
+class ForbiddenError(HubError):
+    """Authenticated, but no role of the caller allows the action on this department/system."""
+
+    code = "E_FORBIDDEN"
+    status = 403
+    title = "Forbidden"
+
+
+class DecryptError(HubError):
+    """An encrypted field (``enc:v1:...``) cannot be opened: the value was altered, moved to
+    another field or dataset, or its data key is unknown."""
+
+    code = "E_DECRYPT"
+    status = 500
+    title = "Encrypted field does not decrypt"
 
 
 class DuplicateError(HubError):
@@ -192,6 +237,12 @@ class MismatchError(HubError):
     code = "E_MISMATCH"
     status = 422
     title = "Record does not match the reference source"
+
+
+class UnreachableError(HubError):
+    code = "E_UNREACHABLE"
+    status = 503
+    title = "Endpoint not reachable"
 
 
 class StoreUnavailable(HubError):
@@ -265,8 +316,13 @@ __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
+    "CertificateError",
+    "DecryptError",
+    "ExpiredError",
+    "ForbiddenError",
     "MappingError",
     "MismatchError",
+    "ReplayError",
     "SoapActionError",
     "SoapError",
     "SourceError",
@@ -274,6 +330,7 @@ __all__ += [
     "StoreUnavailable",
     "TooDeep",
     "UnknownDataset",
+    "UnreachableError",
     "XmlError",
     "XmlUnsafe",
 ]

@@ -240,10 +240,14 @@ class _Compiler:
 
     def fail(self, loc: tuple[Any, ...], msg: str, field: str | None = None) -> ConfigError:
         line = self.line_of(loc) if self.line_of else None
-        place = f"{self.where}:{line}" if line else self.where
+        # ``where`` is "<file> <key path of the mapping>" (or just a name): the line goes
+        # after the file, the rule's path after the mapping's, as config errors read elsewhere
+        file, _, prefix = self.where.partition(" ")
+        place = f"{file}:{line}" if line else file
         rule = _dotted(loc)
+        full = f"{prefix}.{rule}" if prefix and rule else (prefix or rule)
         about = f" (field {field})" if field else ""
-        return ConfigError(f"{place} {rule}{about}: {msg}", field=rule or "(top)")
+        return ConfigError(f"{place} {full}{about}: {msg}", field=full or "(top)")
 
     def name(self, obj: Any) -> str:
         n = f"_n{len(self.names)}"
