@@ -61,6 +61,9 @@ ERROR_CODES: dict[str, str] = {
     "E_PATH": "a file name is unsafe (path traversal, absolute, NUL byte) or a symlink",
     "E_FILE_FORMAT": "a batch file cannot be parsed as its format (CSV, JSON Lines, XML)",
     "E_EMPTY": "a batch file holds no records",
+    "E_SOAP": "the body is not a SOAP envelope of the expected version (the part is named)",
+    "E_SOAP_ACTION": "the SOAPAction / action or the Body element names another operation",
+    "E_SOURCE": "an inbound source cannot read from its system (status, answer or path named)",
 }
 
 
@@ -331,6 +334,30 @@ class EmptyFileError(HubError):
     title = "Empty batch file"
 
 
+class SoapError(HubError):
+    """A SOAP request is not an envelope the endpoint accepts (wrong version, no Body ...)."""
+
+    code = "E_SOAP"
+    status = 400
+    title = "Invalid SOAP envelope"
+
+
+class SoapActionError(HubError):
+    """A SOAP request names an operation the endpoint does not offer."""
+
+    code = "E_SOAP_ACTION"
+    status = 400
+    title = "Unknown SOAP operation"
+
+
+class SourceError(HubError):
+    """An inbound source could not read from its system (an answer it cannot use)."""
+
+    code = "E_SOURCE"
+    status = 502
+    title = "Source system answer unusable"
+
+
 __all__ += [
     "AuthError",
     "BadParameter",
@@ -347,6 +374,9 @@ __all__ += [
     "MismatchError",
     "PathError",
     "ReplayError",
+    "SoapActionError",
+    "SoapError",
+    "SourceError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",
