@@ -14,7 +14,17 @@ from aiohttp import hdrs, web
 
 from hub import __version__
 from hub.config import HubConfig
-from hub.errors import BadParameter, BadRequest, BatchRejected, HubError, NotFound, TooLargeError
+from hub.errors import (
+    AuthError,
+    BadParameter,
+    BadRequest,
+    BatchRejected,
+    ForbiddenError,
+    HubError,
+    NotFound,
+    SignatureError,
+    TooLargeError,
+)
 from hub.json_adapter import NDJSON_TYPES
 from hub.runtime import Hub, IngestResult, SystemRuntime
 from hub.specs import RespondingAdapter
@@ -101,6 +111,43 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _guard(
+    request: web.Request,
+    action: str,
+    *,
+    system: str | None = None,
+    static_for: SystemRuntime | None = None,
+) -> Any:
+    """Authenticate the caller and check the role policy for ``action`` (security.roles).
+
+    Without a ``security:`` section only the records routes check credentials (a system's
+    static ``inbound.token``); the operations routes are then meant for a trusted network.
+    Returns the principal (None in that mode)."""
+    hub = request.app[HUB_KEY]
+    auth = request.headers.get(hdrs.AUTHORIZATION)
+    if not hub.guard.enabled:
+        if static_for is not None:
+            hub.authenticate(static_for, auth)
+        return None
+    from security.roles import authorize
+
+    principal = await hub.guard.principal(
+        auth, static_for=static_for.config if static_for else None
+    )
+    try:
+        authorize(principal, action, system=system)
+    except ForbiddenError as err:
+        await hub.guard.record(
+            "access.denied",
+            principal,
+            object=f"{request.method} {request.path}",
+            outcome="denied",
+            details={"action": action, "why": err.message},
+        )
+        raise
+    return principal
+
+
 def _ingest_response(result: IngestResult, single: bool, instance: str) -> web.Response:
     body: dict[str, Any] = {
         "accepted": len(result.ids),
@@ -154,8 +201,9 @@ async def _post_records(
     request: web.Request, hub: Hub, rt: SystemRuntime, responder: RespondingAdapter | None
 ) -> web.Response:
     system = rt.config.name
-    hub.authenticate(rt, request.headers.get(hdrs.AUTHORIZATION))
+    principal = await _guard(request, "records.send", system=system, static_for=rt)
     body = await _read_body(request, hub.config.limits.max_body_bytes)
+    await _check_signature(request, hub, rt, body, principal)
     if not body.strip():
         raise BadRequest("empty body", field="body")
     ctype = request.content_type if hdrs.CONTENT_TYPE in request.headers else "application/json"
@@ -181,6 +229,33 @@ async def _post_records(
     return _ingest_response(result, single=single, instance=request.path)
 
 
+async def _check_signature(
+    request: web.Request, hub: Hub, rt: SystemRuntime, body: bytes, principal: Any
+) -> None:
+    """The request's RFC 9421 signature, nonce and TLS client identity (hub.guard); a refusal
+    is recorded in the audit log and nothing of the request is stored."""
+    from security.tls import peer_identity
+
+    try:
+        await hub.guard.verify_inbound(
+            rt.config,
+            request.method,
+            str(request.url),
+            request.headers,
+            body,
+            peer_identity=peer_identity(request.transport),
+        )
+    except (SignatureError, AuthError) as err:
+        await hub.guard.record(
+            "signature.rejected",
+            principal,
+            object=f"system {rt.config.name}",
+            outcome="denied",
+            details={"code": err.code, "field": err.field, "why": err.message},
+        )
+        raise
+
+
 async def describe_records(request: web.Request) -> web.Response:
     """``GET /v1/systems/{system}/records?wsdl``: the endpoint's description (a SOAP system's
     WSDL, generated from its adapter options). Anything else on GET is 405."""
@@ -201,7 +276,7 @@ async def get_quarantine(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     system = request.match_info["system"]
     rt = hub.system(system)
-    hub.authenticate(rt, request.headers.get(hdrs.AUTHORIZATION))
+    await _guard(request, "messages.read", system=system, static_for=rt)
     items = await hub.store.quarantined(
         system,
         after=_int_query(request, "after", 0, 2**62),
@@ -213,6 +288,7 @@ async def get_quarantine(request: web.Request) -> web.Response:
 async def get_subject(request: web.Request) -> web.Response:
     """``GET /v1/subjects/{id}``: messages linked to a subject (USCC / ID number, 关联整合)."""
     hub = request.app[HUB_KEY]
+    await _guard(request, "messages.read")
     links = await hub.store.subject_messages(
         request.match_info["id"], _int_query(request, "limit", 100, 1000)
     )
@@ -220,12 +296,32 @@ async def get_subject(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
+    """``GET /v1/messages/{id}``: the whole life of a message (全程留痕). Its payload is shown
+    to callers that may read payloads of its source (``payload.read``), else withheld."""
     hub = request.app[HUB_KEY]
     mid = request.match_info["id"]
+    if hub.guard.enabled:
+        principal = await hub.guard.principal(request.headers.get(hdrs.AUTHORIZATION))
     tr = await hub.store.trace(mid)
     if tr is None:
         raise NotFound(f"no message with id {mid!r}", field="id")
-    return _json(trace_to_dict(tr))
+    doc = trace_to_dict(tr)
+    if hub.guard.enabled:
+        from security.roles import authorize, is_allowed
+
+        try:
+            authorize(principal, "messages.read", system=tr.source)
+        except ForbiddenError:
+            # do not tell a caller of another system whether the id exists
+            raise NotFound(f"no message with id {mid!r}", field="id") from None
+        if not is_allowed(principal, "payload.read", system=tr.source):
+            doc["payload"] = None
+            doc["payload_withheld"] = "payload.read is not granted to this caller"
+        else:
+            await hub.guard.record(
+                "data.access", principal, object=f"message {mid}", details={"source": tr.source}
+            )
+    return _json(doc)
 
 
 def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
@@ -239,6 +335,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
 
 async def list_dlq(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
+    await _guard(request, "dlq.read")
     items = await hub.store.dead_letters(
         request.query.get("target"),
         _int_query(request, "limit", 100, 1000),
@@ -271,8 +368,10 @@ def _delivery_id(request: web.Request) -> int:
 
 
 async def _dlq_action(request: web.Request, verb: str) -> web.Response:
-    """Replay or discard one dead letter, then wake the dispatcher."""
+    """Replay or discard one dead letter, then wake the dispatcher (audited)."""
     hub = request.app[HUB_KEY]
+    action = "dlq.replay" if verb == "replayed" else "dlq.discard"
+    principal = await _guard(request, action)
     did = _delivery_id(request)
     if verb == "replayed":
         n = await hub.store.replay([did], hub.clock())
@@ -281,6 +380,7 @@ async def _dlq_action(request: web.Request, verb: str) -> web.Response:
         n = await hub.store.discard([did], hub.clock(), reason)
     if not n:
         raise NotFound(f"no dead letter with id {did}", field="id")
+    await hub.guard.record(action, principal, object=f"delivery {did}")
     hub.wake_targets(hub.targets)
     return _json({verb: n})
 
@@ -297,6 +397,7 @@ async def discard_dlq(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
+    await _guard(request, "monitoring.read")
     rows = await hub.store.route_stats()
     return _json({"routes": [_dl(r) for r in rows], "counts": await hub.store.counts()})
 

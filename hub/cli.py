@@ -146,15 +146,23 @@ def serve(
             await extra.stop()
 
         application.cleanup_ctx.append(run_workers)
+    ssl_context = None
+    if cfg.listen.tls is not None:
+        try:
+            ssl_context = hub.guard.server_ssl_context()
+        except HubError as err:
+            _fail(err, 3)
     if not ingest_only:
+        scheme = "https" if ssl_context is not None else "http"
         typer.echo(
-            f"jghub {__version__} serving on http://{h}:{p} with {workers} process(es) "
+            f"jghub {__version__} serving on {scheme}://{h}:{p} with {workers} process(es) "
             f"(store: {cfg.store_path()})"
         )
     web.run_app(
         application,
         host=h,
         port=p,
+        ssl_context=ssl_context,
         print=None,
         access_log=None,
         handle_signals=True,

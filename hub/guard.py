@@ -15,6 +15,7 @@ Built by :class:`hub.runtime.Hub` from three optional parts of the hub file:
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -294,6 +295,29 @@ class Guard:
             )
         await check_replay(self.nonces, sig.key_id, sig.nonce, sig.created, window)
         return str(sig.key_id)
+
+    def server_ssl_context(self) -> ssl.SSLContext | None:
+        """The listener's TLS context from ``listen.tls`` (mutual TLS per its client_auth)."""
+        tls = self.config.listen.tls
+        if tls is None:
+            return None
+        from security.tls import TlsServerSettings, server_context
+
+        file = self.config.source_file or self.config.base_dir / "hub.yaml"
+        settings: TlsServerSettings = self._section(TlsServerSettings, tls, ("listen", "tls"), file)
+        base = self.config.base_dir
+
+        def rel(p: Path) -> Path:
+            return p if p.is_absolute() else base / p
+
+        settings = settings.model_copy(
+            update={
+                "cert": rel(settings.cert),
+                "key": rel(settings.key),
+                "client_ca": [rel(c) for c in settings.client_ca],
+            }
+        )
+        return server_context(settings)
 
     def outbound_signer(self) -> Callable[[], Signer] | None:
         """What transports call to get the key that signs now (None without own keys)."""
