@@ -318,6 +318,7 @@ async def get_message(request: web.Request) -> web.Response:
             doc["payload"] = None
             doc["payload_withheld"] = "payload.read is not granted to this caller"
         else:
+            doc["payload"] = hub.guard.readable(tr.dataset, doc["payload"], principal)
             await hub.guard.record(
                 "data.access", principal, object=f"message {mid}", details={"source": tr.source}
             )

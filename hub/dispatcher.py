@@ -159,7 +159,11 @@ class TargetWorker:
             rt = hub.outbound_route(c.route, self.name)
             mapping = self.target.mappings.get(c.dataset)
             try:
-                record = rt.transform(orjson.loads(c.payload))
+                data = orjson.loads(c.payload)
+                cipher = hub.guard.ciphers.get(c.dataset)
+                if cipher is not None:  # encrypted at rest; targets get clear values
+                    data = cipher.decrypt_fields(data)
+                record = rt.transform(data)
                 if mapping is not None:
                     record = mapping(record, None)
                 body = self.target.adapter.encode(record)

@@ -34,6 +34,20 @@ __all__ = ["Guard", "SecuritySettings", "StoreNonces", "system_principal"]
 log = logging.getLogger("jghub.guard")
 
 
+class MaskRuleConfig(BaseModel):
+    """One masking rule (security.masking): ``path`` masked as ``kind`` for every caller but
+    the roles in ``reveal_to`` and holders of the ``reveal_grant`` grant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    kind: str = Field(description="id_card, phone, name, address, partial or full")
+    reveal_to: list[str] = Field(default_factory=list)
+    reveal_grant: str | None = None
+    keep_start: int | None = Field(None, ge=0)
+    keep_end: int | None = Field(None, ge=0)
+
+
 class SecuritySettings(BaseModel):
     """The ``security:`` section of the hub file."""
 
@@ -46,6 +60,10 @@ class SecuritySettings(BaseModel):
     fieldcrypt: dict[str, Any] | None = Field(None, description="field encryption at rest")
     replay_window: float = Field(
         300.0, gt=0, le=3600, description="seconds a signed request is fresh (± clock skew)"
+    )
+    masking: dict[str, list[MaskRuleConfig]] = Field(
+        default_factory=dict,
+        description="dataset -> fields masked on output unless the caller's role reveals them",
     )
 
 
@@ -93,6 +111,9 @@ class Guard:
         self.audit: Any = None
         self.authenticator: Any = None
         self.keyring: Any = None
+        #: field ciphers by dataset (security.fieldcrypt), ready after start()
+        self.ciphers: dict[str, Any] = {}
+        self.mask_rules: dict[str, list[Any]] = {}
         self._db: Any = None
         self._oidc: Any = None
         self.nonces = StoreNonces(store)
@@ -189,6 +210,28 @@ class Guard:
             self.keyring = KeyRing(self._db, master, clock=self.clock)
             await self.keyring.load()
             await self.keyring.ensure(p.fieldcrypt_settings.datasets)
+            self.ciphers = {
+                ds: self.keyring.cipher(ds, paths)
+                for ds, paths in p.fieldcrypt_settings.datasets.items()
+            }
+        if p.settings.masking:
+            from security.masking import MaskRule
+            from security.roles import parse_roles
+
+            self.mask_rules = {
+                ds: [
+                    MaskRule(
+                        r.path,
+                        r.kind,  # type: ignore[arg-type]
+                        parse_roles(r.reveal_to, field_name=f"security.masking.{ds}.reveal_to"),
+                        r.reveal_grant,
+                        r.keep_start,
+                        r.keep_end,
+                    )
+                    for r in rules
+                ]
+                for ds, rules in p.settings.masking.items()
+            }
 
     async def stop(self) -> None:
         if self.audit is not None and self.audit.signer is not None:
@@ -295,6 +338,19 @@ class Guard:
             )
         await check_replay(self.nonces, sig.key_id, sig.nonce, sig.created, window)
         return str(sig.key_id)
+
+    def readable(self, dataset: str, record: dict[str, Any], principal: Any) -> dict[str, Any]:
+        """A stored record as ``principal`` may see it: encrypted fields opened, then masked
+        by the dataset's masking rules unless the principal's role reveals them."""
+        cipher = self.ciphers.get(dataset)
+        if cipher is not None:
+            record = cipher.decrypt_fields(record)
+        rules = self.mask_rules.get(dataset)
+        if rules:
+            from security.masking import mask_record
+
+            record = mask_record(record, rules, principal)
+        return record
 
     def server_ssl_context(self) -> ssl.SSLContext | None:
         """The listener's TLS context from ``listen.tls`` (mutual TLS per its client_auth)."""

@@ -616,6 +616,11 @@ class Hub:
                     if route.predicate is None or route.predicate(rec or {})
                     for ref in route_refs[route.name]
                 ]
+            digest = None
+            cipher = self.guard.ciphers.get(spec.name)
+            if cipher is not None:  # field encryption at rest; duplicates compare clear text
+                digest = hashlib.sha256(payload).digest()
+                payload = orjson.dumps(cipher.encrypt_fields(orjson.loads(payload)))
             if keys is not None:
                 key: str | None = keys[i]
             else:
@@ -636,10 +641,13 @@ class Hub:
                         governed.version,
                         governed.notes,
                         governed.subject,
+                        digest,
                     )
                 )
             elif notes is not None and notes[i]:
-                messages.append(NewMessage(envelope, targets, notes=tuple(notes[i])))
+                messages.append(NewMessage(envelope, targets, notes=tuple(notes[i]), digest=digest))
+            elif digest is not None:
+                messages.append(NewMessage(envelope, targets, digest=digest))
             else:
                 messages.append(NewMessage(envelope, targets))
             indexes.append(i)

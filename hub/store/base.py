@@ -15,6 +15,7 @@ An INFLIGHT delivery whose lease ran out is claimable again (its node died).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -74,6 +75,13 @@ class NewMessage:
     notes: Sequence[str] = ()
     #: the subject the record is linked to (USCC / ID number: 关联整合)
     subject: str | None = None
+    #: SHA-256 of the clear payload when the envelope's payload is field-encrypted (random
+    #: nonces make equal records differ); None: the store hashes the payload itself
+    digest: bytes | None = None
+
+    def clear_digest(self) -> bytes:
+        """What identifies the record's content: duplicates and conflicts compare this."""
+        return self.digest or hashlib.sha256(self.envelope.payload).digest()
 
 
 @dataclass(frozen=True, slots=True)

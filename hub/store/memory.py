@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ class MemoryStore:
         self._state: dict[tuple[str, str], str] = {}
         self._quarantine: list[QuarantinedRecord] = []
         self._nonces: dict[tuple[str, str], float] = {}
+        self._digests: dict[str, bytes] = {}
 
     async def open(self) -> None:
         return None
@@ -85,13 +85,13 @@ class MemoryStore:
             if m.idempotency_key is not None:
                 seen = self._idem.get((m.source, m.idempotency_key))
                 if seen is not None:
-                    original = self._msgs[seen].new.payload
-                    out.append(EnqueueResult(seen, True, original != m.payload))
+                    original = self._digests[seen]
+                    out.append(EnqueueResult(seen, True, original != new.clear_digest()))
                     continue
             replaces = None
             if new.business_key is not None:
                 bkk = (m.source, m.dataset, new.business_key)
-                digest = hashlib.sha256(m.payload).digest()
+                digest = new.clear_digest()
                 cur = self._bkeys.get(bkk)
                 if cur is not None:
                     if cur[2] == digest:
@@ -106,6 +106,7 @@ class MemoryStore:
                 self._idem[(m.source, m.idempotency_key)] = m.message_id
             events = [TraceEvent(now, "governed", detail="; ".join(new.notes))] if new.notes else []
             self._msgs[m.message_id] = _Msg(m, now, events, new.subject)
+            self._digests[m.message_id] = new.clear_digest()
             for t in new.targets:
                 d = _Del(
                     self._next_id,

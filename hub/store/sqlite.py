@@ -430,20 +430,23 @@ class SQLiteStore:
         for new in messages:
             m = new.envelope
             key = m.idempotency_key
+            digest = new.clear_digest()
             if key is not None:
                 k = (m.source, key)
                 seen = rows.idem.get(k)
                 if seen is None:
                     row = conn.execute(find, k).fetchone()
-                    seen = (row[0], row[1]) if row else None
+                    if row is not None:
+                        # a pre-2 row holds no digest: its payload stands in (never encrypted)
+                        got = row[1] if len(row[1]) == 32 else hashlib.sha256(row[1]).digest()
+                        seen = (row[0], got)
                 if seen is not None:
-                    out.append(EnqueueResult(seen[0], True, seen[1] != m.payload))
+                    out.append(EnqueueResult(seen[0], True, seen[1] != digest))
                     continue
             replaces = None
             bk = new.business_key
             if bk is not None:
                 bkk = (m.source, m.dataset, bk)
-                digest = hashlib.sha256(m.payload).digest()
                 cur = rows.bkeys.get(bkk)
                 if cur is None:
                     r = conn.execute(Q["find_bkey"], bkk).fetchone()
@@ -459,7 +462,7 @@ class SQLiteStore:
                 rows.bkeys[bkk] = (m.message_id, new.version, digest)
                 rows.bkey_rows.append((*bkk, new.version, digest, m.message_id))
             if key is not None:
-                rows.idem[(m.source, key)] = (m.message_id, m.payload)
+                rows.idem[(m.source, key)] = (m.message_id, digest)
             seq += 1
             rows.msgs.append(
                 (
@@ -475,6 +478,7 @@ class SQLiteStore:
                     m.traceparent,
                     m.payload,
                     new.subject,
+                    digest,
                 )
             )
             if new.notes:

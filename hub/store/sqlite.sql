@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS messages (
     accepted_at     REAL    NOT NULL,
     traceparent     TEXT,
     payload         BLOB    NOT NULL,
-    subject         TEXT
+    subject         TEXT,
+    digest          BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (source, idem_key)
     WHERE idem_key IS NOT NULL;
@@ -101,6 +102,7 @@ PRAGMA user_version = 2;
 
 -- name: migrate_1_2
 ALTER TABLE messages ADD COLUMN subject TEXT;
+ALTER TABLE messages ADD COLUMN digest BLOB;
 
 -- name: remember_nonce
 INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?, ?, ?)
@@ -149,12 +151,14 @@ VALUES (?, ?, ?, NULL, NULL, NULL, NULL, ?);
 SELECT coalesce(max(seq), 0) FROM messages;
 
 -- name: find_idem
-SELECT id, payload FROM messages WHERE source = ? AND idem_key = ?;
+-- ``digest``: SHA-256 of the clear payload (the stored one may be field-encrypted); NULL in
+-- rows written before schema 2, whose payload is then compared itself.
+SELECT id, coalesce(digest, payload) FROM messages WHERE source = ? AND idem_key = ?;
 
 -- name: insert_message
 INSERT INTO messages (seq, id, source, dataset, dataset_version, idem_key, partition_key,
-                      created_at, accepted_at, traceparent, payload, subject)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                      created_at, accepted_at, traceparent, payload, subject, digest)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_delivery
 INSERT INTO deliveries (msg, target, route, ordered, partition_key, next_at)

@@ -128,6 +128,7 @@ async def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
         "DROP TABLE business_keys; DROP TABLE source_state; DROP TABLE quarantine;"
         "DROP TABLE nonces;"
         "DROP INDEX messages_subject; ALTER TABLE messages DROP COLUMN subject;"
+        "ALTER TABLE messages DROP COLUMN digest;"
         "PRAGMA user_version = 1;"
     )
     conn.close()
