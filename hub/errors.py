@@ -33,6 +33,7 @@ ERROR_CODES: dict[str, str] = {
     "E_TOO_DEEP": "the JSON nesting is deeper than allowed",
     "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
     "E_SIGNATURE": "a signature is missing or does not verify",
+    "E_EXPIRED": "a signature's created time is outside the allowed window, or it has expired",
     "E_AUTH": "the caller is not authenticated for this system",
     "E_DUPLICATE": "the idempotency key was already used with a different payload",
     "E_UNKNOWN_SYSTEM": "no system with that name is configured",
@@ -135,6 +136,13 @@ class SignatureError(HubError):
     title = "Signature rejected"
 
 
+class ExpiredError(SignatureError):
+    """The signature verifies but is too old, from the future, or past its ``expires``."""
+
+    code = "E_EXPIRED"
+    title = "Signature expired"
+
+
 class AuthError(HubError):
     code = "E_AUTH"
     status = 401
@@ -210,6 +218,7 @@ __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
+    "ExpiredError",
     "MismatchError",
     "StateError",
     "StoreUnavailable",
