@@ -7,8 +7,8 @@ from typing import Any
 
 from hub import json_adapter
 from hub.plugins import hookimpl
-from hub.specs import AdapterSpec, TransformFunctionSpec, TransportSpec
-from hub.transports import http_json
+from hub.specs import AdapterSpec, SourceSpec, TransformFunctionSpec, TransportSpec
+from hub.transports import amqp, http_json, webhook
 
 __all__ = ["drop_empty", "identity"]
 
@@ -30,7 +30,12 @@ def hub_register_adapters() -> list[AdapterSpec]:
 
 @hookimpl
 def hub_register_transports() -> list[TransportSpec]:
-    return [http_json.spec]
+    return [http_json.spec, webhook.spec, amqp.spec]
+
+
+@hookimpl
+def hub_register_sources() -> list[SourceSpec]:
+    return [amqp.source_spec]
 
 
 @hookimpl
