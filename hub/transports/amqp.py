@@ -492,9 +492,18 @@ class AmqpSource:
     ) -> None:
         groups: dict[str | None, list[tuple[AbstractIncomingMessage, Any, str]]] = {}
         refused: list[tuple[AbstractIncomingMessage, str]] = []
+        redelivered = sum(1 for m in batch if m.redelivered)
+        if redelivered:
+            # the broker gives back what a consumer took and did not ack (a crash, a lost
+            # connection): the keys make the ones already committed duplicates
+            self.stats["redelivered"] += redelivered
+            log.info(
+                "amqp source of %s: %d of %d deliveries redelivered by the broker",
+                self.system,
+                redelivered,
+                len(batch),
+            )
         for m in batch:
-            if m.redelivered:
-                self.stats["redelivered"] += 1
             try:
                 record, key, dataset = self._decode(m)
             except _Undecodable as exc:

@@ -75,8 +75,10 @@ class Broker:
 
     async def ready(self, queue: str) -> int:
         """Messages ready in ``queue`` (not counting deliveries awaiting an ack)."""
-        q = await self.channel.declare_queue(queue, passive=True)
-        return int(q.declaration_result.message_count or 0)
+        # the raw channel: a robust channel answers a re-declaration from its cache
+        raw = await self.channel.get_underlay_channel()
+        ok = await raw.queue_declare(queue, passive=True)
+        return int(ok.message_count or 0)
 
     async def drain(self, queue: str) -> list[AbstractIncomingMessage]:
         """Take and ack every ready message of ``queue``."""
