@@ -537,7 +537,6 @@ class AmqpSource:
     async def _dead_letter(
         self, m: AbstractIncomingMessage, reason: str, dlx: AbstractExchange | None
     ) -> None:
-        self.stats["dead_lettered"] += 1
         opts = self.options
         if dlx is None:
             log.error(
@@ -550,6 +549,7 @@ class AmqpSource:
                 m.body[:200],
             )
             await m.reject(requeue=False)
+            self.stats["dead_lettered"] += 1
             return
         copy = aio_pika.Message(
             body=m.body,
@@ -567,6 +567,7 @@ class AmqpSource:
         # Confirmed before the original is acked: a crash in between only duplicates it.
         await dlx.publish(copy, opts.dead_letter_routing_key or opts.queue, mandatory=False)
         await m.ack()
+        self.stats["dead_lettered"] += 1
         log.warning(
             "amqp source of %s: message %s dead-lettered to %s: %s",
             self.system,
