@@ -199,11 +199,11 @@ async def test_consume_batches_acks_after_commit_and_dedupes(tmp_path: Path, mq:
         await mq.publish(queue, orjson.dumps(sample_inspection(i)), message_id=ids[i])
     cfg = config(tmp_path, {}, source_extra=_source(queue, batch_max=20, linger=0.02))
     async with Hub(cfg) as hub:
-        await wait_until(lambda: _stored(hub, 60), what="60 stored")
         source = _source_of(hub)
         await wait_until(
             lambda: source.stats["ingested"] + source.stats["duplicates"] == 65, what="all taken"
         )
+        assert await _stored(hub, 60)
         assert source.stats == {
             "ingested": 60,
             "duplicates": 5,
@@ -356,8 +356,9 @@ async def test_the_source_reconnects_after_losing_the_broker(tmp_path: Path, mq:
             for i in range(10, 20):
                 await mq.publish(queue, orjson.dumps(sample_inspection(i)), message_id=f"p-{i}")
             await proxy.restore()
-            await wait_until(lambda: _stored(hub, 20), what="20 stored after reconnecting")
-            assert _source_of(hub).stats["ingested"] == 20
+            source = _source_of(hub)
+            await wait_until(lambda: source.stats["ingested"] == 20, what="20 after reconnecting")
+            assert await _stored(hub, 20)
         assert proxy.connections >= 2
     finally:
         await proxy.stop()
