@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,sm]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +32,7 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) bench/ingest.py $(BENCH_ARGS)
 	$(PY) bench/queue_memory.py
+	$(PY) bench/mapping.py
 
 clean:
 	rm -rf $(VENV) .jghub-demo .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from hub import json_adapter
 from hub.plugins import hookimpl
 from hub.specs import AdapterSpec, SourceSpec, TransformFunctionSpec, TransportSpec
 from hub.transports import amqp, http_json, webhook
+from transforms.functions import VALUE_FUNCTIONS
 
 __all__ = ["drop_empty", "identity"]
 
@@ -43,4 +44,5 @@ def hub_register_transform_functions() -> list[TransformFunctionSpec]:
     return [
         TransformFunctionSpec("identity", identity, "the canonical record unchanged"),
         TransformFunctionSpec("drop_empty", drop_empty, "drop None, empty strings and lists"),
+        *VALUE_FUNCTIONS,  # value functions for mapping rules (fn:)
     ]

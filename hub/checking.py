@@ -8,19 +8,33 @@ keys and for its adapter's and transport's options.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from hub.config import load_config, load_system_file, load_yaml_file
-from hub.errors import HubError
-from hub.plugins import build_plugin_manager, load_registry
+from hub.errors import ConfigError, HubError, UnreachableError
+from hub.plugins import Registry, add_declared_datasets, build_plugin_manager, load_registry
 
-__all__ = ["check_file"]
+__all__ = ["SampleOutcome", "SampleReport", "check_file", "check_samples", "probe_system"]
 
-_HUB_KEYS = {"routes", "systems", "store", "hub", "listen", "dispatcher", "limits"}
+_HUB_KEYS = {"routes", "systems", "store", "hub", "listen", "dispatcher", "limits", "datasets"}
 
 
-def check_file(path: Path) -> list[str]:
-    """Problems found in ``path`` (empty when valid), each naming file, line and key."""
+def registry_for(hub_config: Path | None) -> Registry:
+    """The plugins' registry, plus the datasets a hub file declares in YAML (if given)."""
+    reg = load_registry(build_plugin_manager())
+    if hub_config is not None:
+        add_declared_datasets(reg, load_config(hub_config))
+    return reg
+
+
+def check_file(path: Path, hub_config: Path | None = None) -> list[str]:
+    """Problems found in ``path`` (empty when valid), each naming file, line and key.
+
+    ``hub_config``: the hub file whose declared datasets a system file may send."""
     try:
         located = load_yaml_file(path)
         if _HUB_KEYS & set(located.data):
@@ -29,12 +43,195 @@ def check_file(path: Path) -> list[str]:
 
             Hub(load_config(path), store=MemoryStore())  # builds everything, opens nothing
             return []
+        if "fields" in located.data:  # a dataset file
+            from contracts.declared import load_dataset_file
+
+            load_dataset_file(path)
+            return []
         from hub.runtime import resolve_system_plugins
 
-        resolve_system_plugins(load_system_file(path), load_registry(build_plugin_manager()))
+        resolve_system_plugins(load_system_file(path), registry_for(hub_config))
         return []
     except HubError as err:
         msg = err.message
         if not msg.startswith(str(path)):
             msg = f"{path}: {msg}"
         return [f"{err.code} {line}" for line in msg.splitlines()]
+
+
+# --------------------------------------------------------------------------- samples
+
+#: sample file suffix -> the Content-Type the adapter is given
+SAMPLE_TYPES = {
+    ".json": "application/json",
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/x-ndjson",
+    ".xml": "text/xml",
+    ".csv": "text/csv",
+}
+
+
+@dataclass
+class SampleOutcome:
+    """One record of one sample file: its canonical form, or the exact errors."""
+
+    sample: str
+    index: int
+    dataset: str
+    canonical: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SampleReport:
+    outcomes: list[SampleOutcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not o.errors for o in self.outcomes)
+
+
+def _sample_files(samples: Path, datasets: list[str]) -> list[tuple[Path, str]]:
+    """(file, dataset) pairs: files in a sub-folder named after a dataset are that dataset's;
+    files directly in ``samples`` belong to the system's only dataset."""
+    out: list[tuple[Path, str]] = []
+    for p in sorted(samples.iterdir()):
+        if p.is_dir() and p.name in datasets:
+            out += [(f, p.name) for f in sorted(p.iterdir()) if f.suffix in SAMPLE_TYPES]
+        elif p.is_file() and p.suffix in SAMPLE_TYPES:
+            if len(datasets) != 1:
+                raise ConfigError(
+                    f"{p}: the system sends several datasets ({', '.join(datasets)}); put "
+                    "samples in a sub-folder named after their dataset",
+                    field="samples",
+                )
+            out.append((p, datasets[0]))
+    return out
+
+
+def _decode_sample(path: Path, adapter: Any, source: Any) -> list[Any]:
+    """Decode a sample the way its records arrive: through the inbound source when it reads
+    files itself (``decode_file``), else through the system's adapter."""
+    decode_file = getattr(source, "decode_file", None)
+    if callable(decode_file):
+        return list(decode_file(path))
+    body = path.read_bytes()
+    return list(adapter.decode(body, SAMPLE_TYPES[path.suffix], {}))
+
+
+async def check_samples(
+    system_file: Path, samples: Path, *, live: bool = False, hub_config: Path | None = None
+) -> SampleReport:
+    """Run every sample through decode -> mapping -> cleaning -> contract -> governance and
+    say, per record, what the hub would commit or exactly why it would refuse it.
+
+    Nothing is stored. Comparators (they consult other systems) run only with ``live``."""
+    from hub.governance import Pipeline, build_pipelines, error_for
+    from hub.runtime import resolve_system_plugins
+    from hub.validation import checked
+
+    report = SampleReport()
+    try:
+        sc = load_system_file(system_file)
+        registry = registry_for(hub_config)
+        plug = resolve_system_plugins(sc, registry)
+        adapter = plug.adapter.factory(sc.name, plug.adapter_options)
+        pipelines = build_pipelines(sc, registry)
+        source = (
+            plug.source.factory(sc.name, plug.source_options) if plug.source is not None else None
+        )
+        if not samples.is_dir():
+            raise ConfigError(f"{samples}: no such folder of samples", field="samples")
+        files = _sample_files(samples, list(plug.datasets))
+    except HubError as err:
+        report.problems.append(f"{err.code} {err.message}")
+        return report
+    if not files:
+        report.problems.append(
+            f"E_CONFIG {samples}: no sample files (*.json, *.ndjson, *.xml, *.csv)"
+        )
+    for path, ds in files:
+        spec = plug.datasets[ds]
+        pipe = pipelines.get(ds) or Pipeline(sc.name, ds)
+        try:
+            records = _decode_sample(path, adapter, source)
+        except HubError as err:
+            report.outcomes.append(
+                SampleOutcome(str(path), 0, ds, errors=[f"{err.code} {_field(err)}{err.message}"])
+            )
+            continue
+        for i, raw in enumerate(records):
+            out = SampleOutcome(str(path), i, ds)
+            report.outcomes.append(out)
+            try:
+                rec, notes = pipe.prepare(raw, i, None, max_bytes=None, depth=64)
+                out.notes = notes
+                try:
+                    model = spec.model.model_validate(rec)
+                except ValidationError as exc:
+                    from hub.validation import schema_error
+
+                    raise schema_error(exc, None) from None
+                _payload, _pkey, canonical = checked(model, spec.partition_field, True)
+                out.canonical = canonical
+                if pipe.after:
+                    if not live:
+                        pipe = Pipeline(
+                            pipe.system,
+                            pipe.dataset,
+                            pipe.mapping,
+                            pipe.cleaner,
+                            pipe.key_fields,
+                            pipe.version_field,
+                            pipe.link_fields,
+                            [],
+                        )
+                    governed = await pipe.govern(canonical or {}, out.notes)
+                    out.notes = list(governed.notes)
+                    if governed.business_key is not None:
+                        out.notes.append(f"business key {governed.business_key!r}")
+            except HubError as err:
+                out.errors.append(f"{err.code} {_field(err)}{err.message}")
+            except Exception as exc:
+                wrapped = error_for(exc)
+                out.errors.append(f"{wrapped.code} {_field(wrapped)}{wrapped.message}")
+    if live:
+        report.problems += await probe_system(sc, plug)
+    return report
+
+
+def _field(err: HubError) -> str:
+    return f"[{err.field}] " if err.field else ""
+
+
+async def probe_system(sc: Any, plug: Any) -> list[str]:
+    """``--live``: is the system's endpoint reachable? Transports and sources may offer
+    ``async probe() -> str``; otherwise an outbound ``url`` is tried with one HTTP request."""
+    import aiohttp
+
+    problems: list[str] = []
+    objs: list[tuple[str, Any]] = []
+    if plug.transport is not None:
+        objs.append(("outbound", plug.transport.factory(sc.name, plug.transport_options)))
+    if plug.source is not None:
+        objs.append(("inbound.source", plug.source.factory(sc.name, plug.source_options)))
+    for where, obj in objs:
+        probe = getattr(obj, "probe", None)
+        try:
+            if callable(probe):
+                await probe()
+                continue
+            url = getattr(getattr(obj, "options", None), "url", None) or getattr(obj, "url", None)
+            if url is None:
+                continue
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with aiohttp.ClientSession(timeout=timeout) as s, s.head(str(url)) as r:
+                _ = r.status  # any HTTP answer means the endpoint is there
+        except Exception as exc:
+            problems.append(
+                f"{UnreachableError.code} {sc.name} {where}: not reachable: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    return problems

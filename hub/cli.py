@@ -21,6 +21,8 @@ from hub.config import HubConfig, load_config
 from hub.errors import HubError, NotFound
 from hub.store import Store, make_store
 from hub.traceview import format_ts
+from security import keys_cli
+from security.admin_cli import mount as mount_security_cli
 
 __all__ = ["app", "main"]
 
@@ -37,6 +39,8 @@ dlq_app = typer.Typer(
     help="Dead letters (死信): list, show, replay, discard.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(keys_cli.app, name="keys")
+mount_security_cli(app)  # jghub tokens …, jghub audit …
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="hub config file", envvar="JGHUB_CONFIG")
@@ -165,13 +169,34 @@ def serve(
 @app.command()
 def check(
     files: Annotated[list[Path], typer.Argument(help="hub or system YAML files")],
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--samples",
+            help="folder of sample payloads: run each through decode, mapping, contract and "
+            "governance (one system file only)",
+        ),
+    ] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="also check that the endpoints are reachable")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the sample report as JSON")
+    ] = False,
+    hub_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="hub file whose declared datasets the system files may send"
+        ),
+    ] = None,
 ) -> None:
-    """Validate config files offline: keys, types, plugins, routes. Exit 1 on any error."""
-    from hub.checking import check_file
+    """Validate config files offline: keys, types, plugins, routes, mappings; with --samples,
+    show per sample record the canonical record or the exact errors. Exit 1 on any error."""
+    from hub.checking import check_file, check_samples
 
     failed = 0
     for f in files:
-        problems = check_file(f)
+        problems = check_file(f, hub_config)
         if problems:
             failed += 1
             for p in problems:
@@ -180,6 +205,42 @@ def check(
             typer.echo(f"ok   {f}")
     if failed:
         typer.echo(f"{failed} of {len(files)} files invalid", err=True)
+        raise typer.Exit(1)
+    if samples is None:
+        if live:
+            _fail("--live needs --samples (and one system file)", 2)
+        return
+    if len(files) != 1:
+        _fail("--samples checks one system file at a time", 2)
+    report = asyncio.run(check_samples(files[0], samples, live=live, hub_config=hub_config))
+    if as_json:
+        doc = {
+            "ok": report.ok,
+            "problems": report.problems,
+            "records": [o.__dict__ for o in report.outcomes],
+        }
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+    else:
+        for o in report.outcomes:
+            where = f"{o.sample} #{o.index} ({o.dataset})"
+            if o.errors:
+                for e in o.errors:
+                    typer.echo(f"FAIL {where}: {e}")
+                continue
+            typer.echo(f"ok   {where}")
+            typer.echo(
+                "     " + json.dumps(o.canonical, ensure_ascii=False, sort_keys=True, default=str)
+            )
+            for n in o.notes:
+                typer.echo(f"     note: {n}")
+        for p in report.problems:
+            typer.echo(f"FAIL {p}")
+        bad = sum(1 for o in report.outcomes if o.errors)
+        typer.echo(
+            f"{len(report.outcomes) - bad} of {len(report.outcomes)} sample records ok"
+            + (f"; {len(report.problems)} problems" if report.problems else "")
+        )
+    if not report.ok:
         raise typer.Exit(1)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -76,6 +76,9 @@ class StoreSettings(_Model):
 class ListenSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    tls: dict[str, Any] | None = Field(
+        None, description="cert, key, client_ca, client_auth (mutual TLS): see docs/security.md"
+    )
 
 
 class Limits(_Model):
@@ -188,9 +191,22 @@ class HubConfig(_Model):
     systems: list[str] = Field(
         default_factory=list, description="system files or folders, relative to this file"
     )
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="dataset files or folders (datasets declared in YAML), relative to this file",
+    )
     routes: list[Route] = Field(default_factory=list)
+    keys: dict[str, Any] | None = Field(
+        None, description="own keys (sign) and peers' keys (verify): docs/security.md"
+    )
+    security: dict[str, Any] | None = Field(
+        None,
+        description="tokens, roles, audit log, identity provider, field encryption; when "
+        "present every route but the health checks needs a credential",
+    )
     #: filled by load_config, not written in YAML
     base_dir: Path = Field(Path("."), exclude=True)
+    source_file: Path | None = Field(None, exclude=True)
     loaded_systems: dict[str, SystemConfig] = Field(default_factory=dict, exclude=True)
 
     def system(self, name: str) -> SystemConfig:
@@ -214,6 +230,12 @@ class InboundSettings(_Model):
         None,
         description="kind: <source type> plus its options: the hub collects the system's "
         "records itself (http_pull, file_batch, db_staging, amqp ...)",
+    )
+    signed: bool = Field(
+        False, description="requests must carry an RFC 9421 signature by one of its keys"
+    )
+    tls_identity: str | None = Field(
+        None, description="identity in its TLS client certificate (default: the system name)"
     )
 
     @field_validator("source")
@@ -462,8 +484,10 @@ def validate_section(
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (to list its allowed keys)."""
     current: Any = model
+    key_next = False  # the previous field is a mapping: this part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
@@ -472,8 +496,16 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
             f = next((x for x in current.model_fields.values() if x.alias == part), None)
         if f is None:
             return None
+        key_next = _is_mapping(f.annotation)
         current = _inner_model(f.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """``dict[...]`` (or an optional one): its keys are names chosen by the user."""
+    if get_origin(annotation) is dict:
+        return True
+    return any(get_origin(a) is dict for a in get_args(annotation))
 
 
 def _inner_model(annotation: Any) -> Any:
@@ -521,7 +553,9 @@ def load_config(path: Path | str) -> HubConfig:
                 field="name",
             )
         systems[sc.name] = sc
-    cfg = cfg.model_copy(update={"base_dir": path.parent, "loaded_systems": systems})
+    cfg = cfg.model_copy(
+        update={"base_dir": path.parent, "loaded_systems": systems, "source_file": path}
+    )
     _check_routes(cfg, path, located)
     return cfg
 

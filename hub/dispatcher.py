@@ -157,11 +157,18 @@ class TargetWorker:
         notes: list[str] = []
         for c in claimed:
             rt = hub.outbound_route(c.route, self.name)
+            mapping = self.target.mappings.get(c.dataset)
             try:
-                body = self.target.adapter.encode(rt.transform(orjson.loads(c.payload)))
+                record = rt.transform(orjson.loads(c.payload))
+                if mapping is not None:
+                    record = mapping(record, None)
+                body = self.target.adapter.encode(record)
             except Exception as exc:  # a mapping that cannot apply will not apply on retry
                 now = hub.clock()
-                reason = f"transform {rt.transform_name!r} failed: {type(exc).__name__}: {exc}"
+                step = f"mapping.outbound.{c.dataset}" if mapping is not None else "transform"
+                reason = (
+                    f"{step} (transform {rt.transform_name!r}) failed: {type(exc).__name__}: {exc}"
+                )
                 outcomes.append(Outcome(c.delivery_id, "dead", now, c.attempt, None, reason))
                 events.append(("dead", self._event(c, None, reason, 0.0), reason))
                 continue
@@ -176,7 +183,10 @@ class TargetWorker:
                 )
             )
             sent.append(c)
-            notes.append(f"transform={rt.transform_name}")
+            notes.append(
+                f"transform={rt.transform_name}"
+                + (f"; mapped for {self.name}" if mapping is not None else "")
+            )
         results: list[SendResult] = []
         if items:
             results = await self.target.transport.send(items)

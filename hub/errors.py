@@ -34,7 +34,11 @@ ERROR_CODES: dict[str, str] = {
     "E_MEDIA_TYPE": "the Content-Type is not one the endpoint accepts",
     "E_SIGNATURE": "a signature is missing or does not verify",
     "E_EXPIRED": "a signature's created time is outside the allowed window, or it has expired",
+    "E_REPLAY": "a signature's nonce was seen before for the same key (a replayed request)",
+    "E_CERT": "a certificate is expired, not yet valid or does not chain to a trusted CA",
     "E_AUTH": "the caller is not authenticated for this system",
+    "E_FORBIDDEN": "the authenticated caller's roles or scope do not allow this action",
+    "E_DECRYPT": "an encrypted field does not decrypt (unknown key, altered or moved value)",
     "E_DUPLICATE": "the idempotency key was already used with a different payload",
     "E_UNKNOWN_SYSTEM": "no system with that name is configured",
     "E_UNKNOWN_DATASET": "the dataset is not registered or not accepted from this system",
@@ -48,6 +52,10 @@ ERROR_CODES: dict[str, str] = {
     "E_STATE": "the operation is not allowed in the object's current state",
     "E_INTERNAL": "an unexpected error; nothing was acknowledged",
     "E_MISMATCH": "a governance comparison (比对/校核) against another source failed",
+    "E_UNREACHABLE": "a system's endpoint cannot be reached (jghub check --live)",
+    "E_MAPPING": "a value cannot be mapped or standardised (bad date, unknown code; field named)",
+    "E_XML": "the body is not well-formed XML or not in its declared encoding",
+    "E_XML_UNSAFE": "the XML holds a DOCTYPE, entity, external reference or XInclude (refused)",
 }
 
 
@@ -143,10 +151,42 @@ class ExpiredError(SignatureError):
     title = "Signature expired"
 
 
+class ReplayError(SignatureError):
+    """The signature verifies but its nonce was already used with the same key."""
+
+    code = "E_REPLAY"
+    title = "Replayed request"
+
+
+class CertificateError(HubError):
+    """A certificate is expired, not yet valid, malformed or not trusted."""
+
+    code = "E_CERT"
+    status = 401
+    title = "Certificate rejected"
+
+
 class AuthError(HubError):
     code = "E_AUTH"
     status = 401
     title = "Not authenticated"
+
+
+class ForbiddenError(HubError):
+    """Authenticated, but no role of the caller allows the action on this department/system."""
+
+    code = "E_FORBIDDEN"
+    status = 403
+    title = "Forbidden"
+
+
+class DecryptError(HubError):
+    """An encrypted field (``enc:v1:...``) cannot be opened: the value was altered, moved to
+    another field or dataset, or its data key is unknown."""
+
+    code = "E_DECRYPT"
+    status = 500
+    title = "Encrypted field does not decrypt"
 
 
 class DuplicateError(HubError):
@@ -196,10 +236,41 @@ class MismatchError(HubError):
     title = "Record does not match the reference source"
 
 
+class UnreachableError(HubError):
+    code = "E_UNREACHABLE"
+    status = 503
+    title = "Endpoint not reachable"
+
+
 class StoreUnavailable(HubError):
     code = "E_STORE"
     status = 503
     title = "Store unavailable"
+
+
+class MappingError(HubError):
+    """A mapping (:mod:`transforms.mapping`) cannot map a value; ``field`` is the target or
+    source field path, the message names the value."""
+
+    code = "E_MAPPING"
+    status = 422
+    title = "Value cannot be mapped"
+
+
+class XmlError(HubError):
+    """An XML document is malformed (or not in the encoding it declares)."""
+
+    code = "E_XML"
+    status = 400
+    title = "Malformed XML"
+
+
+class XmlUnsafe(HubError):
+    """An XML document uses a feature refused for safety: DOCTYPE/DTD, entities, XInclude."""
+
+    code = "E_XML_UNSAFE"
+    status = 400
+    title = "Unsafe XML refused"
 
 
 class ConfigError(HubError):
@@ -218,10 +289,18 @@ __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
+    "CertificateError",
+    "DecryptError",
     "ExpiredError",
+    "ForbiddenError",
+    "MappingError",
     "MismatchError",
+    "ReplayError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",
     "UnknownDataset",
+    "UnreachableError",
+    "XmlError",
+    "XmlUnsafe",
 ]

@@ -182,7 +182,7 @@ def build_pipelines(sc: SystemConfig, registry: Registry) -> dict[str, Pipeline]
     where_file = str(sc.source_file or f"<system {sc.name}>")
     functions = registry.transform_functions.specs
     for ds, spec in sc.mapping.inbound.items():
-        from transforms.mapping import compile_mapping  # type: ignore[import-not-found]
+        from transforms.mapping import compile_mapping
 
         p = out.setdefault(ds, Pipeline(sc.name, ds))
         p.mapping = compile_mapping(
@@ -194,7 +194,7 @@ def build_pipelines(sc: SystemConfig, registry: Registry) -> dict[str, Pipeline]
     for ds, gov in sc.governance.items():
         p = out.setdefault(ds, Pipeline(sc.name, ds))
         if gov.clean is not None:
-            from transforms.cleaning import compile_cleaning  # type: ignore[import-not-found]
+            from transforms.cleaning import compile_cleaning
 
             p.cleaner = compile_cleaning(gov.clean, where=f"{where_file} governance.{ds}.clean")
         if gov.dedupe is not None:
@@ -222,7 +222,7 @@ def build_outbound_mappings(sc: SystemConfig, registry: Registry) -> dict[str, R
     """Compile a target system's outbound mappings (canonical -> its schema), by dataset."""
     if not sc.mapping.outbound:
         return {}
-    from transforms.mapping import compile_mapping  # type: ignore[import-not-found]
+    from transforms.mapping import compile_mapping
 
     where_file = str(sc.source_file or f"<system {sc.name}>")
     return {

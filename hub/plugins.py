@@ -35,6 +35,7 @@ __all__ = [
     "Registry",
     "SpecTable",
     "acall",
+    "add_declared_datasets",
     "build_plugin_manager",
     "hookimpl",
     "load_registry",
@@ -181,6 +182,18 @@ def _collect(
                     field=impl.plugin_name,
                 )
             table.add(spec, impl.plugin_name)
+
+
+def add_declared_datasets(reg: Registry, config: Any) -> set[str]:
+    """Add the datasets a hub file declares in YAML (``datasets:``) to the registry, owned by
+    ``config``; a name a plugin registered already fails. Returns their names."""
+    from contracts.declared import load_dataset_files
+
+    names: set[str] = set()
+    for spec in load_dataset_files(config.base_dir, config.datasets):
+        reg.datasets.add(spec, "config")
+        names.add(spec.name)
+    return names
 
 
 def load_registry(pm: pluggy.PluginManager) -> Registry:

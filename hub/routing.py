@@ -87,6 +87,14 @@ def compile_route(route: Route, transforms: dict[str, TransformFunctionSpec]) ->
                 f"registered: {', '.join(sorted(transforms))}",
                 field=f"routes.{route.name}.targets.{t.system}.transform",
             )
+        if spec.kind != "record":
+            from hub.errors import ConfigError
+
+            raise ConfigError(
+                f"route {route.name!r} target {t.system!r}: {name!r} is a value function "
+                "(for mapping rules), not a record transform",
+                field=f"routes.{route.name}.targets.{t.system}.transform",
+            )
         targets.append(RouteTargetRuntime(route.name, t.system, name, spec.func, route.ordered))
     return CompiledRoute(
         route.name,

@@ -45,7 +45,13 @@ from hub.governance import (
     error_for,
     raw_text,
 )
-from hub.plugins import Registry, acall, build_plugin_manager, load_registry
+from hub.plugins import (
+    Registry,
+    acall,
+    add_declared_datasets,
+    build_plugin_manager,
+    load_registry,
+)
 from hub.routing import CompiledRoute, RouteTargetRuntime, compile_route
 from hub.sources import SourceRunner
 from hub.specs import (
@@ -210,6 +216,8 @@ class Hub:
         self.clock = clock
         self.pm = pm if pm is not None else build_plugin_manager(extra_plugins)
         self.registry: Registry = load_registry(self.pm)
+        #: datasets declared in YAML (validated in this process, not in the validation pool)
+        self.declared = add_declared_datasets(self.registry, config)
         self.node_id = config.hub.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self._validation_pool: ValidationPool | None = None
         self._owns_store = store is None
@@ -461,7 +469,7 @@ class Hub:
         depth = limits.max_json_depth
         pfield = spec.partition_field
         lines = records.line_numbers if isinstance(records, RawLines) else None
-        pool = self._validation_pool
+        pool = self._validation_pool if spec.name not in self.declared else None
         if (
             pool is not None
             and lines is not None

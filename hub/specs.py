@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -173,16 +173,23 @@ class InboundSource(Protocol):
 
 @runtime_checkable
 class Signer(Protocol):
-    """Signs outbound bytes and verifies inbound bytes for one key."""
+    """One key of one signature algorithm, as RFC 9421 needs it: raw signature bytes over the
+    signature base. Built by ``SignerSpec.factory``; a key that holds only a public key (a
+    peer's) verifies but cannot sign.
+
+    ``algorithm`` is the RFC 9421 algorithm name (``ed25519``, ``ecdsa-p256-sha256`` ...) and
+    ``key_id`` the ``keyid`` that names the key in ``Signature-Input``.
+    """
 
     algorithm: str
+    key_id: str
 
-    def sign(self, data: bytes) -> dict[str, str]:
-        """Return the headers that carry the signature of ``data``."""
+    def sign(self, data: bytes) -> bytes:
+        """Return the raw signature of ``data`` (not base64)."""
         ...
 
-    def verify(self, data: bytes, headers: Mapping[str, str]) -> None:
-        """Raise :class:`hub.errors.SignatureError` if ``headers`` do not sign ``data``."""
+    def verify(self, data: bytes, signature: bytes) -> None:
+        """Return if ``signature`` signs ``data``; else raise :class:`hub.errors.SignatureError`."""
         ...
 
 
@@ -245,11 +252,18 @@ class SignerSpec:
 
 @dataclass(frozen=True, slots=True)
 class TransformFunctionSpec:
-    """A named function usable in routes and mappings: ``func(record) -> record``."""
+    """A named function usable in routes and mappings.
+
+    ``kind="record"`` (the default): ``func(record) -> record``, named by a route target's
+    ``transform:``. ``kind="value"``: ``func(value, *args) -> value``, called from a mapping
+    rule (``fn: {name: ..., args: [...]}``, see ``docs/mapping.md``) with the arguments
+    written in YAML.
+    """
 
     name: str
-    func: Callable[[dict[str, Any]], dict[str, Any]]
+    func: Callable[..., Any]
     description: str = ""
+    kind: Literal["record", "value"] = "record"
 
 
 @dataclass(frozen=True, slots=True)

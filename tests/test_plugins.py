@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 import hub.builtin
 from hub import hookspecs
 from hub.config import load_config
-from hub.errors import PluginError
+from hub.errors import PluginError, SignatureError
 from hub.events import AcceptedMessage, DeliveryEvent
 from hub.plugins import ENTRY_POINT_GROUP, acall, build_plugin_manager, hookimpl, load_registry
 from hub.runtime import Hub
@@ -29,6 +29,7 @@ from hub.specs import (
     NoOptions,
     OutboundItem,
     SendResult,
+    Signer,
     SignerSpec,
     TransformFunctionSpec,
     TransportSpec,
@@ -195,7 +196,7 @@ class ReturnsNothing:
 
 
 def test_registration_hook_may_return_none() -> None:
-    reg = load_registry(build_plugin_manager([ReturnsNothing()]))
+    reg = load_registry(build_plugin_manager([ReturnsNothing()], load_entry_points=False))
     assert reg.signers.names() == []
 
 
@@ -316,13 +317,17 @@ class MemoryTransport:
 
 
 class NullSigner:
+    """Signs everything with the same bytes (the Signer protocol of RFC 9421 signers)."""
+
     algorithm = "null"
+    key_id = "null-1"
 
-    def sign(self, data: bytes) -> dict[str, str]:
-        return {"X-Signature": "null"}
+    def sign(self, data: bytes) -> bytes:
+        return b"null"
 
-    def verify(self, data: bytes, headers: Mapping[str, str]) -> None:
-        return None
+    def verify(self, data: bytes, signature: bytes) -> None:
+        if signature != b"null":
+            raise SignatureError("not the null signature", field="Signature")
 
 
 class ThirdParty:
@@ -409,7 +414,10 @@ async def test_third_party_plugin_provides_every_kind_of_spec(tmp_path: Path) ->
     plugin = ThirdParty()
     hub = Hub(load_config(tmp_path / "hub.yaml"), extra_plugins=[plugin])
     assert hub.registry.signers.owners["null"] == "ThirdParty-0"
-    assert hub.registry.signers.get("null").factory(None).sign(b"x") == {"X-Signature": "null"}
+    null = hub.registry.signers.get("null").factory(None)
+    assert isinstance(null, Signer) and null.sign(b"x") == b"null"
+    with pytest.raises(SignatureError):
+        null.verify(b"x", b"forged")
     async with hub:
         source = hub.system("street-office")
         records = source.adapter.decode(b"NC-1,zhang san,72\nNC-2,li si,65\n", "text/csv", {})

@@ -355,3 +355,9 @@ class Store(Protocol):
     async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
         """Messages linked to a subject, newest first."""
         ...
+
+    async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        """Remember a signed request's nonce until ``expires_at``; False when it is already
+        remembered and not yet expired (a replay). Expired nonces are pruned as it goes.
+        (Implements :class:`security.replay.NonceCache`.)"""
+        ...

@@ -66,6 +66,7 @@ class MemoryStore:
         self._bkeys: dict[tuple[str, str, str], tuple[str, str | None, bytes]] = {}
         self._state: dict[tuple[str, str], str] = {}
         self._quarantine: list[QuarantinedRecord] = []
+        self._nonces: dict[tuple[str, str], float] = {}
 
     async def open(self) -> None:
         return None
@@ -405,3 +406,13 @@ class MemoryStore:
             if m.subject == subject
         ]
         return links[::-1][:limit]
+
+    async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        now = self.clock()
+        seen = self._nonces.get((key_id, nonce))
+        if seen is not None and seen > now:
+            return False
+        if len(self._nonces) > 10_000:
+            self._nonces = {k: v for k, v in self._nonces.items() if v > now}
+        self._nonces[(key_id, nonce)] = expires_at
+        return True

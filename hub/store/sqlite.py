@@ -239,6 +239,7 @@ class SQLiteStore:
         self._pending: list[tuple[Sequence[NewMessage], asyncio.Future[list[EnqueueResult]]]] = []
         self._flush_scheduled = False
         self._merge_loop: asyncio.AbstractEventLoop | None = None
+        self._nonce_writes = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -714,6 +715,18 @@ class SQLiteStore:
             QuarantinedRecord(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[0])
             for r in rows
         ]
+
+    async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        now = self.clock()
+        self._nonce_writes += 1
+        prune = self._nonce_writes % 1000 == 0
+
+        def op(c: sqlite3.Connection) -> bool:
+            if prune:
+                c.execute(Q["prune_nonces"], (now,))
+            return bool(c.execute(Q["remember_nonce"], (key_id, nonce, expires_at, now)).rowcount)
+
+        return await self._write(op)
 
     async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
         rows = await self._read(

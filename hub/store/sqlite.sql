@@ -89,10 +89,26 @@ CREATE TABLE IF NOT EXISTS quarantine (
     at      REAL NOT NULL,
     UNIQUE (source, qkey)
 );
+-- Nonces of signed requests, kept until their signature's window has passed (replay guard).
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id     TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
 PRAGMA user_version = 2;
 
 -- name: migrate_1_2
 ALTER TABLE messages ADD COLUMN subject TEXT;
+
+-- name: remember_nonce
+INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
+ WHERE nonces.expires_at <= ?;
+
+-- name: prune_nonces
+DELETE FROM nonces WHERE expires_at <= ?;
 
 -- name: find_bkey
 SELECT msg_id, version, digest FROM business_keys WHERE source = ? AND dataset = ? AND bkey = ?;

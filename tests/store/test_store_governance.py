@@ -11,6 +11,7 @@ import orjson
 from hub.envelope import Envelope, new_message_id
 from hub.store import NewMessage, QuarantinedRecord, Store, TargetRef
 from hub.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from tests.conftest import Clock
 
 
 def rec(
@@ -124,7 +125,7 @@ async def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
     await s.close()
     conn = sqlite3.connect(path)
     conn.executescript(
-        "DROP TABLE business_keys; DROP TABLE source_state; DROP TABLE quarantine;"
+        "DROP TABLE business_keys; DROP TABLE source_state; DROP TABLE quarantine; DROP TABLE nonces;"
         "DROP INDEX messages_subject; ALTER TABLE messages DROP COLUMN subject;"
         "PRAGMA user_version = 1;"
     )
@@ -140,3 +141,12 @@ async def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+async def test_nonce_is_remembered_until_it_expires(store: Store, clock: Clock) -> None:
+    now = clock()
+    assert await store.remember_nonce("dept-a-1", "n1", now + 300)
+    assert not await store.remember_nonce("dept-a-1", "n1", now + 300)  # a replay
+    assert await store.remember_nonce("dept-b-1", "n1", now + 300)  # another key's nonce
+    clock.advance(301)
+    assert await store.remember_nonce("dept-a-1", "n1", clock() + 300)  # expired: new again

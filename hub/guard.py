@@ -1,0 +1,303 @@
+"""The hub's security at run time (统一身份认证、授权、审计): who is calling, may they, did the
+sending system sign what it sent, and the audit trail of all of it.
+
+Built by :class:`hub.runtime.Hub` from three optional parts of the hub file:
+
+* ``keys:`` — the keystore (:mod:`security.keystore`): the hub's own keys sign outbound
+  requests and audit checkpoints; peers' keys verify inbound RFC 9421 signatures;
+* ``security:`` — the security database (tokens, audit log), token and OIDC settings, field
+  encryption, the replay window. With this section every API route but the health checks needs
+  a credential and a role (:mod:`security.roles`); without it the hub runs as before (systems'
+  static ``inbound.token``, operations routes open on a trusted network);
+* ``listen.tls:`` — TLS for the listener, with mutual TLS per system.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.config import HubConfig, SystemConfig, load_yaml_file, validate_section
+from hub.errors import AuthError, HubError, SignatureError
+from hub.plugins import Registry
+from hub.specs import Signer
+
+__all__ = ["Guard", "SecuritySettings", "StoreNonces", "system_principal"]
+
+log = logging.getLogger("jghub.guard")
+
+
+class SecuritySettings(BaseModel):
+    """The ``security:`` section of the hub file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    db: dict[str, Any] = Field(default_factory=dict, description="security database (SQLite)")
+    tokens: dict[str, Any] = Field(default_factory=dict, description="bearer token settings")
+    audit: dict[str, Any] = Field(default_factory=dict, description="audit log settings")
+    oidc: dict[str, Any] | None = Field(None, description="provincial identity provider (JWT)")
+    fieldcrypt: dict[str, Any] | None = Field(None, description="field encryption at rest")
+    replay_window: float = Field(
+        300.0, gt=0, le=3600, description="seconds a signed request is fresh (± clock skew)"
+    )
+
+
+class StoreNonces:
+    """The hub store as the nonce cache of :mod:`security.replay` (nonces live in the store,
+    expiring with the signature window)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def remember(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        return bool(await self.store.remember_nonce(key_id, nonce, expires_at))
+
+
+def system_principal(system: str) -> Any:
+    """The principal of a system that authenticated with its static ``inbound.token``."""
+    from security.roles import Principal, Role
+
+    return Principal(
+        f"system:{system}", system, frozenset({Role.SYSTEM}), system=system, via="static-token"
+    )
+
+
+@dataclass(slots=True)
+class _Parts:
+    settings: SecuritySettings
+    db_settings: Any
+    token_settings: Any
+    audit_settings: Any
+    oidc_settings: Any
+    fieldcrypt_settings: Any
+
+
+class Guard:
+    """Keys, credentials, roles, replay protection and the audit log of one hub."""
+
+    def __init__(
+        self, config: HubConfig, registry: Registry, store: Any, clock: Callable[[], float]
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.keystore: Any = None
+        self.parts: _Parts | None = None
+        self.audit: Any = None
+        self.authenticator: Any = None
+        self.keyring: Any = None
+        self._db: Any = None
+        self._oidc: Any = None
+        self.nonces = StoreNonces(store)
+        file = config.base_dir / "hub.yaml" if config.source_file is None else config.source_file
+        if config.keys is not None:
+            from security.keystore import KeysConfig, Keystore
+
+            keys_cfg = self._section(KeysConfig, config.keys, ("keys",), file)
+            self.keystore = Keystore.from_config(
+                keys_cfg, base_dir=config.base_dir, signers=registry.signers.specs
+            )
+        if config.security is not None:
+            from security.audit import AuditSettings
+            from security.fieldcrypt import FieldCryptSettings
+            from security.oidc import OidcSettings
+            from security.secdb import SecurityDBSettings
+            from security.tokens import TokenSettings
+
+            s: SecuritySettings = self._section(
+                SecuritySettings, config.security, ("security",), file
+            )
+            self.parts = _Parts(
+                s,
+                self._section(SecurityDBSettings, s.db, ("security", "db"), file),
+                self._section(TokenSettings, s.tokens, ("security", "tokens"), file),
+                self._section(AuditSettings, s.audit, ("security", "audit"), file),
+                None
+                if s.oidc is None
+                else self._section(OidcSettings, s.oidc, ("security", "oidc"), file),
+                None
+                if s.fieldcrypt is None
+                else self._section(
+                    FieldCryptSettings, s.fieldcrypt, ("security", "fieldcrypt"), file
+                ),
+            )
+
+    @staticmethod
+    def _section(model: type[BaseModel], data: Any, prefix: tuple[Any, ...], file: Path) -> Any:
+        located = load_yaml_file(file) if file.exists() else None
+        return validate_section(model, data, file, located, prefix)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def enabled(self) -> bool:
+        """Every route needs a credential and a role (the ``security:`` section is there)."""
+        return self.parts is not None
+
+    @property
+    def replay_window(self) -> float:
+        return self.parts.settings.replay_window if self.parts else 300.0
+
+    async def start(self) -> None:
+        if self.parts is None:
+            return
+        from security.audit import AuditLog, verifier_from_keys
+        from security.secdb import open_security_db
+        from security.tokens import Authenticator, TokenService
+
+        p = self.parts
+        self._db = open_security_db(p.db_settings, self.config.base_dir)
+        await self._db.open()
+        signer = verify = None
+        key_id = p.audit_settings.checkpoint_key
+        if key_id is not None:
+            if self.keystore is None:
+                raise HubError(
+                    f"security.audit.checkpoint_key {key_id!r} needs a keys: section",
+                    field="security.audit.checkpoint_key",
+                )
+            signer = self.keystore.get(key_id).signer
+            verify = verifier_from_keys({k.key_id: k.signer for k in self.keystore.entries()})
+        self.audit = AuditLog.from_settings(
+            self._db, p.audit_settings, signer=signer, verify=verify
+        )
+        tokens = TokenService(
+            self._db,
+            pepper=p.token_settings.pepper(),
+            audit=self.audit,
+            use_interval=p.token_settings.use_interval,
+            clock=self.clock,
+        )
+        if p.oidc_settings is not None:
+            from security.oidc import OidcVerifier
+
+            self._oidc = OidcVerifier(
+                p.oidc_settings, audit=self.audit, base_dir=self.config.base_dir
+            )
+        self.authenticator = Authenticator(tokens, self._oidc)
+        if p.fieldcrypt_settings is not None:
+            from security.fieldcrypt import KeyRing, MasterKey
+
+            master = MasterKey.load(p.fieldcrypt_settings, self.config.base_dir)
+            self.keyring = KeyRing(self._db, master, clock=self.clock)
+            await self.keyring.load()
+            await self.keyring.ensure(p.fieldcrypt_settings.datasets)
+
+    async def stop(self) -> None:
+        if self.audit is not None and self.audit.signer is not None:
+            try:
+                await self.audit.checkpoint()  # sign the tail before stopping
+            except Exception:
+                log.exception("could not write the closing audit checkpoint")
+        if self._oidc is not None:
+            await self._oidc.close()
+            self._oidc = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    # ------------------------------------------------------------------ identity and roles
+
+    async def principal(
+        self, authorization: str | None, *, static_for: SystemConfig | None = None
+    ) -> Any:
+        """Authenticate a request. ``static_for``: the system whose static ``inbound.token``
+        may also be presented (the records routes)."""
+        import hmac
+
+        inbound = static_for.inbound if static_for is not None else None
+        if inbound is not None and inbound.token is not None and authorization:
+            given = authorization.removeprefix("Bearer ").strip()
+            if hmac.compare_digest(given.encode(), inbound.token.encode()):
+                assert static_for is not None
+                return system_principal(static_for.name)
+        if self.authenticator is None:
+            raise AuthError("this route needs a bearer token", field="Authorization")
+        return await self.authenticator.authenticate(authorization)
+
+    async def record(
+        self,
+        action: str,
+        principal: Any,
+        *,
+        object: str | None = None,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an audit entry (a no-op without the ``security:`` section)."""
+        if self.audit is None:
+            return
+        from security.audit import Actor
+
+        actor = Actor.of(principal) if principal is not None else Actor("anonymous", "anonymous")
+        await self.audit.append(
+            action, actor=actor, object=object, outcome=outcome, details=dict(details or {})
+        )
+
+    # ------------------------------------------------------------------ signatures
+
+    async def verify_inbound(
+        self,
+        system: SystemConfig,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        peer_identity: str | None,
+    ) -> str | None:
+        """Check a request from ``system``: its RFC 9421 signature (required when the system's
+        ``inbound.signed`` is true, verified whenever one is present), that the key belongs to
+        the system, freshness and replay; and that a TLS client certificate, if one was shown,
+        names the same system. Returns the key id that signed, or None (unsigned, allowed)."""
+        inbound = system.inbound
+        signed = "signature" in {k.lower() for k in headers}
+        must = inbound is not None and inbound.signed
+        if peer_identity is not None:
+            want = (inbound.tls_identity if inbound else None) or system.name
+            if peer_identity != want:
+                raise AuthError(
+                    f"the client certificate identifies {peer_identity!r}, but the request is "
+                    f"for system {system.name!r} (expected certificate identity {want!r})",
+                    field="tls_identity",
+                )
+        if not signed:
+            if must:
+                raise SignatureError(
+                    f"system {system.name!r} must sign its requests (RFC 9421 Signature and "
+                    "Signature-Input headers are missing)",
+                    field="Signature",
+                )
+            return None
+        if self.keystore is None:
+            raise SignatureError(
+                "the request is signed, but this hub has no keys: section to verify it",
+                field="Signature",
+            )
+        from security.httpsig import verify_request
+        from security.replay import check_replay
+
+        now = self.clock()
+        window = self.replay_window
+        sig = verify_request(method, url, headers, body, keys=self.keystore, now=now, window=window)
+        if sig.owner != system.name:
+            raise SignatureError(
+                f"key {sig.key_id!r} belongs to {sig.owner or 'the hub'}, not to system "
+                f"{system.name!r}",
+                field="keyid",
+            )
+        await check_replay(self.nonces, sig.key_id, sig.nonce, sig.created, window)
+        return str(sig.key_id)
+
+    def outbound_signer(self) -> Callable[[], Signer] | None:
+        """What transports call to get the key that signs now (None without own keys)."""
+        ks = self.keystore
+        if ks is None or not any(k.owner is None for k in ks.entries()):
+            return None
+        return lambda: ks.signer(time.time())
