@@ -125,7 +125,8 @@ async def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
     await s.close()
     conn = sqlite3.connect(path)
     conn.executescript(
-        "DROP TABLE business_keys; DROP TABLE source_state; DROP TABLE quarantine; DROP TABLE nonces;"
+        "DROP TABLE business_keys; DROP TABLE source_state; DROP TABLE quarantine;"
+        "DROP TABLE nonces;"
         "DROP INDEX messages_subject; ALTER TABLE messages DROP COLUMN subject;"
         "PRAGMA user_version = 1;"
     )
