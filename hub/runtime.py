@@ -45,6 +45,7 @@ from hub.governance import (
     error_for,
     raw_text,
 )
+from hub.guard import Guard
 from hub.plugins import (
     Registry,
     acall,
@@ -234,10 +235,16 @@ class Hub:
                 max_group=config.store.max_group,
             )
         )
+        self.guard = Guard(config, self.registry, self.store, clock)
         self.systems: dict[str, SystemRuntime] = {}
         self.targets: dict[str, TargetRuntime] = {}
         self._sources: list[SourceRunner] = []
         self._build_systems()
+        signer = self.guard.outbound_signer()
+        for t in self.targets.values():
+            set_signer = getattr(t.transport, "set_signer", None)
+            if callable(set_signer):
+                set_signer(signer)
         self.routes: dict[tuple[str, str], list[CompiledRoute]] = {}
         self._outbound: dict[tuple[str, str], RouteTargetRuntime] = {}
         self._route_plan: dict[
@@ -354,11 +361,13 @@ class Hub:
             await self._validation_pool.start()
         if self.role == "ingest":
             await self.store.open()
+            await self.guard.start()
             self.started = True
             return
         if sqlite_node:
             self._lock_sqlite_file()
         await self.store.open()
+        await self.guard.start()
         if sqlite_node:
             # One node owns an SQLite file: leases of a previous (crashed) run are void.
             released = await self.store.release_leases()
@@ -393,6 +402,7 @@ class Hub:
             await self._validation_pool.close()
             self._validation_pool = None
         if self.role == "ingest":
+            await self.guard.stop()
             await self.store.close()
             return
         for src in self._sources:
@@ -404,6 +414,7 @@ class Hub:
         for t in self.targets.values():
             await t.transport.close()
         await acall(self.pm.hook.hub_shutdown, hub=self)
+        await self.guard.stop()
         await self.store.close()
         if self._lock_file is not None:
             self._lock_file.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -22,7 +22,8 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from hub.specs import OutboundItem, SendResult, TransportSpec
+from hub.errors import ConfigError
+from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
 
 __all__ = ["HttpJsonOptions", "HttpJsonTransport", "classify_status", "parse_retry_after", "spec"]
 
@@ -40,6 +41,11 @@ class HttpJsonOptions(BaseModel):
     timeout: float = Field(10.0, gt=0, description="seconds for one request, connect included")
     headers: dict[str, str] = Field(default_factory=dict, description="static extra headers")
     token: str | None = Field(None, description="bearer token for the target (use ${ENV_VAR})")
+    sign: bool = Field(
+        False,
+        description="sign every request (RFC 9421 + Content-Digest) with the hub's own key "
+        "from the keys: section",
+    )
 
 
 def classify_status(status: int) -> tuple[bool, bool]:
@@ -78,6 +84,18 @@ class HttpJsonTransport:
         self._static = {"Content-Type": "application/json", **options.headers}
         if options.token:
             self._static["Authorization"] = f"Bearer {options.token}"
+        self._signer: Callable[[], Signer] | None = None
+
+    def set_signer(self, current: Callable[[], Signer] | None) -> None:
+        """Called by the hub: ``current()`` is the hub's key that signs now (rotation aware).
+        With ``sign: true`` and no key the hub refuses to start."""
+        if self.options.sign and current is None:
+            raise ConfigError(
+                f"target {self.target}: outbound.sign needs one of the hub's own keys "
+                "(keys.own in the hub file)",
+                field="outbound.sign",
+            )
+        self._signer = current if self.options.sign else None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
@@ -109,6 +127,10 @@ class HttpJsonTransport:
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[SendResult, Any]:
         assert self._session is not None, "transport not started"
+        if self._signer is not None:
+            from security.httpsig import sign_request
+
+            sign_request("POST", self.url, headers, body, signer=self._signer())
         t0 = time.perf_counter()
         try:
             async with self._session.post(self.url, data=body, headers=headers) as resp:
