@@ -2,8 +2,9 @@
 ``webhook`` transport pushes, the way a real subscriber would.
 
 * verifies every request with :func:`hub.transports.webhook.verify_webhook` and its own
-  secret(s); a refused one is answered 401 with a problem document (``E_SIGNATURE`` or
-  ``E_EXPIRED``), which the hub treats as permanent;
+  secret(s), and/or the RFC 9421 signature with ``keys`` (a key resolver that knows the hub's
+  public key, :func:`security.httpsig.verify_request`); a refused one is answered 401 with a
+  problem document (``E_SIGNATURE`` or ``E_EXPIRED``), which the hub treats as permanent;
 * de-duplicates on ``Idempotency-Key`` (per event ``id`` in a batch): a re-sent event is answered
   200 and not applied twice (``redeliveries`` counts them);
 * ``latency``: seconds added to each answer (a slow subscriber);
@@ -30,7 +31,8 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import bound_port
-from hub.transports.webhook import BATCH_HEADER, verify_webhook
+from hub.transports.webhook import BATCH_HEADER, EVENT_HEADER, VerifiedWebhook, verify_webhook
+from security.signing import KeyResolver
 
 __all__ = ["Subscriber", "SubscriberBehaviour"]
 
@@ -53,7 +55,9 @@ class Subscriber:
     """Start with ``await sub.start()``; ``sub.url`` is the hook endpoint."""
 
     name: str = "subscriber"
-    secret: str | Sequence[str] = "subscriber-secret-0123456789"
+    secret: str | Sequence[str] | None = "subscriber-secret-0123456789"
+    #: verify RFC 9421 signatures with these keys too (None: no such check)
+    keys: KeyResolver | None = None
     behaviour: SubscriberBehaviour = field(default_factory=SubscriberBehaviour)
     port: int = 0
     clock: Callable[[], float] = time.time
@@ -149,9 +153,7 @@ class Subscriber:
             return web.json_response({"error": "temporarily unavailable"}, status=503)
         body = await request.read()
         try:
-            seen = verify_webhook(
-                request.headers, body, self.secret, self.clock(), tolerance=b.tolerance
-            )
+            seen = self._verify(request, body)
         except HubError as err:
             self.refused.append(err.code)
             return web.json_response(
@@ -175,6 +177,25 @@ class Subscriber:
         if self._lose_reply():
             return web.json_response({"error": "reply lost"}, status=500)
         return web.json_response({"results": results})
+
+    def _verify(self, request: web.Request, body: bytes) -> VerifiedWebhook:
+        h = request.headers
+        now = self.clock()
+        if self.keys is not None:
+            from security.httpsig import verify_request
+
+            verify_request(
+                "POST",
+                str(request.url),
+                h,
+                body,
+                keys=self.keys,
+                now=now,
+                window=self.behaviour.tolerance,
+            )
+        if self.secret is not None:
+            return verify_webhook(h, body, self.secret, now, tolerance=self.behaviour.tolerance)
+        return VerifiedWebhook(h.get("Idempotency-Key", ""), h.get(EVENT_HEADER, ""), int(now))
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -21,8 +21,9 @@ Status classification is ``http_json``'s (:func:`~hub.transports.http_json.class
 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` kept); other 4xx — a 401 for a
 signature the subscriber refuses, a 410 Gone for a subscription withdrawn — permanent.
 
-The signing is HMAC until RFC 9421 HTTP Message Signatures land in ``security/``; the options
-keep a ``signer:`` key for a registered signer (:class:`hub.specs.SignerSpec`) by then.
+With ``sign: true`` every request is also signed with RFC 9421 HTTP Message Signatures and the
+hub's own key (``keys.own`` in the hub file), exactly as ``http_json`` does; a subscriber that
+verifies those needs no shared secret, so ``secret`` is then optional.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from hub.errors import ExpiredError, SignatureError
-from hub.specs import OutboundItem, SendResult, TransportSpec
+from hub.errors import ConfigError, ExpiredError, SignatureError
+from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
 from hub.transports.http_json import classify_status, parse_retry_after
 
 __all__ = [
@@ -73,10 +74,10 @@ class WebhookOptions(BaseModel):
     secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key shared with the subscriber (use ${ENV_VAR})"
     )
-    signer: str | None = Field(
-        None,
-        description="reserved: a registered signer (RFC 9421) instead of secret, once "
-        "security/ provides them",
+    sign: bool = Field(
+        False,
+        description="also sign every request (RFC 9421 + Content-Digest) with the hub's own "
+        "key from the keys: section",
     )
     events: list[str] = Field(
         default_factory=list,
@@ -89,14 +90,13 @@ class WebhookOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_sign(self) -> WebhookOptions:
-        if self.signer is not None:
-            raise ValueError(
-                "signer: registered signers are not available to webhook yet (RFC 9421 "
-                "signing lands with security/); give secret: ${ENV_VAR} instead"
-            )
         if self.secret is None:
-            raise ValueError("secret is required: the key the subscriber verifies with")
-        if len(self.secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            if not self.sign:
+                raise ValueError(
+                    "secret is required (the key the subscriber verifies with), "
+                    "unless sign: true signs with the hub's own key"
+                )
+        elif len(self.secret.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"secret must be at least {MIN_SECRET_LENGTH} characters")
         return self
 
@@ -208,14 +208,14 @@ class WebhookTransport:
     def __init__(
         self, target: str, options: WebhookOptions, clock: Callable[[], float] = time.time
     ) -> None:
-        assert options.secret is not None  # the options model requires it
         self.target = target
         self.options = options
         self.url = str(options.url)
         self.max_batch = options.max_batch
         self.concurrency = options.concurrency
         self.clock = clock
-        self._secret = options.secret.get_secret_value().encode()
+        self._secret = options.secret.get_secret_value().encode() if options.secret else None
+        self._signer: Callable[[], Signer] | None = None
         self._events = frozenset(options.events)
         self._session: aiohttp.ClientSession | None = None
         self._static = {
@@ -223,6 +223,17 @@ class WebhookTransport:
             "User-Agent": "jghub-webhook",
             **options.headers,
         }
+
+    def set_signer(self, current: Callable[[], Signer] | None) -> None:
+        """Called by the hub: ``current()`` is the hub's key that signs now (rotation aware).
+        With ``sign: true`` and no key the hub refuses to start."""
+        if self.options.sign and current is None:
+            raise ConfigError(
+                f"target {self.target}: outbound.sign needs one of the hub's own keys "
+                "(keys.own in the hub file)",
+                field="outbound.sign",
+            )
+        self._signer = current if self.options.sign else None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -264,13 +275,19 @@ class WebhookTransport:
         h = {**self._static, **(extra or {})}  # first: nothing may override what is signed
         h["Idempotency-Key"] = key
         h[EVENT_HEADER] = event
-        h[SIGNATURE_HEADER] = sign_webhook(body, key, self._secret, int(self.clock()))
+        if self._secret is not None:
+            h[SIGNATURE_HEADER] = sign_webhook(body, key, self._secret, int(self.clock()))
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
         h["Content-Digest"] = f"sha-256=:{digest}:"
         return h
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[SendResult, Any]:
         assert self._session is not None, "transport not started"
+        if self._signer is not None:
+            from security.httpsig import sign_request
+
+            # last, over the final headers: covers @method, @target-uri and Content-Digest
+            sign_request("POST", self.url, headers, body, signer=self._signer())
         t0 = time.perf_counter()
         try:
             async with self._session.post(self.url, data=body, headers=headers) as resp:

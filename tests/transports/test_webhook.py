@@ -23,6 +23,8 @@ from hub.transports.webhook import (
     signature_base,
     verify_webhook,
 )
+from security.keystore import Keystore, ManagedKey
+from security.signing import generate_key
 from tests.helpers import config, wait_until
 
 SECRET = "whsec-0123456789abcdef"
@@ -120,16 +122,38 @@ def test_verify_refuses_a_stale_or_future_timestamp(skew: int) -> None:
 # --------------------------------------------------------------------------- options
 
 
-def test_options_need_a_secret_and_reserve_signer(tmp_path: Path, sub: Subscriber) -> None:
+def test_options_need_a_secret_or_the_hubs_key(tmp_path: Path, sub: Subscriber) -> None:
     with pytest.raises(ConfigError, match="secret is required"):
         Hub(config(tmp_path, {"subscriber": {"transport": "webhook", "url": sub.url}}))
     with pytest.raises(ConfigError, match="at least 16 characters"):
         Hub(config(tmp_path, _target(sub, secret="short")))
-    with pytest.raises(ConfigError, match="registered signers are not available"):
-        Hub(config(tmp_path, _target(sub, signer="ed25519")))
+    with pytest.raises(ConfigError, match=r"outbound\.sign needs one of the hub's own keys"):
+        Hub(config(tmp_path, _target(sub, sign=True)))
     with pytest.raises(ConfigError, match=r"outbound\.max_batchh: unknown key"):
         Hub(config(tmp_path, _target(sub, max_batchh=3)))
     assert "whsec" not in repr(WebhookOptions(url=sub.url, secret=SECRET))  # type: ignore[arg-type]
+
+
+async def test_rfc9421_signature_with_the_hubs_key(tmp_path: Path) -> None:
+    """``sign: true``: the request also carries an RFC 9421 signature by the hub's own key,
+    which a subscriber verifies with the hub's public key (no shared secret needed)."""
+    key = generate_key("ed25519", "hub-2026")
+    sub = Subscriber("rfc-sub", secret=None, keys=Keystore([ManagedKey(key)]))
+    await sub.start()
+    opts = WebhookOptions(url=sub.url, sign=True)  # type: ignore[arg-type]
+    transport = WebhookTransport("sub", opts)
+    transport.set_signer(lambda: key)
+    await transport.start()
+    try:
+        [r] = await transport.send([OutboundItem(1, "m-1", "inspection", {"a": 1}, 1)])
+        assert r.ok and sub.received == {"m-1": {"a": 1}}
+        other = generate_key("ed25519", "hub-2026")  # same key id, another key: a forgery
+        transport.set_signer(lambda: other)
+        [r] = await transport.send([OutboundItem(2, "m-2", "inspection", {"a": 2}, 1)])
+        assert r.permanent and r.status == 401 and sub.refused == ["E_SIGNATURE"]
+    finally:
+        await transport.close()
+        await sub.stop()
 
 
 # --------------------------------------------------------------------------- through the hub
