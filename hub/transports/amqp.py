@@ -37,7 +37,7 @@ import hashlib
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -378,29 +378,32 @@ class AmqpSource:
         relay = asyncio.create_task(self._relay_stop(ctx, inbox))
         try:
             conn.close_callbacks.add(lambda *_: inbox.put_nowait(None))
-            channel = await conn.channel(publisher_confirms=True)
-            channel.close_callbacks.add(lambda *_: inbox.put_nowait(None))
-            await channel.set_qos(prefetch_count=opts.prefetch)
-            if opts.declare:
-                queue = await channel.declare_queue(
-                    opts.queue, durable=True, arguments=opts.arguments or None
-                )
-            else:
-                queue = await channel.get_queue(opts.queue, ensure=True)
-            for b in opts.bind:
-                await queue.bind(b.exchange, b.routing_key)
-            dlx = None
-            if opts.dead_letter_exchange is not None:
-                dlx = await channel.get_exchange(opts.dead_letter_exchange, ensure=True)
 
             async def take(message: AbstractIncomingMessage) -> None:
                 inbox.put_nowait(message)
 
-            await queue.consume(take, no_ack=False)
+            # the set-up RPCs have no timeout of their own: a broker that accepts the socket
+            # and then stalls must not hold the source forever
+            async with asyncio.timeout(opts.timeout):
+                channel = await conn.channel(publisher_confirms=True)
+                channel.close_callbacks.add(lambda *_: inbox.put_nowait(None))
+                await channel.set_qos(prefetch_count=opts.prefetch)
+                if opts.declare:
+                    queue = await channel.declare_queue(
+                        opts.queue, durable=True, arguments=opts.arguments or None
+                    )
+                else:
+                    queue = await channel.get_queue(opts.queue, ensure=True)
+                for b in opts.bind:
+                    await queue.bind(b.exchange, b.routing_key)
+                dlx = None
+                if opts.dead_letter_exchange is not None:
+                    dlx = await channel.get_exchange(opts.dead_letter_exchange, ensure=True)
+                await queue.consume(take, no_ack=False)
             self._delay = opts.reconnect_delay  # connected: the next loss starts short again
             log.info("amqp source of %s consuming %s", self.system, opts.queue)
             while True:
-                batch = await self._next_batch(inbox)
+                batch = await self._next_batch(inbox, lambda: conn.is_closed or channel.is_closed)
                 if batch:
                     await self._handle(ctx, batch, dlx)
                 if ctx.stopping.is_set():
@@ -421,11 +424,22 @@ class AmqpSource:
         inbox.put_nowait(None)
 
     async def _next_batch(
-        self, inbox: asyncio.Queue[AbstractIncomingMessage | None]
+        self,
+        inbox: asyncio.Queue[AbstractIncomingMessage | None],
+        closed: Callable[[], bool],
     ) -> list[AbstractIncomingMessage] | None:
-        """The next deliveries: waits for one, then up to ``linger`` for more. ``[]`` or a
-        short batch when woken by a stop or a closed connection; ``None`` if nothing came."""
-        first = await inbox.get()
+        """The next deliveries: waits for one, then up to ``linger`` for more. A short batch
+        when woken by a stop or a closed connection; ``None`` if nothing came."""
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: a delivery is either returned or left in the
+                # queue, never lost to a timeout race
+                async with asyncio.timeout(1.0):
+                    first = await inbox.get()
+                break
+            except TimeoutError:
+                if closed():  # a close whose callback we did not see
+                    return None
         if first is None:
             return None
         batch = [first]
@@ -434,8 +448,6 @@ class AmqpSource:
         while len(batch) < self.options.batch_max:
             try:
                 if inbox.empty():
-                    # asyncio.timeout, not wait_for: a delivery is either returned or left in
-                    # the queue, never lost to a timeout race
                     async with asyncio.timeout_at(deadline):
                         nxt = await inbox.get()
                 else:
