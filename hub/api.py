@@ -16,7 +16,8 @@ from hub import __version__
 from hub.config import HubConfig
 from hub.errors import BadParameter, BadRequest, BatchRejected, HubError, NotFound, TooLargeError
 from hub.json_adapter import NDJSON_TYPES
-from hub.runtime import Hub, IngestResult
+from hub.runtime import Hub, IngestResult, SystemRuntime
+from hub.specs import RespondingAdapter
 from hub.traceview import trace_to_dict
 
 __all__ = ["HUB_KEY", "create_app"]
@@ -132,10 +133,27 @@ async def post_records(request: web.Request) -> web.Response:
     """``POST /v1/systems/{system}/records``: one record, a JSON array or NDJSON.
 
     202 once every record is committed; 207 when some records of a batch were rejected (the
-    others are committed: see ``ids`` / ``rejected``); 4xx problem document when none was."""
+    others are committed: see ``ids`` / ``rejected``); 4xx problem document when none was.
+    A system whose adapter shapes its own answers (:class:`RespondingAdapter`, e.g. SOAP) gets
+    them instead, rejections included."""
     hub = request.app[HUB_KEY]
-    system = request.match_info["system"]
-    rt = hub.system(system)  # unknown system: 404 before reading the body
+    rt = hub.system(request.match_info["system"])  # unknown system: 404 before reading the body
+    if not isinstance(rt.adapter, RespondingAdapter):
+        return await _post_records(request, hub, rt, None)
+    try:
+        return await _post_records(request, hub, rt, rt.adapter)
+    except HubError as err:
+        body, ctype, status = rt.adapter.render_error(err, request.headers)
+        resp = web.Response(body=body, status=status, headers={hdrs.CONTENT_TYPE: ctype})
+        if request.content.exception() is not None:
+            resp.force_close()
+        return resp
+
+
+async def _post_records(
+    request: web.Request, hub: Hub, rt: SystemRuntime, responder: RespondingAdapter | None
+) -> web.Response:
+    system = rt.config.name
     hub.authenticate(rt, request.headers.get(hdrs.AUTHORIZATION))
     body = await _read_body(request, hub.config.limits.max_body_bytes)
     if not body.strip():
@@ -155,7 +173,26 @@ async def post_records(request: web.Request) -> web.Response:
         body_size=len(body),
         single=single,
     )
+    if responder is not None:
+        answer = responder.respond(result, single, request.headers)
+        if answer is not None:
+            data, content_type, status = answer
+            return web.Response(body=data, status=status, headers={hdrs.CONTENT_TYPE: content_type})
     return _ingest_response(result, single=single, instance=request.path)
+
+
+async def describe_records(request: web.Request) -> web.Response:
+    """``GET /v1/systems/{system}/records?wsdl``: the endpoint's description (a SOAP system's
+    WSDL, generated from its adapter options). Anything else on GET is 405."""
+    hub = request.app[HUB_KEY]
+    rt = hub.system(request.match_info["system"])
+    if isinstance(rt.adapter, RespondingAdapter) and any(
+        k.lower() == "wsdl" for k in request.query
+    ):
+        described = rt.adapter.describe(str(request.url.with_query(None)))
+        if described is not None:
+            return web.Response(body=described[0], headers={hdrs.CONTENT_TYPE: described[1]})
+    raise web.HTTPMethodNotAllowed("GET", ["POST"])
 
 
 async def get_quarantine(request: web.Request) -> web.Response:
@@ -306,6 +343,7 @@ def create_app(config: HubConfig, *, hub: Hub | None = None) -> web.Application:
 
     app.cleanup_ctx.append(run_hub)
     app.router.add_post("/v1/systems/{system}/records", post_records)
+    app.router.add_get("/v1/systems/{system}/records", describe_records)
     app.router.add_get("/v1/systems/{system}/quarantine", get_quarantine)
     app.router.add_get("/v1/subjects/{id}", get_subject)
     app.router.add_get("/v1/messages/{id}", get_message)

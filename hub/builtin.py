@@ -8,7 +8,7 @@ from typing import Any
 from hub import json_adapter
 from hub.plugins import hookimpl
 from hub.specs import AdapterSpec, SourceSpec, TransformFunctionSpec, TransportSpec
-from hub.transports import amqp, http_json, webhook
+from hub.transports import amqp, db_staging, file_batch, http_json, http_pull, soap_xml, webhook
 from transforms.functions import VALUE_FUNCTIONS
 
 __all__ = ["drop_empty", "identity"]
@@ -26,17 +26,24 @@ def drop_empty(record: dict[str, Any]) -> dict[str, Any]:
 
 @hookimpl
 def hub_register_adapters() -> list[AdapterSpec]:
-    return [json_adapter.spec]
+    return [json_adapter.spec, soap_xml.adapter_spec]
 
 
 @hookimpl
 def hub_register_transports() -> list[TransportSpec]:
-    return [http_json.spec, webhook.spec, amqp.spec]
+    return [
+        http_json.spec,
+        soap_xml.spec,
+        file_batch.spec,
+        db_staging.spec,
+        webhook.spec,
+        amqp.spec,
+    ]
 
 
 @hookimpl
 def hub_register_sources() -> list[SourceSpec]:
-    return [amqp.source_spec]
+    return [http_pull.spec, file_batch.source_spec, db_staging.source_spec, amqp.source_spec]
 
 
 @hookimpl

@@ -56,6 +56,14 @@ ERROR_CODES: dict[str, str] = {
     "E_MAPPING": "a value cannot be mapped or standardised (bad date, unknown code; field named)",
     "E_XML": "the body is not well-formed XML or not in its declared encoding",
     "E_XML_UNSAFE": "the XML holds a DOCTYPE, entity, external reference or XInclude (refused)",
+    "E_MANIFEST": "a batch file's manifest is missing, not JSON, or its count or SHA-256 differ",
+    "E_ENCODING": "a batch file's bytes do not decode with its declared encoding",
+    "E_PATH": "a file name is unsafe (path traversal, absolute, NUL byte) or a symlink",
+    "E_FILE_FORMAT": "a batch file cannot be parsed as its format (CSV, JSON Lines, XML)",
+    "E_EMPTY": "a batch file holds no records",
+    "E_SOAP": "the body is not a SOAP envelope of the expected version (the part is named)",
+    "E_SOAP_ACTION": "the SOAPAction / action or the Body element names another operation",
+    "E_SOURCE": "an inbound source cannot read from its system (status, answer or path named)",
 }
 
 
@@ -285,17 +293,90 @@ class PluginError(HubError):
     title = "Invalid plugin"
 
 
+class ManifestError(HubError):
+    """A batch file's manifest (``<file>.manifest.json``) is unusable or disagrees with the
+    file (record count, SHA-256)."""
+
+    code = "E_MANIFEST"
+    status = 422
+    title = "Manifest rejected"
+
+
+class EncodingError(HubError):
+    """A batch file does not decode with its declared encoding (UTF-8, GBK, GB18030)."""
+
+    code = "E_ENCODING"
+    status = 422
+    title = "Wrong encoding"
+
+
+class PathError(HubError):
+    """A file name that could leave its folder (``..``, absolute, NUL) or a symlink."""
+
+    code = "E_PATH"
+    status = 422
+    title = "Unsafe path"
+
+
+class FileFormatError(HubError):
+    """A batch file is not valid CSV / JSON Lines / XML (or carries a DTD)."""
+
+    code = "E_FILE_FORMAT"
+    status = 422
+    title = "Unreadable batch file"
+
+
+class EmptyFileError(HubError):
+    """A batch file holds no records (an empty or truncated transfer)."""
+
+    code = "E_EMPTY"
+    status = 422
+    title = "Empty batch file"
+
+
+class SoapError(HubError):
+    """A SOAP request is not an envelope the endpoint accepts (wrong version, no Body ...)."""
+
+    code = "E_SOAP"
+    status = 400
+    title = "Invalid SOAP envelope"
+
+
+class SoapActionError(HubError):
+    """A SOAP request names an operation the endpoint does not offer."""
+
+    code = "E_SOAP_ACTION"
+    status = 400
+    title = "Unknown SOAP operation"
+
+
+class SourceError(HubError):
+    """An inbound source could not read from its system (an answer it cannot use)."""
+
+    code = "E_SOURCE"
+    status = 502
+    title = "Source system answer unusable"
+
+
 __all__ += [
     "AuthError",
     "BadParameter",
     "BatchRejected",
     "CertificateError",
     "DecryptError",
+    "EmptyFileError",
+    "EncodingError",
     "ExpiredError",
+    "FileFormatError",
     "ForbiddenError",
+    "ManifestError",
     "MappingError",
     "MismatchError",
+    "PathError",
     "ReplayError",
+    "SoapActionError",
+    "SoapError",
+    "SourceError",
     "StateError",
     "StoreUnavailable",
     "TooDeep",

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from hub.errors import HubError
+
 __all__ = [
     "Adapter",
     "AdapterSpec",
@@ -24,6 +26,7 @@ __all__ = [
     "OutboundItem",
     "OutboundTransport",
     "RawLines",
+    "RespondingAdapter",
     "SendResult",
     "Signer",
     "SignerSpec",
@@ -66,6 +69,28 @@ class Adapter(Protocol):
     def encode(self, record: dict[str, Any]) -> Any:
         """Turn one outbound record (already mapped to the system's schema) into the value the
         transport sends (a JSON-able object for ``http_json``)."""
+        ...
+
+
+@runtime_checkable
+class RespondingAdapter(Adapter, Protocol):
+    """An adapter that also shapes the HTTP answers of ``POST /v1/systems/{system}/records``
+    (a SOAP service answers in SOAP, not in JSON). The API calls these when an adapter has
+    them; the answer is ``(body, content type, status)``."""
+
+    def respond(
+        self, result: Any, single: bool, headers: Mapping[str, str]
+    ) -> tuple[bytes, str, int] | None:
+        """The answer to an ingest (``result`` is a :class:`hub.runtime.IngestResult`), or
+        None for the hub's JSON answer."""
+        ...
+
+    def render_error(self, error: HubError, headers: Mapping[str, str]) -> tuple[bytes, str, int]:
+        """The answer to a rejection of the whole request (instead of a problem document)."""
+        ...
+
+    def describe(self, endpoint: str) -> tuple[bytes, str] | None:
+        """A description of the endpoint for ``GET ...records?wsdl`` (body, content type)."""
         ...
 
 
