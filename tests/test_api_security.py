@@ -5,6 +5,7 @@ recording refusals — all over real HTTP on 127.0.0.1 with real keys made at te
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -370,6 +371,21 @@ async def test_mtls_identity_must_match_the_system(tmp_path: Path) -> None:
                 if expect == 401:
                     assert got["code"] == "E_AUTH" and got["field"] == "tls_identity"
                     assert "dept-b" in got["detail"]
+        # an expired client certificate of the right system: refused in the handshake
+        old = issue(
+            "dept-a",
+            pki.intermediate,
+            client=True,
+            not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=400),
+            days=30,
+        )
+        o_crt, o_key = old.write(tls, "old", (pki.intermediate,))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.load_cert_chain(o_crt, o_key)
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.ClientError):
+                async with s.post(url, data=b"{}", ssl=ctx) as r:
+                    await r.read()
         # no client certificate: the handshake itself fails
         ctx = ssl.create_default_context(cafile=str(ca))
         async with aiohttp.ClientSession() as s:
