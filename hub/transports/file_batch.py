@@ -26,7 +26,7 @@ import io
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,12 +36,14 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.errors import (
+    ConfigError,
     EmptyFileError,
     EncodingError,
     FileFormatError,
     HubError,
     ManifestError,
     PathError,
+    SignatureError,
     TooLargeError,
     UnknownDataset,
 )
@@ -49,6 +51,7 @@ from hub.specs import (
     OutboundItem,
     RawLines,
     SendResult,
+    Signer,
     SourceContext,
     SourceSpec,
     TransportSpec,
@@ -95,6 +98,11 @@ class Manifest(BaseModel):
     dataset: str | None = Field(None, description="the dataset of every record (default: config)")
     encoding: Encoding | None = Field(None, description="text encoding (default: config)")
     format: Format | None = Field(None, description="csv, jsonl or xml (default: by extension)")
+    signature: str | None = Field(
+        None,
+        description="detached signature of the file's exact bytes (security.httpsig."
+        "sign_detached) by one of the sender's keys",
+    )
 
 
 class FileBatchSourceOptions(BaseModel):
@@ -119,6 +127,11 @@ class FileBatchSourceOptions(BaseModel):
     dataset: str | None = Field(None, description="default dataset when the manifest names none")
     max_file_bytes: int = Field(256 * 1024 * 1024, ge=1, description="larger files fail")
     chunk_records: int = Field(1000, ge=1, le=10_000, description="records per ingest call")
+    signed: bool = Field(
+        False,
+        description="every manifest must carry a signature of its file by one of this "
+        "system's keys (keys.peers); unsigned or badly signed files fail whole (E_SIGNATURE)",
+    )
 
 
 class FileBatchOutOptions(BaseModel):
@@ -138,6 +151,9 @@ class FileBatchOutOptions(BaseModel):
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="records per file")
     prefix: str = Field("batch", pattern=r"^[A-Za-z0-9_-]{1,40}$", description="file name prefix")
+    sign: bool = Field(
+        False, description="sign each file (detached signature in its manifest) with the hub's key"
+    )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -363,6 +379,14 @@ class FileBatchSource:
                     f"{base}: SHA-256 is {digest}, the manifest says {manifest.sha256.lower()}",
                     field="sha256",
                 )
+            if self.options.signed:
+                if not manifest.signature:
+                    raise SignatureError(
+                        f"{base}: this system must sign its batch files; the manifest has no "
+                        "signature",
+                        field="signature",
+                    )
+                ctx.verify_detached(raw, manifest.signature)
             seen = await ctx.get_state(f"file:{digest}")
             if seen is not None:
                 await self._settle_seen(base, manifest_name, digest, orjson.loads(seen))
@@ -641,6 +665,7 @@ def write_batch_file(
     delimiter: str = ",",
     columns: Sequence[str] | None = None,
     escape_formulas: bool = True,
+    signer: Signer | None = None,
 ) -> Manifest:
     """Write one batch file and then its manifest, each atomically; return the manifest.
 
@@ -665,11 +690,18 @@ def write_batch_file(
         dataset=dataset,
         encoding=encoding,  # type: ignore[arg-type]
         format=fmt,
+        signature=None if signer is None else _sign(data, signer),
     )
     _write_atomic(
         directory / f"{name}{MANIFEST_SUFFIX}", _dumps(manifest.model_dump(exclude_none=True))
     )
     return manifest
+
+
+def _sign(data: bytes, signer: Signer) -> str:
+    from security.httpsig import sign_detached
+
+    return sign_detached(data, signer)
 
 
 def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -696,6 +728,18 @@ class FileBatchTransport:
         self.target = target
         self.options = options
         self.max_batch = options.batch_size
+        self._signer: Callable[[], Signer] | None = None
+
+    def set_signer(self, current: Callable[[], Signer] | None) -> None:
+        """Called by the hub: with ``sign: true`` every manifest carries a detached signature
+        of its file by the hub's key that signs now."""
+        if self.options.sign and current is None:
+            raise ConfigError(
+                f"target {self.target}: outbound.sign needs one of the hub's own keys "
+                "(keys.own in the hub file)",
+                field="outbound.sign",
+            )
+        self._signer = current if self.options.sign else None
 
     async def start(self) -> None:
         await asyncio.to_thread(self.options.directory.mkdir, parents=True, exist_ok=True)
@@ -745,6 +789,7 @@ class FileBatchTransport:
                     delimiter=self.options.delimiter,
                     columns=self._csv_columns(),
                     escape_formulas=self.options.escape_formulas,
+                    signer=None if self._signer is None else self._signer(),
                 )
                 ms = (time.perf_counter() - t0) * 1000
                 for i in kept:
