@@ -327,12 +327,12 @@ def _inspections(n: int) -> list[dict[str, Any]]:
     for i in range(n):
         region = UNKNOWN_REGION if i % 150 == 7 else ("330102", "330105", "330110")[i % 3]
         rec = scjg_record(i, region=region)
-        if i % 997 == 500:  # a broken 统一社会信用代码 / 身份证号 check character
+        if i % 1000 == 550:  # a broken 统一社会信用代码 / 身份证号 check character
             code = rec["xdrbm"]
             rec["xdrbm"] = code[:-1] + ("0" if code[-1] != "0" else "1")
-        elif i % 997 == 800:  # a result letter the code table does not know
+        elif i % 1000 == 580:  # a result letter the code table does not know
             rec["jcjg"] = "F"
-        elif i % 997 == 900:  # 13th month
+        elif i % 1000 == 590:  # 13th month
             rec["jcsj"] = "20241301090000"
         recs.append(rec)
     return recs
