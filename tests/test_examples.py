@@ -202,3 +202,14 @@ def test_a_filter_rule_takes_exactly_one_test(tmp_path: Path) -> None:
         load_config(tmp_path / "hub.yaml")
     assert "routes[6].filter[0]" in e.value.message
     assert "exactly one of equals, in, not_in, exists, contains" in e.value.message
+
+
+def test_a_mapping_typo_fails_check_of_the_system_file_alone(tmp_path: Path) -> None:
+    text = (EXAMPLES / "systems" / "tzxm.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "tzxm.yaml"
+    bad.write_text(text.replace("formats: [yyyyMMdd]", "format: [yyyyMMdd]"), encoding="utf-8")
+    r = run("check", bad, "-c", HUB)
+    assert r.exit_code == 1
+    line = next(x for x in r.output.splitlines() if x.startswith("FAIL"))
+    assert "E_CONFIG" in line and "mapping.inbound.project_approval.rules[8].format" in line
+    assert "(field approval_date)" in line and "unknown rule key 'format'" in line
