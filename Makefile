@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py $(BENCH_ARGS)
 	$(PY) bench/queue_memory.py
 	$(PY) bench/mapping.py
+	$(PY) bench/signing.py
+	$(PY) bench/signed_ingest.py
 
 clean:
 	rm -rf $(VENV) .jghub-demo .pytest_cache .mypy_cache .ruff_cache

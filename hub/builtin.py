@@ -8,7 +8,7 @@ from typing import Any
 from hub import json_adapter
 from hub.plugins import hookimpl
 from hub.specs import AdapterSpec, SourceSpec, TransformFunctionSpec, TransportSpec
-from hub.transports import db_staging, file_batch, http_json, http_pull, soap_xml
+from hub.transports import amqp, db_staging, file_batch, http_json, http_pull, soap_xml, webhook
 from transforms.functions import VALUE_FUNCTIONS
 
 __all__ = ["drop_empty", "identity"]
@@ -31,12 +31,19 @@ def hub_register_adapters() -> list[AdapterSpec]:
 
 @hookimpl
 def hub_register_transports() -> list[TransportSpec]:
-    return [http_json.spec, soap_xml.spec, file_batch.spec, db_staging.spec]
+    return [
+        http_json.spec,
+        soap_xml.spec,
+        file_batch.spec,
+        db_staging.spec,
+        webhook.spec,
+        amqp.spec,
+    ]
 
 
 @hookimpl
 def hub_register_sources() -> list[SourceSpec]:
-    return [http_pull.spec, file_batch.source_spec, db_staging.source_spec]
+    return [http_pull.spec, file_batch.source_spec, db_staging.source_spec, amqp.source_spec]
 
 
 @hookimpl

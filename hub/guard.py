@@ -166,7 +166,10 @@ class Guard:
     def replay_window(self) -> float:
         return self.parts.settings.replay_window if self.parts else 300.0
 
-    async def start(self) -> None:
+    async def start(self, *, record_changes: bool = True) -> None:
+        """Open the security database and build the services. ``record_changes``: compare the
+        systems' configuration and the keys with what the last start saw and audit every
+        difference (``onboarding.changed``, ``key.changed``); once per node, not per process."""
         if self.parts is None:
             return
         from security.audit import AuditLog, verifier_from_keys
@@ -214,6 +217,8 @@ class Guard:
                 ds: self.keyring.cipher(ds, paths)
                 for ds, paths in p.fieldcrypt_settings.datasets.items()
             }
+        if record_changes:
+            await self._record_changes()
         if p.settings.masking:
             from security.masking import MaskRule
             from security.roles import parse_roles
@@ -232,6 +237,39 @@ class Guard:
                 ]
                 for ds, rules in p.settings.masking.items()
             }
+
+    async def _record_changes(self) -> None:
+        """全程留痕 of onboarding: a system added, changed or removed, a key added, rotated,
+        revoked or removed since the last start is appended to the audit log."""
+        import hashlib
+
+        import orjson
+
+        from security.roles import Principal, Role
+
+        hub = Principal(f"hub:{self.config.hub.name}", "hub", frozenset({Role.ADMIN}), via="config")
+        seen: dict[str, str] = {}
+        for name, sc in self.config.loaded_systems.items():
+            doc = sc.model_dump(mode="json", exclude={"source_file"})
+            seen[f"system:{name}"] = hashlib.sha256(
+                orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+            ).hexdigest()
+        if self.keystore is not None:
+            for k in self.keystore.entries():
+                fp = getattr(k.signer, "fingerprint", "?")
+                state = f"{fp}|{k.valid_from}|{k.valid_until}|{k.revoked}|{k.owner}"
+                seen[f"key:{k.key_id}"] = hashlib.sha256(state.encode()).hexdigest()
+        before_raw = await self._db.meta_get("config.digests")
+        before: dict[str, str] = orjson.loads(before_raw) if before_raw else {}
+        for item in sorted(set(before) | set(seen)):
+            old, new = before.get(item), seen.get(item)
+            if old == new:
+                continue
+            kind, _, name = item.partition(":")
+            what = "added" if old is None else ("removed" if new is None else "changed")
+            action = "onboarding.changed" if kind == "system" else "key.changed"
+            await self.record(action, hub, object=f"{kind} {name}", details={"change": what})
+        await self._db.meta_set("config.digests", orjson.dumps(seen).decode())
 
     async def stop(self) -> None:
         if self.audit is not None and self.audit.signer is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from hub.errors import BadRequest, UnsupportedMediaType
+from hub.errors import BadRequest, TooDeep, UnsupportedMediaType
 from hub.specs import AdapterSpec, NoOptions, RawLines
 
 __all__ = ["NDJSON_TYPES", "JsonAdapter", "spec"]
@@ -38,6 +38,8 @@ class JsonAdapter:
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):  # orjson refuses nesting deeper than 255 levels
+                raise TooDeep(f"body is nested too deep to parse: {exc}", field="body") from None
             raise BadRequest(f"body is not valid JSON: {exc}", field="body") from None
         if isinstance(value, list):
             return value

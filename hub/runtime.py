@@ -361,7 +361,7 @@ class Hub:
             await self._validation_pool.start()
         if self.role == "ingest":
             await self.store.open()
-            await self.guard.start()
+            await self.guard.start(record_changes=False)
             self.started = True
             return
         if sqlite_node:

@@ -141,6 +141,10 @@ class SecurityDB(Protocol):
         """The value stored under ``key``, or None (never writes)."""
         ...
 
+    async def meta_set(self, key: str, value: str) -> None:
+        """Set a value (replacing any)."""
+        ...
+
     async def meta_setdefault(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless something is stored; return what is stored."""
         ...
@@ -311,6 +315,9 @@ class SQLiteSecurityDB:
             return None if row is None else str(row[0])
 
         return await self._run(op)
+
+    async def meta_set(self, key: str, value: str) -> None:
+        await self._write(lambda conn: conn.execute(Q["meta_put"], (key, value)))
 
     async def meta_setdefault(self, key: str, value: str) -> str:
         def op(conn: sqlite3.Connection) -> str:

@@ -64,6 +64,9 @@ CREATE INDEX IF NOT EXISTS data_keys_dataset ON data_keys (dataset);
 -- name: meta_get
 SELECT value FROM meta WHERE key = ?;
 
+-- name: meta_put
+INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
 -- name: meta_put_if_absent
 INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING;
 

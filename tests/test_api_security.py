@@ -5,6 +5,7 @@ recording refusals — all over real HTTP on 127.0.0.1 with real keys made at te
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -370,6 +371,21 @@ async def test_mtls_identity_must_match_the_system(tmp_path: Path) -> None:
                 if expect == 401:
                     assert got["code"] == "E_AUTH" and got["field"] == "tls_identity"
                     assert "dept-b" in got["detail"]
+        # an expired client certificate of the right system: refused in the handshake
+        old = issue(
+            "dept-a",
+            pki.intermediate,
+            client=True,
+            not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=400),
+            days=30,
+        )
+        o_crt, o_key = old.write(tls, "old", (pki.intermediate,))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.load_cert_chain(o_crt, o_key)
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.ClientError):
+                async with s.post(url, data=b"{}", ssl=ctx) as r:
+                    await r.read()
         # no client certificate: the handshake itself fails
         ctx = ssl.create_default_context(cafile=str(ca))
         async with aiohttp.ClientSession() as s:
@@ -426,3 +442,29 @@ def test_sign_without_own_key_is_refused_at_start(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"national": {"url": "http://127.0.0.1:9/in", "sign": True}})
     with pytest.raises(ConfigError, match=r"outbound\.sign needs one of the hub.s own keys"):
         Hub(load_config(path))
+
+
+async def test_onboarding_and_key_changes_are_audited_at_start(tmp_path: Path) -> None:
+    path, _ = secure_config(tmp_path)
+    async with Hub(load_config(path)) as hub:
+        first = [(e["action"], e["object"]) async for e in _entries(hub)]
+    assert ("onboarding.changed", "system dept-a") in first
+    assert ("key.changed", "key hub-1") in first
+    # nothing changed: nothing new
+    async with Hub(load_config(path)) as hub:
+        again = [(e["action"], e["object"]) async for e in _entries(hub)]
+    assert again == first
+    # a department's file changes and a key is revoked: both are recorded
+    dept = tmp_path / "systems" / "dept-a.yaml"
+    doc = yaml.safe_load(dept.read_text())
+    doc["title"] = "changed"
+    dept.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    hub_doc = yaml.safe_load(path.read_text())
+    hub_doc["keys"]["peers"]["dept-b"][0]["revoked"] = True
+    path.write_text(yaml.safe_dump(hub_doc, allow_unicode=True))
+    async with Hub(load_config(path)) as hub:
+        entries = [e async for e in _entries(hub)]
+        assert (await hub.guard.audit.verify()).ok
+    new = [(e["action"], e["object"], e["details"]) for e in entries[len(first) :]]
+    assert ("onboarding.changed", "system dept-a", {"change": "changed"}) in new
+    assert ("key.changed", "key dept-b-1", {"change": "changed"}) in new

@@ -359,10 +359,9 @@ def test_unknown_transport_lists_registered(files: Files) -> None:
     files.write(national=NATIONAL_YAML.replace("http_json", "soap"))
     with pytest.raises(PluginError) as info:
         files.build()
-    assert (
-        "unknown transport 'soap' (wanted by system national outbound); registered: "
-        "db_staging, file_batch, http_json" in info.value.message
-    )
+    msg = info.value.message
+    assert "unknown transport 'soap' (wanted by system national outbound); registered: " in msg
+    assert "http_json" in msg.split("registered: ")[1].split(", ")
 
 
 def test_system_file_alone(files: Files) -> None:

@@ -1,0 +1,205 @@
+"""Signed single-record ingest next to unsigned ingest, measured in the same run.
+
+    python bench/signed_ingest.py [--seconds 8] [--conns 32]
+
+Two ``jghub serve`` processes in turn on the embedded SQLite store (durability ``full``, the
+dispatcher off so only ingest is measured): the first takes plain JSON records from ``dept-a``;
+the second requires ``dept-a`` to sign every request (``inbound.signed: true``: RFC 9421 with
+Content-Digest, Ed25519, nonce checked against the hub store). wrk sends the same records to
+both (``bench/wrk_post.lua`` / ``bench/wrk_signed.lua``); the signed requests are signed
+beforehand by this script (each once: a nonce cannot be reused), so the load generator does not
+pay for signing. The ratio signed/unsigned shows what verification costs (aim: under 25%).
+Writes its section of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent))
+
+import orjson  # noqa: E402
+
+from bench.common import Server, free_port, jghub_command, machine_info  # noqa: E402
+
+BEGIN, END = "<!-- signed-ingest:begin -->", "<!-- signed-ingest:end -->"
+KEY_ID = "dept-a-bench"
+
+
+def _config(tmp: Path, port: int, dead_port: int, signed: bool) -> Path:
+    (tmp / "systems").mkdir(parents=True)
+    inbound = "inbound:\n  datasets: [inspection]\n" + ("  signed: true\n" if signed else "")
+    (tmp / "systems" / "dept-a.yaml").write_text(f"name: dept-a\nadapter: json\n{inbound}")
+    (tmp / "systems" / "sink.yaml").write_text(
+        f"name: sink\noutbound:\n  transport: http_json\n  url: http://127.0.0.1:{dead_port}/in\n"
+    )
+    keys = (
+        "keys:\n  peers:\n    dept-a:\n"
+        f"      - {{id: {KEY_ID}, algorithm: ed25519, public_key: dept-a.pub.pem}}\n"
+        if signed
+        else ""
+    )
+    hub = tmp / "hub.yaml"
+    hub.write_text(
+        "hub: {name: bench, node_id: bench}\n"
+        "store: {kind: sqlite, path: data/hub.db, durability: full}\n"
+        f"listen: {{host: 127.0.0.1, port: {port}}}\n"
+        "dispatcher: {enabled: false}\n"
+        "systems: [systems]\n" + keys + "routes:\n  - {name: r, source: dept-a, "
+        "dataset: inspection, targets: [sink]}\n"
+    )
+    return hub
+
+
+def _sign_chunk(args: tuple[bytes, str, int, int]) -> list[str]:
+    pem, url, start, n = args
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from contracts.samples import sample_inspection
+    from security.httpsig import sign_request
+    from security.signing import Ed25519Signer
+
+    key = load_pem_private_key(pem, None)
+    signer = Ed25519Signer(KEY_ID, private_key=key)  # type: ignore[arg-type]
+    out = []
+    for i in range(start, start + n):
+        body = orjson.dumps(sample_inspection(i % 5000))
+        h: dict[str, str] = {}
+        sign_request("POST", url, h, body, signer=signer)
+        out.append(
+            "\t".join((h["Signature-Input"], h["Signature"], h["Content-Digest"], body.decode()))
+        )
+    return out
+
+
+def _wrk(script: str, url: str, args: list[str], conns: int, seconds: int) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "30s", "-s", script, url]
+    out = subprocess.run([*cmd, "--", *args], capture_output=True, text=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return dict(orjson.loads(line[9:]))
+    raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
+
+
+def _run(
+    tmp: Path, signed: bool, seconds: int, conns: int, pool: multiprocessing.pool.Pool
+) -> dict[str, Any]:
+    port, dead = free_port(), free_port()
+    hub = _config(tmp, port, dead, signed)
+    url = f"http://127.0.0.1:{port}/v1/systems/dept-a/records"
+    if signed:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        key = ed25519.Ed25519PrivateKey.generate()
+        (tmp / "dept-a.pub.pem").write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        total = 6000 * seconds  # more than a run can send
+        chunks = pool.map(_sign_chunk, [(pem, url, i, 2000) for i in range(0, total, 2000)])
+        tsv = tmp / "signed.tsv"
+        tsv.write_text("\n".join(line for c in chunks for line in c) + "\n")
+        script, args = str(BENCH_DIR / "wrk_signed.lua"), [str(tsv), "application/json"]
+    else:
+        from contracts.samples import sample_inspection
+
+        bodies = tmp / "bodies"
+        bodies.mkdir()
+        for i in range(5000):
+            (bodies / str(i)).write_bytes(orjson.dumps(sample_inspection(i)))
+        script = str(BENCH_DIR / "wrk_post.lua")
+        args = [str(bodies), "5000", "application/json"]
+    server = Server(
+        "signed" if signed else "unsigned",
+        [*jghub_command(), "serve", "-c", str(hub)],
+        port,
+        tmp,
+        tmp / "serve.log",
+    )
+    server.start()
+    try:
+        res = _wrk(script, url, args, conns, seconds)
+    finally:
+        server.stop()
+    ok = int(res["statuses"].get("202", 0))
+    res["ok_per_s"] = ok / float(res["duration_s"])
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--conns", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
+    p.add_argument("--doc", type=Path, default=BENCH_DIR.parent / "docs" / "PERFORMANCE.md")
+    a = p.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    best: dict[bool, dict[str, Any]] = {}
+    with multiprocessing.Pool(2) as pool:
+        for r in range(a.rounds):
+            for signed in (False, True):
+                with tempfile.TemporaryDirectory(prefix="jghub-bench-") as d:
+                    res = _run(Path(d), signed, a.seconds, a.conns, pool)
+                print(
+                    f"round {r + 1} {'signed  ' if signed else 'unsigned'}: "
+                    f"{res['ok_per_s']:,.0f} accepted/s, statuses {res['statuses']}, "
+                    f"p99 {res['latency_ms']['p99']:.1f} ms",
+                    flush=True,
+                )
+                if signed not in best or res["ok_per_s"] > best[signed]["ok_per_s"]:
+                    best[signed] = res
+    plain, signed_ = best[False], best[True]
+    ratio = signed_["ok_per_s"] / plain["ok_per_s"]
+    info = machine_info()
+    table = (
+        f"Generated by `python bench/signed_ingest.py` on "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {info.get('cpu', '?')}, "
+        f"{os.cpu_count()} cores; wrk 1 thread, {a.conns} connections, {a.seconds} s per run, "
+        f"best of {a.rounds} alternating rounds; one hub process, SQLite durability full.\n\n"
+        "| ingest, one record per request | accepted/s | p50 ms | p99 ms | ratio |\n"
+        "|---|---:|---:|---:|---|\n"
+        f"| unsigned (bearer-less, baseline) | {plain['ok_per_s']:,.0f} | "
+        f"{plain['latency_ms']['p50']:.1f} | {plain['latency_ms']['p99']:.1f} | 1.00x |\n"
+        f"| signed: RFC 9421 Ed25519 + Content-Digest + nonce | {signed_['ok_per_s']:,.0f} | "
+        f"{signed_['latency_ms']['p50']:.1f} | {signed_['latency_ms']['p99']:.1f} | "
+        f"{ratio:.2f}x (verification costs {100 * (1 - ratio):.0f}% of throughput; "
+        f"aim < 25%: {'met' if ratio >= 0.75 else 'NOT met'}) |\n"
+    )
+    print("\n" + table)
+    text = a.doc.read_text(encoding="utf-8") if a.doc.exists() else "# Performance\n"
+    block = f"{BEGIN}\n{table}{END}"
+    if BEGIN in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = (
+            text.rstrip("\n")
+            + "\n\n## Signed ingest: what verifying a signature costs\n\n"
+            + block
+            + "\n"
+        )
+    a.doc.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
