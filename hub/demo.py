@@ -62,7 +62,20 @@ from hub.runtime import Hub
 from hub.traceview import render_trace, trace_to_dict
 from hub.transports.soap_xml import build_envelope
 
-__all__ = ["EXAMPLES", "run_demo"]
+__all__ = [
+    "EXAMPLES",
+    "WJW_COLUMNS",
+    "YJJ_COLUMNS",
+    "run_demo",
+    "scjg_record",
+    "tzxm_record",
+    "wjw_row",
+    "yjj_csv",
+    "yjj_manifest",
+    "yjj_row",
+    "zjj_envelope",
+    "zjj_record",
+]
 
 #: the example configuration the demo runs (``JGHUB_EXAMPLES`` points elsewhere)
 EXAMPLES = Path(
