@@ -48,9 +48,15 @@ def check_file(path: Path, hub_config: Path | None = None) -> list[str]:
 
             load_dataset_file(path)
             return []
+        from hub.governance import build_outbound_mappings, build_pipelines
         from hub.runtime import resolve_system_plugins
 
-        resolve_system_plugins(load_system_file(path), registry_for(hub_config))
+        sc = load_system_file(path)
+        registry = registry_for(hub_config)
+        resolve_system_plugins(sc, registry)
+        # compile its mappings and governance too, so a typo in a rule fails here
+        build_pipelines(sc, registry)
+        build_outbound_mappings(sc, registry)
         return []
     except HubError as err:
         msg = err.message

@@ -397,6 +397,41 @@ class FileBatchSource:
             return "failed"
         return "done" if await self._commit(ctx, batch, manifest_name) else "failed"
 
+    def decode_file(self, path: Path) -> list[Any]:
+        """The records of one batch file, decoded exactly as :meth:`take` would decode them
+        (``jghub check --samples``). With ``<file>.manifest.json`` next to it the manifest is
+        read and checked too (name, SHA-256, record count, its encoding and format); without
+        one the options and the file's extension decide. A manifest given on its own decodes
+        to no records: it is read with its data file."""
+        if path.name.endswith(MANIFEST_SUFFIX):
+            return []
+        base = check_file_name(path.name)
+        raw = self._read_regular(path, self.options.max_file_bytes, "file")
+        digest = hashlib.sha256(raw).hexdigest()
+        manifest_path = path.with_name(base + MANIFEST_SUFFIX)
+        if os.path.lexists(manifest_path):
+            reader = FileBatchSource(
+                self.system, self.options.model_copy(update={"directory": path.parent})
+            )
+            manifest = reader._read_manifest(manifest_path.name, base)
+            if digest != manifest.sha256.lower():
+                raise ManifestError(
+                    f"{base}: SHA-256 is {digest}, the manifest says {manifest.sha256.lower()}",
+                    field="sha256",
+                )
+            return reader._parse(raw, base, digest, manifest).records
+        if not raw:
+            raise EmptyFileError(f"{base} is empty (0 bytes)", field="file")
+        fmt = self.options.format or _EXTENSIONS.get(path.suffix.lower())
+        if fmt is None:
+            raise FileFormatError(
+                f"{base}: cannot tell the format from the name; name it .csv, .jsonl or .xml",
+                field="format",
+            )
+        return parse_batch(
+            raw, name=base, fmt=fmt, encoding=self.options.encoding, options=self.options
+        )
+
     # -- reading
 
     def _read_manifest(self, manifest_name: str, base: str) -> Manifest:
