@@ -26,7 +26,7 @@ import io
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,6 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.errors import (
-    ConfigError,
     EmptyFileError,
     EncodingError,
     FileFormatError,
@@ -56,6 +55,7 @@ from hub.specs import (
     SourceSpec,
     TransportSpec,
 )
+from hub.transports import SignsWithHubKey
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -750,7 +750,7 @@ def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
 # --------------------------------------------------------------------------- outbound
 
 
-class FileBatchTransport:
+class FileBatchTransport(SignsWithHubKey):
     """Writes each batch of deliveries as one file + manifest in ``directory``.
 
     Every record carries ``_message_id`` (the stable id the department de-duplicates on) and
@@ -763,18 +763,6 @@ class FileBatchTransport:
         self.target = target
         self.options = options
         self.max_batch = options.batch_size
-        self._signer: Callable[[], Signer] | None = None
-
-    def set_signer(self, current: Callable[[], Signer] | None) -> None:
-        """Called by the hub: with ``sign: true`` every manifest carries a detached signature
-        of its file by the hub's key that signs now."""
-        if self.options.sign and current is None:
-            raise ConfigError(
-                f"target {self.target}: outbound.sign needs one of the hub's own keys "
-                "(keys.own in the hub file)",
-                field="outbound.sign",
-            )
-        self._signer = current if self.options.sign else None
 
     async def start(self) -> None:
         await asyncio.to_thread(self.options.directory.mkdir, parents=True, exist_ok=True)
