@@ -116,9 +116,7 @@ METRICS: tuple[MetricDoc, ...] = (
         ("target", "state"),
         "1 for the breaker's current state (closed, open, half-open), else 0",
     ),
-    MetricDoc(
-        "jghub_circuit_opened_total", "counter", ("target",), "times the circuit opened"
-    ),
+    MetricDoc("jghub_circuit_opened_total", "counter", ("target",), "times the circuit opened"),
     MetricDoc(
         "jghub_target_health",
         "gauge",
@@ -361,5 +359,3 @@ def days_until(when: dt.datetime | float) -> float:
     """Days from now until ``when`` (negative once past)."""
     ts = when.timestamp() if isinstance(when, dt.datetime) else float(when)
     return (ts - time.time()) / 86400.0
-
-

@@ -40,7 +40,10 @@ def load_settings(hub: Any) -> MonitoringSettings:
     cfg = hub.config
     file = cfg.source_file or cfg.base_dir / "hub.yaml"
     data = cfg.monitoring or {}
-    return validate_section(MonitoringSettings, dict(data), file, None, ("monitoring",))
+    got: MonitoringSettings = validate_section(
+        MonitoringSettings, dict(data), file, None, ("monitoring",)
+    )
+    return got
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -429,5 +432,3 @@ def _counter_by(counter: Any) -> dict[tuple[str, ...], float]:
             if s.name.endswith("_total"):
                 out[tuple(s.labels.values())] = float(s.value)
     return out
-
-

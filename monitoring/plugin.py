@@ -9,6 +9,7 @@ writable. Targets that real traffic showed within the probe interval are not pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,8 @@ async def probe_endpoint(what: tuple[Any, ...], timeout: float) -> tuple[str, st
     except (OSError, TimeoutError) as exc:
         return "down", f"{host}:{port} unreachable: {type(exc).__name__}: {exc}"[:200]
     writer.close()
-    try:
+    with contextlib.suppress(OSError, TimeoutError):
         await asyncio.wait_for(writer.wait_closed(), timeout)
-    except (OSError, TimeoutError):
-        pass
     return "up", f"{host}:{port} accepts connections"
 
 
@@ -89,7 +88,7 @@ async def hub_adapter_health(hub: Any, fresh: frozenset[str]) -> list[AdapterHea
         what = endpoint_of(dict(t.config.outbound or {}))
         if what is None:
             continue
-        if what[0] == "dir" and not what[1].is_absolute():
+        if what[0] == "dir" and not Path(what[1]).is_absolute():
             what = ("dir", hub.config.base_dir / what[1])
         names.append(name)
         jobs.append(probe_endpoint(what, timeout))
