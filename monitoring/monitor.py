@@ -278,9 +278,9 @@ class Monitor:
         problems: list[str] = []
         out: dict[str, Any] = {"problems": problems}
         store = self.hub.store
-        path = getattr(store, "path", None)
-        if isinstance(path, Path) and not path.exists():
-            problems.append(f"store file {path} is missing (volume unmounted or file moved)")
+        missing = self._store_file_problem()
+        if missing:
+            problems.append(missing)
         schema = getattr(store, "schema_version", None)
         if schema is not None:
             try:
@@ -320,12 +320,13 @@ class Monitor:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def refresh(self) -> Snapshot:
-        """Read queue depths from the store (at most once per 0.5 s)."""
+        """Read queue depths from the store (two queries on partial indexes)."""
         now = self.hub.clock()
-        if now - self.snapshot.at < 0.5 and self.snapshot.at:
-            return self.snapshot
         snap = Snapshot(at=now)
         problems = list(self.hub.store.problems())
+        missing = self._store_file_problem()
+        if missing:
+            problems.append(missing)
         try:
             stats = getattr(self.hub.store, "queue_stats", None)
             if stats is not None:
@@ -338,6 +339,13 @@ class Monitor:
             self.health.queue_age[name] = q.oldest_due_age(now)
         self.snapshot = snap
         return snap
+
+    def _store_file_problem(self) -> str | None:
+        """A file store whose file vanished writes into a ghost: the data is gone on restart."""
+        path = getattr(self.hub.store, "path", None)
+        if isinstance(path, Path) and not path.exists():
+            return f"store file {path} is missing (volume unmounted or file moved)"
+        return None
 
     async def probe(self) -> None:
         """Ask every plugin for adapter health (targets with fresh traffic are skipped)."""
