@@ -384,12 +384,12 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         authorize(principal, "monitoring.read")
     except (AuthError, ForbiddenError) as err:
         await hub.guard.record(
-            "dashboard.login", None, outcome="denied", details={"code": err.code}
+            "login", None, outcome="denied", details={"code": err.code}
         )
         resp = await login_page(request, f"{err.code}: {err.message}")
         resp.set_status(401 if isinstance(err, AuthError) else 403)
         return resp
-    await hub.guard.record("dashboard.login", principal)
+    await hub.guard.record("login", principal, details={"via": "dashboard"})
     resp = web.HTTPSeeOther(nxt)
     resp.set_cookie(
         TOKEN_COOKIE,
