@@ -383,9 +383,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         principal = await hub.guard.principal(f"Bearer {token}")
         authorize(principal, "monitoring.read")
     except (AuthError, ForbiddenError) as err:
-        await hub.guard.record(
-            "login", None, outcome="denied", details={"code": err.code}
-        )
+        await hub.guard.record("login", None, outcome="denied", details={"code": err.code})
         resp = await login_page(request, f"{err.code}: {err.message}")
         resp.set_status(401 if isinstance(err, AuthError) else 403)
         return resp

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from contracts.samples import sample_inspection
-from hub.api import HUB_KEY, create_app
+from hub.api import create_app
 from hub.events import AdapterHealth
 from hub.logs import configure_logging
 from hub.peers.sink import Sink, SinkBehaviour
