@@ -17,6 +17,7 @@ from hub.store.base import (
     RouteStats,
     Store,
     SubjectLink,
+    TargetQueue,
     TargetRef,
     TraceEvent,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "RouteStats",
     "Store",
     "SubjectLink",
+    "TargetQueue",
     "TargetRef",
     "TraceEvent",
     "make_store",
