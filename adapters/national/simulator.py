@@ -307,10 +307,10 @@ class NationalSimulator:
                     request, {"code": "GJ4001", "message": f"必填项缺失: {name}", "field": name}, 422
                 )
         code, version, base = str(doc["sxbm"]), doc["bbh"], doc["jbbbh"]
-        if type(version) is not int or type(base) is not int or version != base + 1:
+        if type(version) is not int or type(base) is not int or version <= base:
             return self._answer(
                 request,
-                {"code": "GJ4002", "message": "bbh 必须等于 jbbbh + 1", "field": "bbh"},
+                {"code": "GJ4002", "message": "bbh 必须大于 jbbbh", "field": "bbh"},
                 422,
             )
         if doc["bglx"] not in ("1", "2", "3"):
