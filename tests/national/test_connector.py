@@ -223,3 +223,39 @@ async def test_unsigned_requests_are_refused_by_the_simulator(
     async with aiohttp.ClientSession() as s, s.get(sim.base_url + "/catalog/items") as r:
         assert r.status == 401 and (await r.json())["code"] == "GJ4010"
     assert sim.refused == ["E_SIGNATURE"]
+
+
+async def test_cli_reconcile_and_resync(
+    tmp_path: Path, sim: NationalSimulator, sinks: dict[str, Sink]
+) -> None:
+    """``jghub national reconcile --date``: differences left → exit 1 with E_RECONCILE; with
+    re-sending → exit 0 and clean. ``resync`` rebuilds a catalog item the nation lost."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    path = setup(tmp_path, sim, sinks)
+    sim.behaviour.lose_next = 2
+    async with Hub(load_config(path)) as hub:
+        await hub.ingest_records(
+            "dept-a", [sample_inspection(i) for i in range(6)], dataset="inspection"
+        )
+        await hub.ingest_records("catalog-admin", [sample_catalog_item(0, 1)])
+        await wait_until(lambda: _delivered(hub, 7), what="7 delivered")
+    del sim.catalog[CODE]  # the nation lost its view of the item
+    day = sample_inspection(0)["inspection_time"][:10]
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(app, ["national", *args, "--config", str(path)])
+
+    got = await asyncio.to_thread(cli, "reconcile", "--date", day, "--no-resend")
+    assert got.exit_code == 1 and "E_RECONCILE" in got.output
+    got = await asyncio.to_thread(cli, "reconcile", "--date", day)
+    assert got.exit_code == 0, got.output
+    assert len(sim.behaviour_records["jcxw"]) == 6
+    got = await asyncio.to_thread(cli, "resync")
+    assert got.exit_code == 0 and '"replaced":1' in got.output
+    assert sim.catalog[CODE]["version"] == 1
