@@ -28,9 +28,7 @@ class CoordinationRecord(BaseModel):  # 协同监管过程和结果
     region_code: RegionCode = Field(description="行政区划代码")
     department: str = Field(description="报送部门", min_length=1, max_length=200)
     department_code: USCC = Field(description="报送部门统一社会信用代码")
-    partner_departments: list[str] = Field(
-        description="协同部门", min_length=1, max_length=50
-    )
+    partner_departments: list[str] = Field(description="协同部门", min_length=1, max_length=50)
     action: str = Field(description="环节内容 (发起/响应/办理 …)", min_length=1, max_length=2000)
     occurred_at: ChinaDatetime = Field(description="发生时间")
     result: str | None = Field(None, description="协同结果", max_length=4000)

@@ -16,9 +16,9 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
+from adapters.national import cli as national_cli
 from hub import __version__
 from hub.config import HubConfig, load_config
-from adapters.national import cli as national_cli
 from hub.errors import HubError, NotFound
 from hub.store import Store, make_store
 from hub.traceview import format_ts

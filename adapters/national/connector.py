@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from adapters.national.errors import ReconcileError
 from adapters.national.simulator import day_digest
 from adapters.national.transport import NationalTransport
-from adapters.national.errors import ReconcileError
 from hub.errors import StateError
 
 if TYPE_CHECKING:
@@ -199,7 +199,9 @@ class NationalConnector:
         assert ledger is not None, "connector not attached"
         res, doc = await self.transport.request("GET", "/reconcile", query={"date": day})
         if not res.ok or not isinstance(doc, dict):
-            raise StateError(f"reconciliation query failed: {res.status} {res.detail}", field="date")
+            raise StateError(
+                f"reconciliation query failed: {res.status} {res.detail}", field="date"
+            )
         theirs_all = doc.get("datasets", {})
         out: list[DatasetReconciliation] = []
         for route in self.transport.options.datasets.values():
@@ -227,9 +229,7 @@ class NationalConnector:
                 rec.extra = sorted(set(held) - set(ours))
                 if resend and rec.missing:
                     rec.resent = await self._resend(route.path, [ours[k] for k in rec.missing])
-                    again, doc2 = await self.transport.request(
-                        "GET", "/reconcile", query={"date": day}
-                    )
+                    _, doc2 = await self.transport.request("GET", "/reconcile", query={"date": day})
                     now = (doc2 or {}).get("datasets", {}).get(route.path, {})
                     rec.clean_after = (
                         now.get("count") == rec.ours_count and now.get("digest") == rec.ours_digest

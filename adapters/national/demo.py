@@ -214,9 +214,7 @@ def write_national_setup(
         {
             "name": "dept-a",
             "title": "上城区市场监管局",
-            "inbound": {
-                "datasets": ["inspection", "penalty", "coordination", "national_feedback"]
-            },
+            "inbound": {"datasets": ["inspection", "penalty", "coordination", "national_feedback"]},
             "outbound": {"transport": "http_json", "url": dept_urls["dept-a"]},
             "retry": {"max_attempts": 5, "base_delay": 0.01, "max_delay": 0.05},
         },

@@ -56,8 +56,8 @@ __all__ = [
     "ISSUED_KINDS",
     "NationalBehaviour",
     "NationalSimulator",
-    "record_digest",
     "day_digest",
+    "record_digest",
 ]
 
 #: Required fields of a national catalog update.
@@ -304,7 +304,9 @@ class NationalSimulator:
         for name in CATALOG_REQUIRED:
             if doc.get(name) in (None, "", []):
                 return self._answer(
-                    request, {"code": "GJ4001", "message": f"必填项缺失: {name}", "field": name}, 422
+                    request,
+                    {"code": "GJ4001", "message": f"必填项缺失: {name}", "field": name},
+                    422,
                 )
         code, version, base = str(doc["sxbm"]), doc["bbh"], doc["jbbbh"]
         if type(version) is not int or type(base) is not int or version <= base:
@@ -409,7 +411,7 @@ class NationalSimulator:
             if not isinstance(records, list):
                 raise TypeError
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return self._error(400, "GJ4000", "请求体须为 {\"records\": [...]}")
+            return self._error(400, "GJ4000", '请求体须为 {"records": [...]}')
         if len(records) > self.behaviour.max_batch:
             return self._error(
                 413, "GJ4130", f"单批最多 {self.behaviour.max_batch} 条", field="records"
@@ -536,7 +538,9 @@ class NationalSimulator:
         for name in ("fkdw", "cljg", "clzt", "fksj"):
             if not isinstance(doc, dict) or doc.get(name) in (None, ""):
                 return self._answer(
-                    request, {"code": "GJ4001", "message": f"必填项缺失: {name}", "field": name}, 422
+                    request,
+                    {"code": "GJ4001", "message": f"必填项缺失: {name}", "field": name},
+                    422,
                 )
         self.feedback.setdefault(ref, []).append(doc)
         return self._answer(request, {"code": "0", "hzbh": self._receipt()})

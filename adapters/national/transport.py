@@ -189,7 +189,9 @@ class NationalTransport:
             ), None
         except aiohttp.ClientError as exc:
             ms = (time.perf_counter() - t0) * 1000
-            return SendResult(False, None, False, f"{type(exc).__name__}: {exc}"[:300], latency_ms=ms), None
+            return SendResult(
+                False, None, False, f"{type(exc).__name__}: {exc}"[:300], latency_ms=ms
+            ), None
 
     # ------------------------------------------------------------------ sending
 

@@ -39,9 +39,7 @@ async def sinks() -> AsyncIterator[dict[str, Sink]]:
         await s.stop()
 
 
-def setup(
-    tmp: Path, sim: NationalSimulator, sinks: dict[str, Sink], **national: Any
-) -> Path:
+def setup(tmp: Path, sim: NationalSimulator, sinks: dict[str, Sink], **national: Any) -> Path:
     from adapters.national.demo import write_national_setup
 
     path, hub_key, nation_key = write_national_setup(
