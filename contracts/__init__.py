@@ -16,8 +16,17 @@ from contracts.codes import (
     InspectionResult,
     SupervisionLevel,
 )
+from contracts.coordination import CoordinationRecord
 from contracts.inspection import InspectionRecord, Inspector
-from contracts.samples import make_id_card, make_uscc, sample_catalog_item, sample_inspection
+from contracts.penalty import PenaltyRecord
+from contracts.samples import (
+    make_id_card,
+    make_uscc,
+    sample_catalog_item,
+    sample_coordination,
+    sample_inspection,
+    sample_penalty,
+)
 from contracts.validators import (
     USCC,
     ChinaDatetime,
@@ -43,6 +52,7 @@ __all__ = [
     "ChangeType",
     "ChinaDatetime",
     "CodeTable",
+    "CoordinationRecord",
     "CounterpartNature",
     "IdCardNumber",
     "InspectionCategory",
@@ -50,6 +60,7 @@ __all__ = [
     "InspectionRecord",
     "InspectionResult",
     "Inspector",
+    "PenaltyRecord",
     "RegionCode",
     "SupervisionLevel",
     "id_card_check_char",
@@ -64,7 +75,9 @@ __all__ = [
     "org_code_check_char",
     "region_level",
     "sample_catalog_item",
+    "sample_coordination",
     "sample_inspection",
+    "sample_penalty",
     "uscc_check_char",
     "uscc_error",
 ]

@@ -21,7 +21,14 @@ from contracts.validators import (
     uscc_check_char,
 )
 
-__all__ = ["make_id_card", "make_uscc", "sample_catalog_item", "sample_inspection"]
+__all__ = [
+    "make_id_card",
+    "make_uscc",
+    "sample_catalog_item",
+    "sample_coordination",
+    "sample_inspection",
+    "sample_penalty",
+]
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 _GIVEN = ("伟", "芳", "娜", "敏", "静", "磊", "强", "洋", "艳", "军", "杰", "涛")
@@ -160,3 +167,59 @@ def sample_catalog_item(i: int, version: int = 1) -> dict[str, Any]:
         "supervision_result": "检查结果依法公示；发现违法行为的依法处理",
         "supervision_levels": ["2", "3", "4"] if i % 2 else ["2"],
     }
+
+
+def sample_penalty(i: int, region: str = "330102") -> dict[str, Any]:
+    """A valid canonical ``penalty`` record (see :class:`contracts.penalty.PenaltyRecord`)
+    built deterministically from ``i``."""
+    if i < 0:
+        raise ValueError("i must be >= 0")
+    authority = make_uscc("11", region, 2 * (1000 + i % 7))
+    item = i % len(_CATALOG)
+    decided = date(2024, 3, 1) + timedelta(days=i % 200)
+    return {
+        "decision_no": f"{region}市监罚〔2024〕{i + 1}号",
+        "catalog_code": _catalog_code(item),
+        "region_code": region,
+        "counterpart_name": f"样例{_TRADES[i % len(_TRADES)]}有限公司{i}",
+        "counterpart_category": "1",
+        "counterpart_code": make_uscc("91", region, i),
+        "violation_type": "未按规定履行义务",
+        "violation_facts": f"经查，当事人存在违法行为（样例{i}）",
+        "legal_basis": "《中华人民共和国食品安全法》第一百二十六条",
+        "penalty_category": "警告;罚款",
+        "penalty_content": f"警告，并处罚款{(i % 50 + 1) * 1000}元",
+        "fine_amount": str((i % 50 + 1) / 10),
+        "decision_date": decided.isoformat(),
+        "valid_until": (decided + timedelta(days=365)).isoformat(),
+        "authority": f"{_CATALOG[item][2]}（{region}）",
+        "authority_code": authority,
+        "data_source": f"{_CATALOG[item][2]}（{region}）",
+        "data_source_code": authority,
+    }
+
+
+def sample_coordination(i: int, region: str = "330102") -> dict[str, Any]:
+    """A valid canonical ``coordination`` record (协同监管): even ``i`` a process step, odd
+    ``i`` the result of the same task."""
+    if i < 0:
+        raise ValueError("i must be >= 0")
+    task = i // 2
+    item = task % len(_CATALOG)
+    result = i % 2 == 1
+    record: dict[str, Any] = {
+        "task_no": f"XT{region}2024{task:06d}",
+        "step_no": 1 + i % 2,
+        "stage": "result" if result else "process",
+        "title": f"跨部门联合检查：{_CATALOG[item][0]}",
+        "catalog_code": _catalog_code(item),
+        "region_code": region,
+        "department": f"{_CATALOG[item][2]}（{region}）",
+        "department_code": make_uscc("11", region, 2 * (1000 + task % 7)),
+        "partner_departments": ["应急管理局", "消防救援支队"],
+        "action": "办结" if result else "发起协同",
+        "occurred_at": (_INSPECTION_BASE + timedelta(hours=i)).isoformat(),
+    }
+    if result:
+        record["result"] = "联合检查完成，责令整改并复查合格"
+    return record

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
+from adapters.national import cli as national_cli
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import HubError, NotFound
@@ -41,6 +42,7 @@ dlq_app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(keys_cli.app, name="keys")
 mount_security_cli(app)  # jghub tokens …, jghub audit …
+app.add_typer(national_cli.app, name="national")  # jghub national reconcile|resync|pull
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="hub config file", envvar="JGHUB_CONFIG")

@@ -64,6 +64,9 @@ ERROR_CODES: dict[str, str] = {
     "E_SOAP": "the body is not a SOAP envelope of the expected version (the part is named)",
     "E_SOAP_ACTION": "the SOAPAction / action or the Body element names another operation",
     "E_SOURCE": "an inbound source cannot read from its system (status, answer or path named)",
+    "E_NATIONAL_REJECT": "the national system refused a record (its national code and field named)",
+    "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
+    "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
 }
 
 

@@ -305,14 +305,14 @@ def test_route_name_used_twice(files: Files) -> None:
 
 def test_route_with_unregistered_dataset_fails_at_build(files: Files) -> None:
     files.write(
-        hub=HUB_YAML.replace("dataset: inspection", "dataset: penalty"),
-        dept_a=DEPT_A_YAML.replace("[inspection]", "[inspection, penalty]"),
+        hub=HUB_YAML.replace("dataset: inspection", "dataset: licence_x"),
+        dept_a=DEPT_A_YAML.replace("[inspection]", "[inspection, licence_x]"),
     )
     with pytest.raises(PluginError) as info:
         files.build()
     assert info.value.code == "E_PLUGIN"
-    assert "unknown dataset 'penalty' (wanted by system dept-a inbound)" in info.value.message
-    assert "registered: catalog_item, inspection" in info.value.message
+    assert "unknown dataset 'licence_x' (wanted by system dept-a inbound)" in info.value.message
+    assert "registered: catalog_item, coordination, inspection" in info.value.message
 
 
 # --------------------------------------------------------------------------- plugin options

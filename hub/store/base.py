@@ -404,6 +404,17 @@ class Store(Protocol):
         """Messages linked to a subject, newest first."""
         ...
 
+    async def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take or renew the named lease (a lock shared by every node on this store) for
+        ``ttl_seconds``: True when ``owner`` now holds it (it was free, expired or already
+        ``owner``'s), False when another owner holds an unexpired lease. Scheduled jobs take one
+        so that no two nodes run the same job at once."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give the lease up if ``owner`` holds it; True when it did."""
+        ...
+
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         """Remember a signed request's nonce until ``expires_at``; False when it is already
         remembered and not yet expired (a replay). Expired nonces are pruned as it goes.

@@ -69,6 +69,7 @@ class MemoryStore:
         self._state: dict[tuple[str, str], str] = {}
         self._quarantine: list[QuarantinedRecord] = []
         self._nonces: dict[tuple[str, str], float] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
         self._digests: dict[str, bytes] = {}
 
     async def open(self) -> None:
@@ -406,6 +407,21 @@ class MemoryStore:
             if m.subject == subject
         ]
         return links[::-1][:limit]
+
+    async def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        now = self.clock()
+        held = self._leases.get(name)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._leases[name] = (owner, now + ttl_seconds)
+        return True
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        held = self._leases.get(name)
+        if held is None or held[0] != owner:
+            return False
+        del self._leases[name]
+        return True
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()

@@ -719,6 +719,16 @@ class SQLiteStore:
             for r in rows
         ]
 
+    async def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        now = self.clock()
+        row = (name, owner, now + ttl_seconds, now)
+        return await self._write(lambda c: bool(c.execute(Q["acquire_lease"], row).rowcount))
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        return await self._write(
+            lambda c: bool(c.execute(Q["release_lease"], (name, owner)).rowcount)
+        )
+
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()
         self._nonce_writes += 1

@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (key_id, nonce)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
+-- Named leases (locks) shared by the nodes of one store: a scheduled job runs on one node.
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT NOT NULL PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 PRAGMA user_version = 2;
 
 -- name: migrate_1_2
@@ -108,6 +114,14 @@ ALTER TABLE messages ADD COLUMN digest BLOB;
 INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
  WHERE nonces.expires_at <= ?;
+
+-- name: acquire_lease
+INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE leases.owner = excluded.owner OR leases.expires_at <= ?;
+
+-- name: release_lease
+DELETE FROM leases WHERE name = ? AND owner = ?;
 
 -- name: prune_nonces
 DELETE FROM nonces WHERE expires_at <= ?;

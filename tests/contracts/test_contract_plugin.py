@@ -10,7 +10,9 @@ from hub.plugins import build_plugin_manager, load_registry
 
 def test_hook_returns_both_dataset_specs() -> None:
     specs = {spec.name: spec for spec in contracts.plugin.hub_register_datasets()}
-    assert set(specs) == {"inspection", "catalog_item"}
+    assert set(specs) == {"inspection", "catalog_item", "penalty", "coordination"}
+    assert specs["penalty"].key_field == "decision_no"
+    assert specs["coordination"].partition_field == "task_no"
     inspection, catalog = specs["inspection"], specs["catalog_item"]
     assert inspection.model is InspectionRecord
     assert inspection.key_field == "inspection_no"

@@ -405,3 +405,21 @@ def test_sqlite_store_used_from_two_event_loops(tmp_path: Path) -> None:
         await s.close()
 
     asyncio.run(last())
+
+
+async def test_lease_is_held_by_one_owner_until_it_expires_or_is_released(
+    store: Store, clock: Clock
+) -> None:
+    """A named lease (the lock a scheduled job takes): one owner at a time, renewable by its
+    owner, free again once it expires or is released."""
+    assert await store.acquire_lease("national:pull", "node-a", 30)
+    assert not await store.acquire_lease("national:pull", "node-b", 30)
+    assert await store.acquire_lease("national:reconcile", "node-b", 30)  # another name
+    assert await store.acquire_lease("national:pull", "node-a", 30)  # renewed by its owner
+    clock.advance(29)
+    assert not await store.acquire_lease("national:pull", "node-b", 30)
+    clock.advance(2)  # the renewal ran out: a dead node's lease returns
+    assert await store.acquire_lease("national:pull", "node-b", 30)
+    assert not await store.release_lease("national:pull", "node-a")  # not a's any more
+    assert await store.release_lease("national:pull", "node-b")
+    assert await store.acquire_lease("national:pull", "node-a", 30)
