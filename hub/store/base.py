@@ -405,8 +405,14 @@ class JobLeases(Protocol):
 class Prunable(Protocol):
     """A store whose finished messages are pruned by the retention policy."""
 
-    async def prune(self, before: float, limit: int) -> list[dict[str, Any]]:
+    async def prune(
+        self,
+        before: float,
+        limit: int,
+        archive: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Delete up to ``limit`` messages accepted before ``before`` whose deliveries are all
         finished (delivered or discarded), with their deliveries and trace events; dead letters
-        and pending work are kept. Returns a summary of each pruned message (for the archive)."""
+        and pending work are kept. ``archive`` gets a summary of each pruned message before the
+        delete commits (if it raises, nothing is deleted). Returns the summaries."""
         ...

@@ -96,7 +96,11 @@ def _options(schema: str) -> str:
 
 
 async def migrate(
-    dsn: str, schema: str = "public", *, timeout: float = 10.0, clock: Callable[[], float] = time.time
+    dsn: str,
+    schema: str = "public",
+    *,
+    timeout: float = 10.0,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[int, int]:
     """Bring the store's schema up to :data:`SCHEMA_VERSION` (``jghub migrate``).
 
@@ -183,6 +187,8 @@ class PostgresStore:
         self.max_group = max_group
         self.clock = clock
         self.channel = f"jghub_work_{self.schema}"[:63]
+        #: how this store's connections show in ``pg_stat_activity``
+        self.application_name = f"jghub-{self.schema}"[:63]
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._pending: list[tuple[Sequence[NewMessage], asyncio.Future[list[EnqueueResult]]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -216,7 +222,11 @@ class PostgresStore:
             self.dsn,
             min_size=min(2, self.pool_size),
             max_size=self.pool_size,
-            kwargs={"autocommit": True, "options": _options(self.schema)},
+            kwargs={
+                "autocommit": True,
+                "options": _options(self.schema),
+                "application_name": self.application_name,
+            },
             timeout=self.timeout,
             reconnect_timeout=0,  # keep trying while the database is down (never give up)
             open=False,
@@ -261,7 +271,10 @@ class PostgresStore:
             conn: _Conn | None = None
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
+                    self.dsn,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self.timeout)),
+                    application_name=self.application_name,
                 )
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                 self._listening = True
@@ -347,7 +360,9 @@ class PostgresStore:
         while self._pending:
             batch: list[tuple[Sequence[NewMessage], asyncio.Future[list[EnqueueResult]]]] = []
             size = 0
-            while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_group):
+            while self._pending and (
+                not batch or size + len(self._pending[0][0]) <= self.max_group
+            ):
                 item = self._pending.pop(0)
                 if item[1].done():  # its caller went away before we started
                     continue
@@ -831,7 +846,12 @@ class PostgresStore:
 
         await self._run(fn)
 
-    async def prune(self, before: float, limit: int) -> list[dict[str, Any]]:
+    async def prune(
+        self,
+        before: float,
+        limit: int,
+        archive: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Retention (see :class:`~hub.store.base.Prunable`)."""
 
         async def fn(conn: _Conn) -> list[dict[str, Any]]:
@@ -853,6 +873,8 @@ class PostgresStore:
                 }
                 for r in await cur.fetchall()
             ]
+            if archive is not None:
+                archive(summary)  # before the delete commits: a crash repeats, never loses
             await conn.execute(Q["prune_messages"], (seqs,))
             return summary
 
