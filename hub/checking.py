@@ -48,9 +48,15 @@ def check_file(path: Path, hub_config: Path | None = None) -> list[str]:
 
             load_dataset_file(path)
             return []
+        from hub.governance import build_outbound_mappings, build_pipelines
         from hub.runtime import resolve_system_plugins
 
-        resolve_system_plugins(load_system_file(path), registry_for(hub_config))
+        sc = load_system_file(path)
+        registry = registry_for(hub_config)
+        resolve_system_plugins(sc, registry)
+        # compile its mappings and governance too, so a typo in a rule fails here
+        build_pipelines(sc, registry)
+        build_outbound_mappings(sc, registry)
         return []
     except HubError as err:
         msg = err.message
@@ -199,7 +205,34 @@ async def check_samples(
                 out.errors.append(f"{wrapped.code} {_field(wrapped)}{wrapped.message}")
     if live:
         report.problems += await probe_system(sc, plug)
+        report.problems += check_keys(sc, hub_config, registry)
     return report
+
+
+def check_keys(sc: Any, hub_config: Path | None, registry: Registry) -> list[str]:
+    """``--live``: the keys the system needs load (PEM files readable, passphrases set):
+    its peer keys when it must sign, the hub's own key when deliveries to it are signed."""
+    needs_peer = bool(sc.inbound is not None and sc.inbound.signed)
+    needs_own = bool(sc.outbound is not None and sc.outbound.get("sign"))
+    if not (needs_peer or needs_own):
+        return []
+    if hub_config is None:
+        return [f"E_CONFIG {sc.name}: its keys are in the hub file; pass it with -c hub.yaml"]
+    try:
+        from hub.guard import Guard
+        from hub.store.memory import MemoryStore
+
+        cfg = load_config(hub_config)
+        guard = Guard(cfg, registry, MemoryStore(), lambda: 0.0)  # loads every key it names
+    except HubError as err:
+        return [f"{err.code} {err.message}"]
+    ks = guard.keystore
+    out = []
+    if needs_peer and (ks is None or not any(k.owner == sc.name for k in ks.entries())):
+        out.append(f"E_CONFIG {sc.name}: inbound.signed, but keys.peers.{sc.name} has no key")
+    if needs_own and guard.outbound_signer() is None:
+        out.append(f"E_CONFIG {sc.name}: outbound.sign, but keys.own has no key")
+    return out
 
 
 def _field(err: HubError) -> str:

@@ -172,13 +172,16 @@ class CircuitPolicy(_Model):
 
 
 class FilterRule(_Model):
-    """A route filter on one field (dotted path). All rules of a route must hold."""
+    """A route filter on one field (dotted path). All rules of a route must hold.
+    ``contains``: the field is a list holding this value (e.g. one of a project's supervising
+    departments)."""
 
     field: str
     equals: Any = None
     in_: list[Any] | None = Field(None, alias="in")
     not_in: list[Any] | None = None
     exists: bool | None = None
+    contains: Any = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -191,12 +194,14 @@ class FilterRule(_Model):
                 ("in", self.in_),
                 ("not_in", self.not_in),
                 ("exists", self.exists),
+                ("contains", self.contains),
             )
             if v is not None
         ]
         if len(given) != 1:
             raise ValueError(
-                f"a filter rule needs exactly one of equals, in, not_in, exists; got {given}"
+                "a filter rule needs exactly one of equals, in, not_in, exists, contains; "
+                f"got {given}"
             )
         return self
 

@@ -413,6 +413,25 @@ class Guard:
         )
         return server_context(settings)
 
+    def verify_detached(self, system: str, payload: bytes, signature: str) -> str:
+        """A detached signature (file batches, staging rows) by one of ``system``'s keys;
+        returns the key id. No freshness window: a batch may wait in a folder for hours; a
+        file is recognised again by its digest, not by a nonce."""
+        if self.keystore is None:
+            raise SignatureError(
+                "a signature is required, but this hub has no keys: section to verify it",
+                field="signature",
+            )
+        from security.httpsig import verify_detached
+
+        sig = verify_detached(payload, signature, keys=self.keystore, now=self.clock())
+        if sig.owner != system:
+            raise SignatureError(
+                f"key {sig.key_id!r} belongs to {sig.owner or 'the hub'}, not to system {system!r}",
+                field="keyid",
+            )
+        return str(sig.key_id)
+
     def outbound_signer(self) -> Callable[[], Signer] | None:
         """What transports call to get the key that signs now (None without own keys)."""
         ks = self.keystore

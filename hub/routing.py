@@ -38,11 +38,19 @@ def _rule(rule: FilterRule) -> Callable[[Record], bool]:
     if rule.in_ is not None:
         allowed = list(rule.in_)
         return lambda r: get_path(r, path) in allowed
+    if rule.contains is not None:
+        member = rule.contains
+        return lambda r: _holds(get_path(r, path), member)
     if rule.not_in is not None:
         banned = list(rule.not_in)
         return lambda r: get_path(r, path) not in banned
     expected = rule.equals
     return lambda r: get_path(r, path) == expected
+
+
+def _holds(value: Any, member: Any) -> bool:
+    """``contains``: a list (or tuple) holding ``member``; anything else holds nothing."""
+    return isinstance(value, (list, tuple)) and member in value
 
 
 def compile_filter(rules: list[FilterRule]) -> Callable[[Record], bool] | None:

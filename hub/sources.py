@@ -63,6 +63,9 @@ class HubSourceContext:
     async def put_state(self, key: str, value: str) -> None:
         await self.hub.store.put_state(self._scope, key, value)
 
+    def verify_detached(self, payload: bytes, signature: str) -> str:
+        return self.hub.guard.verify_detached(self.system, payload, signature)
+
     async def sleep(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), max(0.0, seconds))

@@ -184,6 +184,12 @@ class SourceContext(Protocol):
         """Wait ``seconds`` or until the hub stops; True if the hub is stopping."""
         ...
 
+    def verify_detached(self, payload: bytes, signature: str) -> str:
+        """Check a detached signature (:func:`security.httpsig.sign_detached`) of ``payload``
+        by one of this system's keys; return the key id, or raise
+        :class:`hub.errors.SignatureError` (``E_SIGNATURE``)."""
+        ...
+
 
 @runtime_checkable
 class InboundSource(Protocol):

@@ -32,48 +32,15 @@ from typing import Any, Literal
 
 from security.fieldcrypt import map_path, split_path
 from security.roles import Principal, Role
+from transforms.masking import COMPOUND_SURNAMES
 
 __all__ = ["MaskKind", "MaskRule", "mask_record", "mask_value"]
 
 MaskKind = Literal["id_card", "phone", "name", "address", "partial", "full"]
 
-# Common two-character surnames (复姓); a name starting with one keeps both characters.
-_COMPOUND_SURNAMES = frozenset(
-    [
-        "欧阳",
-        "司马",
-        "上官",
-        "诸葛",
-        "东方",
-        "皇甫",
-        "尉迟",
-        "公孙",
-        "慕容",
-        "长孙",
-        "宇文",
-        "司徒",
-        "夏侯",
-        "轩辕",
-        "令狐",
-        "端木",
-        "独孤",
-        "南宫",
-        "西门",
-        "百里",
-        "呼延",
-        "闻人",
-        "万俟",
-        "澹台",
-        "公冶",
-        "太史",
-        "申屠",
-        "钟离",
-        "宗政",
-        "濮阳",
-        "淳于",
-        "单于",
-    ]
-)
+# Common two-character surnames (复姓): one list, shared with the mapping language's masks.
+_COMPOUND_SURNAMES = COMPOUND_SURNAMES
+
 # Province / prefecture / county levels of an address (GB/T 2260 naming), in order.
 _ADDRESS_LEVELS = re.compile(
     r"^(?:.{2,8}?(?:省|自治区|特别行政区))?"

@@ -468,3 +468,59 @@ async def test_onboarding_and_key_changes_are_audited_at_start(tmp_path: Path) -
     new = [(e["action"], e["object"], e["details"]) for e in entries[len(first) :]]
     assert ("onboarding.changed", "system dept-a", {"change": "changed"}) in new
     assert ("key.changed", "key dept-b-1", {"change": "changed"}) in new
+
+
+async def test_oidc_tokens_from_the_provincial_idp_reach_the_api(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """统一身份认证: a JWT from the identity provider (JWKS file) is a principal; its roles
+    decide what it may do like a token's."""
+    import json
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(pyjwt.get_algorithm_by_name("RS256").to_jwk(key.public_key()))
+    (tmp_path / "jwks.json").write_text(
+        json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256"}]})
+    )
+    path, _ = secure_config(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["security"]["oidc"] = {
+        "issuer": "https://id.example.gov.cn/realms/zj",
+        "audience": "jghub",
+        "jwks_file": str(tmp_path / "jwks.json"),
+        "department_claim": "dept",
+        "roles_claim": "roles",
+        "role_map": {"jghub-ops": "ops"},
+    }
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    cfg = load_config(path)
+    client = await aiohttp_client(create_app(cfg, hub=Hub(cfg)))
+
+    def token(roles: list[str], **over: Any) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": "https://id.example.gov.cn/realms/zj",
+            "aud": "jghub",
+            "sub": "u-7",
+            "name": "王五",
+            "exp": now + 300,
+            "iat": now,
+            "dept": "zj-ywb",
+            "roles": roles,
+            **over,
+        }
+        return pyjwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+    ops = {"Authorization": f"Bearer {token(['jghub-ops'])}"}
+    assert (await client.get("/v1/dlq", headers=ops)).status == 200
+    assert (await client.get("/v1/stats", headers=ops)).status == 200
+    nobody = {"Authorization": f"Bearer {token(['some-other-app'])}"}
+    r = await client.get("/v1/dlq", headers=nobody)
+    assert r.status in (401, 403)
+    expired = {"Authorization": f"Bearer {token(['jghub-ops'], exp=int(time.time()) - 600)}"}
+    r = await client.get("/v1/dlq", headers=expired)
+    assert r.status == 401 and (await r.json())["code"] == "E_AUTH"
+    await client.close()

@@ -95,3 +95,33 @@ def test_live_reports_an_unreachable_endpoint(tmp_path: Path) -> None:
     assert r.exit_code == 1
     line = next(x for x in r.output.splitlines() if "not reachable" in x)
     assert line.split()[1] == "E_UNREACHABLE" and "dept-x outbound:" in line
+
+
+def test_live_checks_the_keys_a_signing_system_needs(tmp_path: Path) -> None:
+    from security.signing import generate_key
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "one.json").write_bytes(orjson.dumps(sample_inspection(1)))
+    (tmp_path / "systems").mkdir()
+    sys_file = tmp_path / "systems" / "dept-x.yaml"
+    sys_file.write_text(
+        yaml.safe_dump({"name": "dept-x", "inbound": {"datasets": ["inspection"], "signed": True}})
+    )
+    hub_file = tmp_path / "hub.yaml"
+    hub_file.write_text(yaml.safe_dump({"systems": ["systems"]}))
+    r = run("check", sys_file, "--samples", samples, "--live", "-c", hub_file)
+    assert r.exit_code == 1 and "keys.peers.dept-x has no key" in r.output
+    # a key whose file is missing is named
+    doc = {
+        "systems": ["systems"],
+        "keys": {
+            "peers": {"dept-x": [{"id": "x1", "algorithm": "ed25519", "public_key": "x1.pem"}]}
+        },
+    }
+    hub_file.write_text(yaml.safe_dump(doc))
+    r = run("check", sys_file, "--samples", samples, "--live", "-c", hub_file)
+    assert r.exit_code == 1 and "x1.pem" in r.output
+    (tmp_path / "x1.pem").write_bytes(generate_key("ed25519", "x1").public_pem() or b"")
+    r = run("check", sys_file, "--samples", samples, "--live", "-c", hub_file)
+    assert r.exit_code == 0, r.output

@@ -1,7 +1,10 @@
-"""The README's first command: ``jghub demo --once`` runs the whole scenario and exits 0."""
+"""The README's first command: ``jghub demo --once`` runs the whole scenario on the examples/
+configuration, through every example system, and exits 0 only when every acknowledged record
+reached every target it was routed to."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,23 +17,61 @@ JGHUB = str(Path(sys.executable).parent / "jghub")
 
 
 def test_demo_once_delivers_everything_and_summarises(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
     run = subprocess.run(
-        [JGHUB, "demo", "--once", "--records", "600", "--workdir", str(tmp_path / "demo")],
+        [JGHUB, "demo", "--once", "--records", "600", "--workdir", str(work)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     out = run.stdout
     assert run.returncode == 0, out[-3000:] + run.stderr[-3000:]
-    assert "check: every acknowledged record applied at both targets: yes" in out
-    # the summary table has one row per route and target
-    assert "inspections-national   national-sim" in out
-    assert "inspections-archive    archive-sim" in out
-    # invalid records were refused with a code naming the field; a re-sent batch recognised
-    assert "E_SCHEMA counterpart_code" in out or "E_SCHEMA counterpart_name" in out
+    assert "check: every acknowledged record applied at every target it was routed to: yes" in out
+    # it ran the example files, copied into the work folder
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    assert (work / "hub.yaml").read_bytes() == (examples / "hub.yaml").read_bytes()
+    assert (work / "systems" / "tzxm.yaml").exists()
+    # the summary table has one row per route and target, every example source included
+    for route, target in [
+        ("scjg-inspections", "national"),
+        ("scjg-inspections", "archive"),
+        ("zjj-inspections", "national"),
+        ("wjw-inspections", "national"),
+        ("yjj-inspections", "archive"),
+        ("approvals-archive", "archive"),
+        ("approvals-zjj", "dept-zjj"),
+        ("approvals-scjg", "dept-scjg"),
+    ]:
+        assert re.search(rf"^{route}\s+{target}\s+[1-9][\d,]*\s+[1-9]", out, re.M), (route, out)
+    # per-source lines: accepted, rejected and quarantined, duplicates
+    lines = {
+        m[0]: m
+        for m in re.findall(
+            r"^source (\S+)\s+([\d,]+) accepted,\s+(\d+) rejected"
+            r" and quarantined,\s+(\d+) duplicates",
+            out,
+            re.M,
+        )
+    }
+    assert set(lines) == {"dept-scjg", "dept-zjj", "dept-wjw", "dept-yjj", "tzxm"}
+    assert lines["dept-scjg"][2:] == ("3", "100")  # records 550 / 580 / 590; the re-sent batch
+    assert lines["dept-zjj"][2:] == ("1", "9")  # the re-sent SOAP call (1 of its 10 refused)
+    assert all(v[2] == "1" for k, v in lines.items() if k != "dept-scjg")
+    # rejections named the field; the quarantine's reasons are shown per source
+    assert "E_MAPPING inspection_result" in out and "E_MAPPING inspection_time" in out
+    assert "dept-zjj  E_SCHEMA  [region_code]" in out
+    assert "dept-yjj  E_MAPPING [inspection_result]" in out
+    assert "tzxm      E_MAPPING [supervising_departments]" in out
     assert "the hub recognised 100 records by their Idempotency-Key" in out
+    assert "answered replaced=[0]" in out
+    # the staging rows were marked, the batch file taken whole
+    assert "rows marked ZT='Y', 1 refused (ZT='E'" in out
+    assert "taken whole: 29 committed, 1 rejected" in out
+    assert (work / "data" / "drop" / "dept-yjj" / "done" / "20240301.csv").exists()
+    # approvals reached the supervising departments over SOAP and HTTP JSON
+    assert re.search(r"target dept-zjj : applied [1-9]\d* records exactly once", out)
+    assert re.search(r"target dept-scjg: applied [1-9]\d* records exactly once", out)
     # the outage opened the circuit, and dead letters were replayed
-    assert "circuit to national-sim opened" in out and "opened 0 time(s)" not in out
-    assert "dead letters: national-sim refused region 330106" in out
+    assert "circuit to national opened" in out and "opened 0 time(s)" not in out
+    assert "dead letters: national refused region 330106" in out
     assert "replayed" in out and "[delivered]" in out
-    assert (tmp_path / "demo" / "hub.yaml").exists()

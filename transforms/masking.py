@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 
 __all__ = [
+    "COMPOUND_SURNAMES",
     "MASKS",
     "keep_ends",
     "mask_id_card",
@@ -54,8 +55,13 @@ _COMPOUND_SURNAMES = frozenset(
         "单于",
         "赫连",
         "钟离",
+        "宗政",
+        "濮阳",
+        "淳于",
     }
 )
+#: the common two-character surnames (复姓), public for the security package's masking
+COMPOUND_SURNAMES = _COMPOUND_SURNAMES
 
 
 def keep_ends(value: str, first: int, last: int, char: str = "*") -> str:

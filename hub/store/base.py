@@ -41,6 +41,7 @@ __all__ = [
     "TargetRef",
     "TraceEvent",
     "WorkNotifier",
+    "judge_business_key",
 ]
 
 
@@ -231,6 +232,26 @@ class RouteStats:
     retries: int
     p50_ms: float | None
     p99_ms: float | None
+
+
+#: what a store keeps per business key: (message id, version, digest of the clear payload)
+BusinessKeyRow = tuple[str, "str | None", bytes]
+
+
+def judge_business_key(
+    current: BusinessKeyRow | None, digest: bytes, version: str | None
+) -> EnqueueResult | str | None:
+    """The rule of 去重 for one new record whose business key is stored as ``current``:
+    an :class:`EnqueueResult` when it is not stored (an identical copy; or ``stale``, an older
+    version arriving late); else the id of the version it replaces (None: the key is new).
+    Every store applies this same rule inside its enqueue transaction."""
+    if current is None:
+        return None
+    if current[2] == digest:
+        return EnqueueResult(current[0], True)
+    if version is not None and current[1] is not None and version < current[1]:
+        return EnqueueResult(current[0], True, stale=True)
+    return current[0]
 
 
 @dataclass(frozen=True, slots=True)

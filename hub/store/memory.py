@@ -20,6 +20,7 @@ from hub.store.base import (
     RouteStats,
     SubjectLink,
     TraceEvent,
+    judge_business_key,
 )
 from hub.store.stats import percentile
 
@@ -92,15 +93,11 @@ class MemoryStore:
             if new.business_key is not None:
                 bkk = (m.source, m.dataset, new.business_key)
                 digest = new.clear_digest()
-                cur = self._bkeys.get(bkk)
-                if cur is not None:
-                    if cur[2] == digest:
-                        out.append(EnqueueResult(cur[0], True))
-                        continue
-                    if new.version is not None and cur[1] is not None and new.version < cur[1]:
-                        out.append(EnqueueResult(cur[0], True, stale=True))
-                        continue
-                    replaces = cur[0]
+                judged = judge_business_key(self._bkeys.get(bkk), digest, new.version)
+                if isinstance(judged, EnqueueResult):
+                    out.append(judged)
+                    continue
+                replaces = judged
                 self._bkeys[bkk] = (m.message_id, new.version, digest)
             if m.idempotency_key is not None:
                 self._idem[(m.source, m.idempotency_key)] = m.message_id

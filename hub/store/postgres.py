@@ -46,6 +46,7 @@ from hub.store.base import (
     RouteStats,
     SubjectLink,
     TraceEvent,
+    judge_business_key,
 )
 from hub.store.sql import load_queries
 
@@ -485,15 +486,11 @@ class PostgresStore:
             bk = new.business_key
             if bk is not None:
                 bkk = (m.source, m.dataset, bk)
-                cur_v = bkeys.get(bkk)
-                if cur_v is not None:
-                    if cur_v[2] == digest:
-                        prep.results.append(EnqueueResult(cur_v[0], True))
-                        continue
-                    if new.version is not None and cur_v[1] is not None and new.version < cur_v[1]:
-                        prep.results.append(EnqueueResult(cur_v[0], True, stale=True))
-                        continue
-                    replaces = cur_v[0]
+                judged = judge_business_key(bkeys.get(bkk), digest, new.version)
+                if isinstance(judged, EnqueueResult):
+                    prep.results.append(judged)
+                    continue
+                replaces = judged
                 bkeys[bkk] = bkey_final[bkk] = (m.message_id, new.version, digest)
             if key is not None:
                 idem[(m.source, key)] = (m.message_id, digest)

@@ -46,6 +46,7 @@ from hub.store.base import (
     RouteStats,
     SubjectLink,
     TraceEvent,
+    judge_business_key,
 )
 from hub.store.sql import load_queries
 
@@ -451,14 +452,11 @@ class SQLiteStore:
                 if cur is None:
                     r = conn.execute(Q["find_bkey"], bkk).fetchone()
                     cur = (r[0], r[1], r[2]) if r else None
-                if cur is not None:
-                    if cur[2] == digest:
-                        out.append(EnqueueResult(cur[0], True))
-                        continue
-                    if new.version is not None and cur[1] is not None and new.version < cur[1]:
-                        out.append(EnqueueResult(cur[0], True, stale=True))
-                        continue
-                    replaces = cur[0]
+                judged = judge_business_key(cur, digest, new.version)
+                if isinstance(judged, EnqueueResult):
+                    out.append(judged)
+                    continue
+                replaces = judged
                 rows.bkeys[bkk] = (m.message_id, new.version, digest)
                 rows.bkey_rows.append((*bkk, new.version, digest, m.message_id))
             if key is not None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import datetime as dt
 import decimal
+import io
 import re
 import sqlite3
 import time
@@ -34,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.errors import FileFormatError
 from hub.specs import OutboundItem, SendResult, SourceContext, SourceSpec, TransportSpec
 
 __all__ = [
@@ -568,6 +571,34 @@ class DbStagingSource:
                 p.append(row[vi])
             params.append(p)
         await db.execute_many(stmt, params)
+
+    def decode_file(self, path: Path) -> list[dict[str, Any]]:
+        """Rows exported from the staging table, turned into records exactly as
+        :meth:`poll_once` turns rows it read (``columns`` and their types applied, NULLs left
+        out, the status column dropped), for ``jghub check --samples``. ``.json`` holds one
+        row object or an array of them, ``.ndjson``/``.jsonl`` one row a line, ``.csv`` (UTF-8)
+        a header of column names then one row a line (an empty cell is NULL)."""
+        data = path.read_bytes()
+        rows: list[Any]
+        try:
+            if path.suffix in (".ndjson", ".jsonl"):
+                rows = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+            elif path.suffix == ".csv":
+                reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+                rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in reader]
+            else:
+                doc = orjson.loads(data)
+                rows = doc if isinstance(doc, list) else [doc]
+        except (orjson.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            raise FileFormatError(f"{path.name}: not a row export: {exc}", field="file") from None
+        out = []
+        for n, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise FileFormatError(
+                    f"{path.name}: row {n} must be an object of column: value", field="file"
+                )
+            out.append(self._record(list(row), list(row.values())))
+        return out
 
     def _record(self, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
         rec: dict[str, Any] = {}

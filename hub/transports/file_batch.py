@@ -42,6 +42,7 @@ from hub.errors import (
     HubError,
     ManifestError,
     PathError,
+    SignatureError,
     TooLargeError,
     UnknownDataset,
 )
@@ -49,10 +50,12 @@ from hub.specs import (
     OutboundItem,
     RawLines,
     SendResult,
+    Signer,
     SourceContext,
     SourceSpec,
     TransportSpec,
 )
+from hub.transports import SignsWithHubKey
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -95,6 +98,11 @@ class Manifest(BaseModel):
     dataset: str | None = Field(None, description="the dataset of every record (default: config)")
     encoding: Encoding | None = Field(None, description="text encoding (default: config)")
     format: Format | None = Field(None, description="csv, jsonl or xml (default: by extension)")
+    signature: str | None = Field(
+        None,
+        description="detached signature of the file's exact bytes (security.httpsig."
+        "sign_detached) by one of the sender's keys",
+    )
 
 
 class FileBatchSourceOptions(BaseModel):
@@ -119,6 +127,11 @@ class FileBatchSourceOptions(BaseModel):
     dataset: str | None = Field(None, description="default dataset when the manifest names none")
     max_file_bytes: int = Field(256 * 1024 * 1024, ge=1, description="larger files fail")
     chunk_records: int = Field(1000, ge=1, le=10_000, description="records per ingest call")
+    signed: bool = Field(
+        False,
+        description="every manifest must carry a signature of its file by one of this "
+        "system's keys (keys.peers); unsigned or badly signed files fail whole (E_SIGNATURE)",
+    )
 
 
 class FileBatchOutOptions(BaseModel):
@@ -138,6 +151,9 @@ class FileBatchOutOptions(BaseModel):
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="records per file")
     prefix: str = Field("batch", pattern=r"^[A-Za-z0-9_-]{1,40}$", description="file name prefix")
+    sign: bool = Field(
+        False, description="sign each file (detached signature in its manifest) with the hub's key"
+    )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -363,6 +379,14 @@ class FileBatchSource:
                     f"{base}: SHA-256 is {digest}, the manifest says {manifest.sha256.lower()}",
                     field="sha256",
                 )
+            if self.options.signed:
+                if not manifest.signature:
+                    raise SignatureError(
+                        f"{base}: this system must sign its batch files; the manifest has no "
+                        "signature",
+                        field="signature",
+                    )
+                ctx.verify_detached(raw, manifest.signature)
             seen = await ctx.get_state(f"file:{digest}")
             if seen is not None:
                 await self._settle_seen(base, manifest_name, digest, orjson.loads(seen))
@@ -372,6 +396,41 @@ class FileBatchSource:
             await asyncio.to_thread(self._fail, manifest_name, base, err)
             return "failed"
         return "done" if await self._commit(ctx, batch, manifest_name) else "failed"
+
+    def decode_file(self, path: Path) -> list[Any]:
+        """The records of one batch file, decoded exactly as :meth:`take` would decode them
+        (``jghub check --samples``). With ``<file>.manifest.json`` next to it the manifest is
+        read and checked too (name, SHA-256, record count, its encoding and format); without
+        one the options and the file's extension decide. A manifest given on its own decodes
+        to no records: it is read with its data file."""
+        if path.name.endswith(MANIFEST_SUFFIX):
+            return []
+        base = check_file_name(path.name)
+        raw = self._read_regular(path, self.options.max_file_bytes, "file")
+        digest = hashlib.sha256(raw).hexdigest()
+        manifest_path = path.with_name(base + MANIFEST_SUFFIX)
+        if os.path.lexists(manifest_path):
+            reader = FileBatchSource(
+                self.system, self.options.model_copy(update={"directory": path.parent})
+            )
+            manifest = reader._read_manifest(manifest_path.name, base)
+            if digest != manifest.sha256.lower():
+                raise ManifestError(
+                    f"{base}: SHA-256 is {digest}, the manifest says {manifest.sha256.lower()}",
+                    field="sha256",
+                )
+            return reader._parse(raw, base, digest, manifest).records
+        if not raw:
+            raise EmptyFileError(f"{base} is empty (0 bytes)", field="file")
+        fmt = self.options.format or _EXTENSIONS.get(path.suffix.lower())
+        if fmt is None:
+            raise FileFormatError(
+                f"{base}: cannot tell the format from the name; name it .csv, .jsonl or .xml",
+                field="format",
+            )
+        return parse_batch(
+            raw, name=base, fmt=fmt, encoding=self.options.encoding, options=self.options
+        )
 
     # -- reading
 
@@ -641,6 +700,7 @@ def write_batch_file(
     delimiter: str = ",",
     columns: Sequence[str] | None = None,
     escape_formulas: bool = True,
+    signer: Signer | None = None,
 ) -> Manifest:
     """Write one batch file and then its manifest, each atomically; return the manifest.
 
@@ -665,11 +725,18 @@ def write_batch_file(
         dataset=dataset,
         encoding=encoding,  # type: ignore[arg-type]
         format=fmt,
+        signature=None if signer is None else _sign(data, signer),
     )
     _write_atomic(
         directory / f"{name}{MANIFEST_SUFFIX}", _dumps(manifest.model_dump(exclude_none=True))
     )
     return manifest
+
+
+def _sign(data: bytes, signer: Signer) -> str:
+    from security.httpsig import sign_detached
+
+    return sign_detached(data, signer)
 
 
 def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -683,7 +750,7 @@ def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
 # --------------------------------------------------------------------------- outbound
 
 
-class FileBatchTransport:
+class FileBatchTransport(SignsWithHubKey):
     """Writes each batch of deliveries as one file + manifest in ``directory``.
 
     Every record carries ``_message_id`` (the stable id the department de-duplicates on) and
@@ -745,6 +812,7 @@ class FileBatchTransport:
                     delimiter=self.options.delimiter,
                     columns=self._csv_columns(),
                     escape_formulas=self.options.escape_formulas,
+                    signer=None if self._signer is None else self._signer(),
                 )
                 ms = (time.perf_counter() - t0) * 1000
                 for i in kept:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -22,8 +22,8 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from hub.errors import ConfigError
-from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
+from hub.specs import OutboundItem, SendResult, TransportSpec
+from hub.transports import SignsWithHubKey
 
 __all__ = ["HttpJsonOptions", "HttpJsonTransport", "classify_status", "parse_retry_after", "spec"]
 
@@ -71,7 +71,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when - (time.time() if now is None else now))
 
 
-class HttpJsonTransport:
+class HttpJsonTransport(SignsWithHubKey):
     """One ``aiohttp.ClientSession`` per target, opened in :meth:`start`."""
 
     def __init__(self, target: str, options: HttpJsonOptions) -> None:
@@ -84,18 +84,6 @@ class HttpJsonTransport:
         self._static = {"Content-Type": "application/json", **options.headers}
         if options.token:
             self._static["Authorization"] = f"Bearer {options.token}"
-        self._signer: Callable[[], Signer] | None = None
-
-    def set_signer(self, current: Callable[[], Signer] | None) -> None:
-        """Called by the hub: ``current()`` is the hub's key that signs now (rotation aware).
-        With ``sign: true`` and no key the hub refuses to start."""
-        if self.options.sign and current is None:
-            raise ConfigError(
-                f"target {self.target}: outbound.sign needs one of the hub's own keys "
-                "(keys.own in the hub file)",
-                field="outbound.sign",
-            )
-        self._signer = current if self.options.sign else None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)

@@ -41,8 +41,9 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from hub.errors import ConfigError, ExpiredError, SignatureError
-from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
+from hub.errors import ExpiredError, SignatureError
+from hub.specs import OutboundItem, SendResult, TransportSpec
+from hub.transports import SignsWithHubKey
 from hub.transports.http_json import classify_status, parse_retry_after
 
 __all__ = [
@@ -201,7 +202,7 @@ def verify_webhook(
 # --------------------------------------------------------------------------- transport
 
 
-class WebhookTransport:
+class WebhookTransport(SignsWithHubKey):
     """Signs and posts deliveries to one subscriber; one ``ClientSession``, opened in
     :meth:`start`. ``clock`` gives the signing time (unix seconds)."""
 
@@ -215,7 +216,6 @@ class WebhookTransport:
         self.concurrency = options.concurrency
         self.clock = clock
         self._secret = options.secret.get_secret_value().encode() if options.secret else None
-        self._signer: Callable[[], Signer] | None = None
         self._events = frozenset(options.events)
         self._session: aiohttp.ClientSession | None = None
         self._static = {
@@ -223,17 +223,6 @@ class WebhookTransport:
             "User-Agent": "jghub-webhook",
             **options.headers,
         }
-
-    def set_signer(self, current: Callable[[], Signer] | None) -> None:
-        """Called by the hub: ``current()`` is the hub's key that signs now (rotation aware).
-        With ``sign: true`` and no key the hub refuses to start."""
-        if self.options.sign and current is None:
-            raise ConfigError(
-                f"target {self.target}: outbound.sign needs one of the hub's own keys "
-                "(keys.own in the hub file)",
-                field="outbound.sign",
-            )
-        self._signer = current if self.options.sign else None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
