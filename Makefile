@@ -19,13 +19,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/jghub demo $(DEMO_ARGS)
 
+# The dashboard's browser tests drive Debian's chromium (Playwright with executable_path):
+# installed here when missing (CI runs as root on Debian), with a CJK font for screenshots.
+CHROMIUM ?= /usr/bin/chromium
+
 test: $(STAMP)
+	@test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy hub security contracts
+	$(VENV)/bin/mypy hub security contracts monitoring
 
 # Benchmarks (not tests): need wrk (apt-get install -y wrk); BENCH_ARGS=--quick for ~1 min.
 BENCH_ARGS ?=

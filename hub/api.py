@@ -27,6 +27,7 @@ from hub.errors import (
     TooLargeError,
 )
 from hub.json_adapter import NDJSON_TYPES
+from hub.plugins import acall
 from hub.runtime import Hub, IngestResult, SystemRuntime
 from hub.specs import RespondingAdapter
 from hub.traceview import trace_to_dict
@@ -57,6 +58,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except HubError as err:
+        _notify_refused(request, err)
         resp = _problem(err, request.path)
         if isinstance(err, StoreUnavailable):  # nothing committed: the source sends it again
             resp.headers[hdrs.RETRY_AFTER] = str(err.retry_after)
@@ -91,6 +93,24 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return web.Response(
             body=orjson.dumps(doc), status=500, content_type="application/problem+json"
         )
+
+
+def _notify_refused(request: web.Request, err: HubError) -> None:
+    """A records request refused as a whole: tell observers (metrics), for known systems only
+    (an unknown name in the URL must not become a metric label)."""
+    hub = request.app[HUB_KEY]
+    system = request.match_info.get("system")
+    if system is None or system not in hub.systems or request.method != "POST":
+        return
+    dataset = request.query.get("dataset")
+    if dataset not in hub.systems[system].datasets:
+        dataset = None
+    try:
+        hub.pm.hook.hub_records_rejected(
+            system=system, dataset=dataset, codes=[err.code], quarantined=0
+        )
+    except Exception:
+        log.exception("hub_records_rejected observer failed")
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -193,6 +213,7 @@ async def post_records(request: web.Request) -> web.Response:
     try:
         return await _post_records(request, hub, rt, rt.adapter)
     except HubError as err:
+        _notify_refused(request, err)
         body, ctype, status = rt.adapter.render_error(err, request.headers)
         resp = web.Response(body=body, status=status, headers={hdrs.CONTENT_TYPE: ctype})
         if request.content.exception() is not None:
@@ -423,12 +444,17 @@ async def readyz(request: web.Request) -> web.Response:
         name: {"circuit": w.breaker.state.value, "in_flight": w.inflight}
         for name, w in hub.dispatcher.workers.items()
     }
-    body = {
-        "status": "ready" if not problems else "not ready",
-        "problems": problems,
-        "role": hub.role,
-        "targets": targets,
-    }
+    body: dict[str, Any] = {"role": hub.role, "targets": targets}
+    for extra in await acall(hub.pm.hook.hub_readiness, hub=hub):  # monitoring's checks
+        for key, value in (extra or {}).items():
+            if key == "problems":
+                problems.extend(value)
+            elif key == "targets":
+                for name, more in value.items():
+                    targets.setdefault(name, {}).update(more)
+            else:
+                body[key] = value
+    body.update({"status": "ready" if not problems else "not ready", "problems": problems})
     return _json(body, 200 if not problems else 503)
 
 
@@ -458,4 +484,5 @@ def create_app(config: HubConfig, *, hub: Hub | None = None) -> web.Application:
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    the_hub.pm.hook.hub_setup_app(hub=the_hub, app=app)  # plugins' routes (/metrics ...)
     return app

@@ -250,6 +250,9 @@ class HubConfig(_Model):
     keys: dict[str, Any] | None = Field(
         None, description="own keys (sign) and peers' keys (verify): docs/security.md"
     )
+    monitoring: dict[str, Any] | None = Field(
+        None, description="metrics, health probes and the ops dashboard: docs/monitoring.md"
+    )
     security: dict[str, Any] | None = Field(
         None,
         description="tokens, roles, audit log, identity provider, field encryption; when "

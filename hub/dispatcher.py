@@ -261,7 +261,15 @@ class TargetWorker:
         self, c: ClaimedDelivery, status: int | None, detail: str, latency_ms: float
     ) -> DeliveryEvent:
         return DeliveryEvent(
-            c.message_id, self.name, c.route, c.attempt, status, detail, latency_ms
+            c.message_id,
+            self.name,
+            c.route,
+            c.attempt,
+            status,
+            detail,
+            latency_ms,
+            c.accepted_at,
+            c.traceparent,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AcceptedMessage", "DeliveryEvent"]
+__all__ = ["AcceptedMessage", "AdapterHealth", "DeliveryEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,8 @@ class AcceptedMessage:
     dataset: str
     targets: tuple[str, ...]
     duplicate: bool = False
+    #: W3C traceparent the message carries (the source's, or one the hub started)
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +31,19 @@ class DeliveryEvent:
     status: int | None
     detail: str
     latency_ms: float
+    #: when the hub accepted the message (end-to-end latency = settled - accepted_at)
+    accepted_at: float | None = None
+    #: the message's W3C traceparent (logs carry its trace id)
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterHealth:
+    """What a plugin says about one system's adapter, transport or endpoint
+    (``hub_adapter_health``). ``status``: ``up``, ``degraded``, ``down`` or ``unknown``."""
+
+    system: str
+    status: str
+    detail: str = ""
+    #: what produced it: ``probe`` (an active check) or the reporting plugin's name
+    source: str = "probe"

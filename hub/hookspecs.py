@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from hub.events import AcceptedMessage, DeliveryEvent
+    from hub.events import AcceptedMessage, AdapterHealth, DeliveryEvent
     from hub.specs import (
         AdapterSpec,
         ComparatorSpec,
@@ -98,6 +98,24 @@ def hub_register_datasets() -> list[DatasetSpec]:
 
 
 @hookspec
+def hub_instance_plugins(hub: Any) -> list[object] | None:
+    """Return plugin objects that serve only this hub (per-hub state, no globals).
+
+    Called once while a :class:`hub.runtime.Hub` is built, before it looks up which observer
+    hooks are implemented; the objects are registered into that hub's own plugin manager, so
+    their observer hooks (``hub_messages_accepted`` ...) see only this hub's events. The
+    monitoring plugin returns its per-hub metrics registry and health tracker here.
+    """
+
+
+@hookspec
+def hub_setup_app(hub: Any, app: Any) -> None:
+    """Called once by :func:`hub.api.create_app` after the core routes are added: add a
+    plugin's own routes (``/metrics``, ``/dashboard`` ...) to the aiohttp application ``app``
+    of ``hub``. Not called for hubs run without the HTTP API."""
+
+
+@hookspec
 def hub_startup(hub: Any) -> Awaitable[None] | None:
     """Called once when a hub (:class:`hub.runtime.Hub`) has opened its store, before it
     accepts traffic. Use it to start a plugin's own background work. Not called in the extra
@@ -118,6 +136,17 @@ def hub_messages_accepted(messages: Sequence[AcceptedMessage]) -> None:
 
 
 @hookspec
+def hub_records_rejected(
+    system: str, dataset: str | None, codes: Sequence[str], quarantined: int
+) -> None:
+    """Called after records of ``system`` were refused: once per request or batch, with the
+    stable error code of every refused record (``E_SCHEMA`` ...), and ``quarantined``, how
+    many of them were newly kept in the quarantine. A whole request refused before its
+    records were read (bad credentials, signature, size) comes with one code and ``dataset``
+    None (or the requested one). ``system`` is always a configured system's name."""
+
+
+@hookspec
 def hub_delivery_succeeded(event: DeliveryEvent) -> None:
     """Called after a target acknowledged a delivery and the receipt was committed."""
 
@@ -131,3 +160,32 @@ def hub_delivery_retried(event: DeliveryEvent, next_attempt_at: float) -> None:
 def hub_delivery_dead_lettered(event: DeliveryEvent, reason: str) -> None:
     """Called after a delivery was moved to the dead-letter store (permanent error or the
     retry budget spent)."""
+
+
+# --------------------------------------------------------------------------- health
+# Called by the monitoring plugin (and /readyz): quick answers, no hammering of peers.
+
+
+@hookspec
+def hub_adapter_health(
+    hub: Any, fresh: frozenset[str]
+) -> Awaitable[list[AdapterHealth]] | list[AdapterHealth] | None:
+    """Return the health of the adapters, transports or peers this plugin knows, as
+    :class:`hub.events.AdapterHealth` items (one per system it speaks for).
+
+    Called by the monitoring plugin at most once per ``monitoring.probe_interval`` seconds,
+    never per request. ``fresh`` names the targets that settled a delivery within that
+    interval: real traffic already shows their state, so implementations should not probe them
+    again (report nothing or a cached answer). A probe must be cheap (a TCP connect, a ping)
+    and bounded by a short timeout. Implemented by the monitoring plugin itself (generic
+    reachability of each target's endpoint) and by adapters that can say more.
+    """
+
+
+@hookspec
+def hub_readiness(hub: Any) -> Awaitable[dict[str, Any]] | dict[str, Any] | None:
+    """Called on every ``GET /readyz``: return extra sections for the readiness document
+    (cached values only, no network). A ``problems`` list in the result makes the hub not
+    ready; other keys are merged into the document (``targets`` entries are merged per
+    target). Implemented by the monitoring plugin (store file, schema version, target health).
+    """

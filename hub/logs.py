@@ -16,6 +16,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),  # extra={"message_id": ..., "trace_id": ...}
         structlog.processors.TimeStamper(fmt="iso"),
     ]
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -248,6 +248,9 @@ class Hub:
         self.dispatcher = Dispatcher(self)
         self.started = False
         hooks = self.pm.hook
+        for objs in hooks.hub_instance_plugins(hub=self):  # per-hub plugins (monitoring)
+            for obj in objs or ():
+                self.pm.register(obj)
         self._observe_accepted = bool(hooks.hub_messages_accepted.get_hookimpls())
         self._observe_delivery = any(
             getattr(hooks, h).get_hookimpls()
@@ -688,6 +691,7 @@ class Hub:
             result.quarantined = await self._quarantine(
                 system, spec.name, records, result.errors, keys, idempotency_key, single, origin
             )
+            self.notify_rejected(system, spec.name, result)
         if not messages:
             return result
         # Committed: from here on nothing may turn the answer into an error (the source would
@@ -704,6 +708,7 @@ class Hub:
                             spec.name,
                             tuple(t.target for t in m.targets),
                             res.duplicate,
+                            m.envelope.traceparent,
                         )
                         for m, res in zip(messages, committed, strict=True)
                         if not res.conflict
@@ -797,6 +802,18 @@ class Hub:
             return 0
 
     # ------------------------------------------------------------------ observers
+
+    def notify_rejected(self, system: str, dataset: str | None, result: IngestResult) -> None:
+        """Tell observers (metrics) which records were refused; never raises."""
+        try:
+            self.pm.hook.hub_records_rejected(
+                system=system,
+                dataset=dataset,
+                codes=[e.error.code for e in result.errors],
+                quarantined=result.quarantined,
+            )
+        except Exception:
+            log.exception("hub_records_rejected observer failed")
 
     def notify_deliveries(self, events: Sequence[tuple[str, DeliveryEvent, float | str]]) -> None:
         if not self._observe_delivery:

@@ -1,3 +1,5 @@
-"""Monitoring: Prometheus metrics, adapter and target health, the ops dashboard. Not built yet
-(the monitoring issue); today ``/healthz``, ``/readyz``, ``/v1/stats`` and the trace of every
-message (``/v1/messages/{id}``, ``jghub trace``) are served by :mod:`hub.api`."""
+"""Monitoring (运维监控): Prometheus metrics on a registry per hub, target and adapter health,
+``/readyz`` checks, JSON delivery logs and the ops dashboard. The plugin is
+:mod:`monitoring.plugin`; see ``docs/monitoring.md``."""
+
+__all__: list[str] = []

@@ -112,7 +112,81 @@ def _compile_pattern(fmt: str) -> tuple[re.Pattern[str], tuple[int, ...], bool]:
 _Try = Callable[[Any], "date | datetime | None"]
 
 
+_FIXED = {
+    "yyyy": ("year", 4),
+    "MM": ("month", 2),
+    "dd": ("day", 2),
+    "HH": ("hour", 2),
+    "mm": ("minute", 2),
+    "ss": ("second", 2),
+    "SSS": ("milli", 3),
+}
+
+
+def _fixed_layout(fmt: str) -> tuple[int, dict[str, slice], tuple[tuple[int, str], ...]] | None:
+    """For a format of fixed-width fields only (``yyyyMMddHHmmss``, ``yyyy-MM-dd HH:mm:ss``):
+    (length, field -> slice, literal characters by position), so a value can be sliced
+    instead of matched by a regular expression (the fast path of the usual format)."""
+    pos = 0
+    fields: dict[str, slice] = {}
+    literals: list[tuple[int, str]] = []
+    for tok in _TOKEN_RE.findall(fmt):
+        if tok in _FIXED:
+            name, width = _FIXED[tok]
+            fields[name] = slice(pos, pos + width)
+            pos += width
+        elif tok.startswith("'") and tok.endswith("'") and len(tok) >= 2:
+            for ch in tok[1:-1]:
+                literals.append((pos, ch))
+                pos += 1
+        elif len(tok) == 1 and not tok.isalnum():
+            literals.append((pos, tok))
+            pos += 1
+        else:
+            return None  # M, d, H (variable width) or letters: the regex handles it
+    return pos, fields, tuple(literals)
+
+
 def _pattern_try(fmt: str, zone: timezone | None) -> _Try:
+    slow = _regex_try(fmt, zone)
+    layout = _fixed_layout(fmt)
+    if layout is None:
+        return slow
+    length, f, literals = layout
+    zero = slice(0, 0)
+    y, mo, d = f["year"], f["month"], f["day"]
+    h, mi, se, ms = (f.get(k, zero) for k in ("hour", "minute", "second", "milli"))
+    has_time = "hour" in f
+
+    def fast(value: Any) -> date | datetime | None:
+        if value.__class__ is not str or len(value) != length:
+            return slow(value)
+        for i, ch in literals:
+            if value[i] != ch:
+                return slow(value)
+        parts = [value[y], value[mo], value[d], value[h], value[mi], value[se], value[ms]]
+        if not all(p.isdigit() and p.isascii() for p in parts if p):
+            return slow(value)
+        try:
+            if not has_time:
+                return date(int(parts[0]), int(parts[1]), int(parts[2]))
+            return datetime(
+                int(parts[0]),
+                int(parts[1]),
+                int(parts[2]),
+                int(parts[3]),
+                int(parts[4]) if parts[4] else 0,
+                int(parts[5]) if parts[5] else 0,
+                int(parts[6]) * 1000 if parts[6] else 0,
+                tzinfo=zone,
+            )
+        except ValueError:
+            return None  # e.g. month 13: maybe a later format fits
+
+    return fast
+
+
+def _regex_try(fmt: str, zone: timezone | None) -> _Try:
     rx, (y, mo, d, h, mi, se, ms), has_time = _compile_pattern(fmt)
     match = rx.fullmatch
 

@@ -28,6 +28,8 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from hub.errors import ConfigError, HubError, MappingError
 from hub.specs import TransformFunctionSpec
 from transforms.dates import (
@@ -472,11 +474,14 @@ class _Compiler:
 
         lines: list[str] = []
         if src_keys is not None:
-            if all(isinstance(k, str) for k in src_keys):
+            if all(isinstance(k, str) for k in src_keys) and len(src_keys) == 1:
                 lines.append(f"v = rec.get({src_keys[0]!r})")
-                lines += [
-                    f"v = v.get({k!r}) if isinstance(v, dict) else None" for k in src_keys[1:]
-                ]
+            elif all(isinstance(k, str) for k in src_keys):
+                # the parent object is read once per record, in the function's prologue
+                parent = _parent_marker(tuple(str(k) for k in src_keys[:-1]))
+                lines.append(
+                    f"v = {parent}.get({src_keys[-1]!r}) if {parent} is not None else None"
+                )
             else:
                 lines.append(f"v = {self.name(_getter(src_keys))}(rec)")
         elif "value" in rule:
@@ -826,17 +831,19 @@ class _Compiler:
         def each(v: Any, w: list[str] | None) -> Any:
             if not isinstance(v, list):
                 raise MappingError(f"expected a list, got {type(v).__name__}", field=label)
-            out = []
-            for i, el in enumerate(v):
-                if not isinstance(el, dict):
-                    raise MappingError(
-                        f"element {i} must be an object, got {type(el).__name__}",
-                        field=f"{label}[{i}]",
-                    )
-                try:
-                    out.append(sub(el, w))
-                except MappingError as exc:
-                    raise MappingError(exc.message, field=f"{label}[{i}].{exc.field}") from None
+            out: list[Any] = []
+            append = out.append
+            try:
+                for el in v:
+                    if el.__class__ is not dict and not isinstance(el, dict):
+                        raise MappingError(
+                            f"element {len(out)} must be an object, got {type(el).__name__}",
+                            field="",
+                        )
+                    append(sub(el, w))
+            except MappingError as exc:  # the element that failed is the next one, len(out)
+                where = f"{label}[{len(out)}]" + (f".{exc.field}" if exc.field else "")
+                raise MappingError(exc.message, field=where) from None
             return out
 
         return each
@@ -921,7 +928,21 @@ class _Compiler:
     def generate(
         self, lines: list[str], consumed: set[str], where: str
     ) -> tuple[Callable[[dict[str, Any], list[str] | None], dict[str, Any]], str]:
-        body = ["out = {}", *lines]
+        parents: dict[tuple[str, ...], str] = {}
+
+        def local(m: re.Match[str]) -> str:
+            key = tuple(orjson.loads(m.group(1)))
+            return parents.setdefault(key, f"_p{len(parents)}")
+
+        lines = [_PARENT.sub(local, x) for x in lines]
+        prologue: list[str] = []
+        for key, name in parents.items():
+            prologue.append(f"{name} = rec.get({key[0]!r})")
+            prologue += [
+                f"{name} = {name}.get({k!r}) if {name}.__class__ is dict else None" for k in key[1:]
+            ]
+            prologue.append(f"{name} = {name} if {name}.__class__ is dict else None")
+        body = ["out = {}", *prologue, *lines]
         if self.keep_unmapped:
             used = self.name(frozenset(consumed))
             body += [
@@ -938,6 +959,13 @@ class _Compiler:
 
 
 _NO = object()
+
+#: a nested source path's parent object, replaced by a local of the generated function
+_PARENT = re.compile(r"\x00P(\[[^\x00]*\])\x00")
+
+
+def _parent_marker(keys: tuple[str, ...]) -> str:
+    return "\x00P" + orjson.dumps(list(keys)).decode() + "\x00"
 
 
 def _all_of(tests: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:

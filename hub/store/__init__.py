@@ -18,6 +18,7 @@ from hub.store.base import (
     RouteStats,
     Store,
     SubjectLink,
+    TargetQueue,
     TargetRef,
     TraceEvent,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RouteStats",
     "Store",
     "SubjectLink",
+    "TargetQueue",
     "TargetRef",
     "TraceEvent",
     "make_store",

@@ -38,6 +38,7 @@ __all__ = [
     "RouteStats",
     "Store",
     "SubjectLink",
+    "TargetQueue",
     "TargetRef",
     "TraceEvent",
     "WorkNotifier",
@@ -297,6 +298,24 @@ class SubjectLink:
     accepted_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class TargetQueue:
+    """One target's queue for monitoring: deliveries waiting, being sent and dead, and the
+    due time of the earliest waiting one (``None``: nothing waits)."""
+
+    target: str
+    pending: int
+    inflight: int
+    dead: int
+    earliest_due: float | None
+
+    def oldest_due_age(self, now: float) -> float:
+        """Seconds the oldest due delivery has waited past its due time (0: none due)."""
+        if self.earliest_due is None or self.earliest_due > now:
+            return 0.0
+        return now - self.earliest_due
+
+
 class Store(Protocol):
     """What the hub needs from durable storage. All methods are safe to call concurrently;
     writes from concurrent callers may be group-committed (one transaction, one fsync)."""
@@ -392,6 +411,28 @@ class Store(Protocol):
         """Remember a signed request's nonce until ``expires_at``; False when it is already
         remembered and not yet expired (a replay). Expired nonces are pruned as it goes.
         (Implements :class:`security.replay.NonceCache`.)"""
+        ...
+
+    # Reporting for monitoring (memory and SQLite stores; cheap: partial indexes only, except
+    # the searches by idempotency key and business key without a source, which scan).
+
+    async def queue_stats(self) -> list[TargetQueue]:
+        """Per target: pending, inflight and dead deliveries and the earliest due time."""
+        ...
+
+    async def find_messages(
+        self,
+        *,
+        source: str | None = None,
+        idempotency_key: str | None = None,
+        business_key: str | None = None,
+        limit: int = 50,
+    ) -> list[SubjectLink]:
+        """Messages matching every given filter, newest first (ops search)."""
+        ...
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(schema version found in the store, version this jghub expects)."""
         ...
 
 

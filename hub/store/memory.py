@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hub.envelope import Envelope
 from hub.store.base import (
@@ -19,6 +20,7 @@ from hub.store.base import (
     QuarantinedRecord,
     RouteStats,
     SubjectLink,
+    TargetQueue,
     TraceEvent,
     judge_business_key,
 )
@@ -414,3 +416,50 @@ class MemoryStore:
             self._nonces = {k: v for k, v in self._nonces.items() if v > now}
         self._nonces[(key_id, nonce)] = expires_at
         return True
+
+    # ------------------------------------------------------------------ reporting
+
+    async def queue_stats(self) -> list[TargetQueue]:
+        acc: dict[str, list[Any]] = {}
+        for d in self._dels.values():
+            row = acc.setdefault(d.target, [0, 0, 0, None])
+            if d.state == DeliveryState.PENDING:
+                row[0] += 1
+                row[3] = d.next_at if row[3] is None else min(row[3], d.next_at)
+            elif d.state == DeliveryState.INFLIGHT:
+                row[1] += 1
+            elif d.state == DeliveryState.DEAD:
+                row[2] += 1
+        return [TargetQueue(t, r[0], r[1], r[2], r[3]) for t, r in sorted(acc.items())]
+
+    async def find_messages(
+        self,
+        *,
+        source: str | None = None,
+        idempotency_key: str | None = None,
+        business_key: str | None = None,
+        limit: int = 50,
+    ) -> list[SubjectLink]:
+        ids: set[str] | None = None
+        if business_key is not None:
+            ids = {
+                v[0]
+                for k, v in self._bkeys.items()
+                if k[2] == business_key and (source is None or k[0] == source)
+            }
+        out: list[SubjectLink] = []
+        for mid, m in reversed(self._msgs.items()):
+            env = m.new
+            if source is not None and env.source != source:
+                continue
+            if idempotency_key is not None and env.idempotency_key != idempotency_key:
+                continue
+            if ids is not None and mid not in ids:
+                continue
+            out.append(SubjectLink(mid, env.source, env.dataset, m.accepted_at))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def schema_version(self) -> tuple[int, int]:
+        return (1, 1)  # nothing persisted, nothing to migrate

@@ -45,6 +45,7 @@ from hub.store.base import (
     QuarantinedRecord,
     RouteStats,
     SubjectLink,
+    TargetQueue,
     TraceEvent,
     judge_business_key,
 )
@@ -822,6 +823,40 @@ class PostgresStore:
             return cur.rowcount > 0
 
         return await self._run(fn)
+
+    # ------------------------------------------------------------------ reporting
+
+    async def queue_stats(self) -> list[TargetQueue]:
+        """Per target: pending, inflight and dead deliveries and the earliest due time."""
+
+        async def fn(conn: _Conn) -> list[TargetQueue]:
+            rows: dict[str, list[Any]] = {}
+            cur = await conn.execute(Q["queue_stats"])
+            for target, pending, inflight, due in await cur.fetchall():
+                rows[target] = [int(pending or 0), int(inflight or 0), 0, due]
+            cur = await conn.execute(Q["dead_counts"])
+            for target, dead in await cur.fetchall():
+                rows.setdefault(target, [0, 0, 0, None])[2] = int(dead)
+            return [TargetQueue(t, r[0], r[1], r[2], r[3]) for t, r in sorted(rows.items())]
+
+        return await self._run(fn, tx=False)
+
+    async def find_messages(
+        self,
+        *,
+        source: str | None = None,
+        idempotency_key: str | None = None,
+        business_key: str | None = None,
+        limit: int = 50,
+    ) -> list[SubjectLink]:
+        """Messages matching every given filter, newest first (ops search)."""
+        args = {"source": source, "idem": idempotency_key, "bkey": business_key, "limit": limit}
+        rows = await self._fetchall(Q["find_messages"], args)
+        return [SubjectLink(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(schema version found in the store, version this jghub expects)."""
+        return await schema_version(self.dsn, self.schema, timeout=self.timeout), SCHEMA_VERSION
 
     # ------------------------------------------------------------------ several nodes
 

@@ -364,3 +364,22 @@ SELECT m.id, m.source, m.dataset, m.dataset_version, m.idem_key, m.accepted_at,
 -- name: prune_messages
 -- Deliveries and events go with their message (ON DELETE CASCADE).
 DELETE FROM messages WHERE seq = ANY(%s);
+
+-- name: queue_stats
+SELECT target, count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1),
+       min(CASE WHEN state = 0 THEN next_at END)
+  FROM deliveries WHERE state < 2 GROUP BY target;
+
+-- name: dead_counts
+SELECT target, count(*) FROM deliveries WHERE state = 3 GROUP BY target;
+
+-- name: find_messages
+SELECT m.id, m.source, m.dataset, m.accepted_at
+  FROM messages m
+ WHERE (%(source)s::text IS NULL OR m.source = %(source)s)
+   AND (%(idem)s::text IS NULL OR m.idem_key = %(idem)s)
+   AND (%(bkey)s::text IS NULL OR m.id IN (SELECT b.msg_id FROM business_keys b
+                                            WHERE b.bkey = %(bkey)s
+                                              AND (%(source)s::text IS NULL
+                                                   OR b.source = %(source)s)))
+ ORDER BY m.seq DESC LIMIT %(limit)s;

@@ -45,6 +45,7 @@ from hub.store.base import (
     QuarantinedRecord,
     RouteStats,
     SubjectLink,
+    TargetQueue,
     TraceEvent,
     judge_business_key,
 )
@@ -745,3 +746,32 @@ class SQLiteStore:
             return out
 
         return await self._read(fn)
+
+    # ------------------------------------------------------------------ reporting
+
+    async def queue_stats(self) -> list[TargetQueue]:
+        def fn(c: sqlite3.Connection) -> list[TargetQueue]:
+            rows: dict[str, list[Any]] = {}
+            for target, pending, inflight, due in c.execute(Q["queue_stats"]):
+                rows[target] = [pending or 0, inflight or 0, 0, due]
+            for target, dead in c.execute(Q["dead_counts"]):
+                rows.setdefault(target, [0, 0, 0, None])[2] = dead
+            return [TargetQueue(t, r[0], r[1], r[2], r[3]) for t, r in sorted(rows.items())]
+
+        return await self._read(fn)
+
+    async def find_messages(
+        self,
+        *,
+        source: str | None = None,
+        idempotency_key: str | None = None,
+        business_key: str | None = None,
+        limit: int = 50,
+    ) -> list[SubjectLink]:
+        args = {"source": source, "idem": idempotency_key, "bkey": business_key, "limit": limit}
+        rows = await self._read(lambda c: c.execute(Q["find_messages"], args).fetchall())
+        return [SubjectLink(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def schema_version(self) -> tuple[int, int]:
+        found = await self._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        return int(found), SCHEMA_VERSION

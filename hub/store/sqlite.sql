@@ -282,3 +282,20 @@ SELECT state, count(*) FROM deliveries GROUP BY state;
 
 -- name: message_count
 SELECT count(*) FROM messages;
+
+-- name: queue_stats
+SELECT target, sum(state = 0), sum(state = 1), min(CASE WHEN state = 0 THEN next_at END)
+  FROM deliveries WHERE state < 2 GROUP BY target;
+
+-- name: dead_counts
+SELECT target, count(*) FROM deliveries WHERE state = 3 GROUP BY target;
+
+-- name: find_messages
+SELECT m.id, m.source, m.dataset, m.accepted_at
+  FROM messages m
+ WHERE (:source IS NULL OR m.source = :source)
+   AND (:idem IS NULL OR m.idem_key = :idem)
+   AND (:bkey IS NULL OR m.id IN (SELECT b.msg_id FROM business_keys b
+                                   WHERE b.bkey = :bkey
+                                     AND (:source IS NULL OR b.source = :source)))
+ ORDER BY m.seq DESC LIMIT :limit;
