@@ -23,6 +23,7 @@ from hub.errors import (
     HubError,
     NotFound,
     SignatureError,
+    StoreUnavailable,
     TooLargeError,
 )
 from hub.json_adapter import NDJSON_TYPES
@@ -59,6 +60,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except HubError as err:
         _notify_refused(request, err)
         resp = _problem(err, request.path)
+        if isinstance(err, StoreUnavailable):  # nothing committed: the source sends it again
+            resp.headers[hdrs.RETRY_AFTER] = str(err.retry_after)
         if request.content.exception() is not None:
             resp.force_close()  # the rest of the body cannot be read: do not reuse the socket
         return resp

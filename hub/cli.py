@@ -20,7 +20,7 @@ from adapters.national import cli as national_cli
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import HubError, NotFound
-from hub.store import Store, make_store
+from hub.store import Store, store_for_config
 from hub.traceview import format_ts
 from security import keys_cli
 from security.admin_cli import mount as mount_security_cli
@@ -87,6 +87,12 @@ def _ring(cfg: HubConfig) -> None:
     )
 
 
+def _store_label(cfg: HubConfig) -> str:
+    if cfg.store.kind == "postgres":
+        return f"postgres schema {cfg.store.db_schema}"
+    return str(cfg.store_path())
+
+
 def _with_store(cfg: HubConfig, fn: Callable[[Store], Awaitable[T]]) -> T:
     path = cfg.store_path()
     if cfg.store.kind == "sqlite" and not path.exists():
@@ -94,7 +100,7 @@ def _with_store(cfg: HubConfig, fn: Callable[[Store], Awaitable[T]]) -> T:
         _fail(NotFound(f"no hub database at {path} (wrong --config, or the hub never ran)"))
 
     async def run() -> T:
-        store = make_store(cfg.store.kind, cfg.store_path(), durability=cfg.store.durability)
+        store = store_for_config(cfg)
         await store.open()
         try:
             return await fn(store)
@@ -158,7 +164,7 @@ def serve(
         scheme = "https" if ssl_context is not None else "http"
         typer.echo(
             f"jghub {__version__} serving on {scheme}://{h}:{p} with {workers} process(es) "
-            f"(store: {cfg.store_path()})"
+            f"(store: {_store_label(cfg)})"
         )
     web.run_app(
         application,
@@ -252,6 +258,34 @@ def check(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+@app.command()
+def migrate(config: ConfigOpt = Path("hub.yaml")) -> None:
+    """Create or upgrade the store's schema. PostgreSQL: run once before the first node starts
+    and after each jghub upgrade (a node refuses a schema version it does not know). SQLite
+    files are upgraded when the node opens them."""
+    cfg = _load(config)
+    st = cfg.store
+    if st.kind != "postgres":
+        _with_store(cfg, lambda s: s.counts())  # opening creates or upgrades the file
+        typer.echo(f"{st.kind} store ready ({cfg.store_path()})")
+        return
+    from hub.store.postgres import migrate as pg_migrate
+
+    assert st.dsn is not None  # the config model requires it for postgres
+    try:
+        before, after = asyncio.run(pg_migrate(st.dsn, st.db_schema, timeout=st.timeout))
+    except HubError as err:
+        _fail(err)
+        return
+    if before == after:
+        typer.echo(f"schema {st.db_schema!r} is at version {after}; nothing to do")
+    else:
+        typer.echo(f"schema {st.db_schema!r} migrated from version {before} to {after}")
 
 
 # --------------------------------------------------------------------------- trace

@@ -34,6 +34,7 @@ __all__ = [
     "Limits",
     "ListenSettings",
     "MappingSettings",
+    "RetentionSettings",
     "RetryPolicy",
     "Route",
     "RouteTarget",
@@ -63,14 +64,58 @@ class HubSection(_Model):
 
 
 class StoreSettings(_Model):
-    kind: Literal["sqlite", "memory"] = "sqlite"
+    """Where the hub keeps messages: ``sqlite`` (one node, ``path``), ``postgres`` (several
+    nodes on one database, ``dsn``) or ``memory`` (tests)."""
+
+    kind: Literal["sqlite", "memory", "postgres"] = "sqlite"
     path: Path = Path("data/hub.db")
+    dsn: str | None = Field(
+        None,
+        description="postgres: libpq connection string or URL (use ${ENV_VAR} for a password)",
+    )
+    db_schema: str = Field(
+        "public",
+        alias="schema",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="postgres: the schema holding the hub's tables",
+    )
+    pool_size: int = Field(10, ge=1, le=200, description="postgres: connections per node")
+    timeout: float = Field(
+        5.0,
+        gt=0,
+        description="postgres: longest wait for a connection before a request gets 503",
+    )
     durability: Literal["full", "normal"] = Field(
         "full",
         description="full: fsync every group commit (survives power loss); "
         "normal: WAL sync at checkpoints (survives a process crash only)",
     )
     max_group: int = Field(2000, ge=1, description="most write operations in one transaction")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StoreSettings:
+        if self.kind == "postgres" and not self.dsn:
+            raise ValueError("store.kind postgres needs store.dsn (a libpq connection string)")
+        return self
+
+
+class RetentionSettings(_Model):
+    """How long finished messages are kept (PostgreSQL store). Only messages whose every
+    delivery is delivered or discarded are pruned, with their deliveries and trace events;
+    dead letters and pending work stay. The audit log (security database) is never pruned."""
+
+    trace_days: float = Field(
+        0, ge=0, description="keep delivered messages and their traces this many days (0: ever)"
+    )
+    archive_dir: Path | None = Field(
+        None,
+        description="write a summary line of each pruned message here first (NDJSON, a file "
+        "per day), relative to the hub file",
+    )
+    interval_seconds: float = Field(3600.0, gt=0, description="how often the pruning job runs")
+    batch: int = Field(1000, ge=1, le=100_000, description="messages deleted per transaction")
 
 
 class ListenSettings(_Model):
@@ -193,6 +238,7 @@ class HubConfig(_Model):
     limits: Limits = Limits()
     ingest: IngestSettings = IngestSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
+    retention: RetentionSettings = RetentionSettings()
     systems: list[str] = Field(
         default_factory=list, description="system files or folders, relative to this file"
     )

@@ -47,6 +47,7 @@ ERROR_CODES: dict[str, str] = {
     "E_HTTP": "another HTTP-level rejection (the status says which)",
     "E_BATCH": "some records of a batch were rejected (see rejected[])",
     "E_STORE": "the store cannot take writes now; nothing from the request was acknowledged",
+    "E_STORE_SCHEMA": "the store's schema version is not the one this jghub runs (jghub migrate)",
     "E_CONFIG": "a configuration file is invalid",
     "E_PLUGIN": "a plugin is invalid (duplicate name, unknown hook ...)",
     "E_STATE": "the operation is not allowed in the object's current state",
@@ -254,9 +255,23 @@ class UnreachableError(HubError):
 
 
 class StoreUnavailable(HubError):
+    """The store cannot take writes now (closed, or its database is unreachable): nothing from
+    the request was committed, so the caller may send it again after ``retry_after`` seconds."""
+
     code = "E_STORE"
     status = 503
     title = "Store unavailable"
+    #: seconds a client should wait before sending again (the HTTP ``Retry-After`` header)
+    retry_after: ClassVar[int] = 2
+
+
+class StoreSchemaError(HubError):
+    """The store's schema version is not the one this jghub knows: a node refuses to run on
+    it (``jghub migrate`` upgrades an older schema; a newer one needs a newer jghub)."""
+
+    code = "E_STORE_SCHEMA"
+    status = 503
+    title = "Store schema version mismatch"
 
 
 class MappingError(HubError):
@@ -381,6 +396,7 @@ __all__ += [
     "SoapError",
     "SourceError",
     "StateError",
+    "StoreSchemaError",
     "StoreUnavailable",
     "TooDeep",
     "UnknownDataset",

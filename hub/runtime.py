@@ -46,6 +46,7 @@ from hub.governance import (
     raw_text,
 )
 from hub.guard import Guard
+from hub.jobs import SingletonJob, retention_job
 from hub.plugins import (
     Registry,
     acall,
@@ -64,7 +65,8 @@ from hub.specs import (
     SourceSpec,
     TransportSpec,
 )
-from hub.store import NewMessage, QuarantinedRecord, Store, TargetRef, make_store
+from hub.store import NewMessage, QuarantinedRecord, Store, TargetRef, store_for_config
+from hub.store.base import WorkNotifier
 from hub.tracecontext import new_traceparent, parse_traceparent
 from hub.validation import (
     Checked,
@@ -225,20 +227,12 @@ class Hub:
         self._doorbell: DoorbellListener | None = None
         self._doorbell_address = doorbell_address(config.store_path())
         self._lock_file: IO[str] | None = None
-        self.store: Store = (
-            store
-            if store is not None
-            else make_store(
-                config.store.kind,
-                config.store_path(),
-                durability=config.store.durability,
-                max_group=config.store.max_group,
-            )
-        )
+        self.store: Store = store if store is not None else store_for_config(config)
         self.guard = Guard(config, self.registry, self.store, clock)
         self.systems: dict[str, SystemRuntime] = {}
         self.targets: dict[str, TargetRuntime] = {}
         self._sources: list[SourceRunner] = []
+        self._jobs: list[SingletonJob] = []
         self._build_systems()
         signer = self.guard.outbound_signer()
         for t in self.targets.values():
@@ -370,6 +364,10 @@ class Hub:
         if sqlite_node:
             self._lock_sqlite_file()
         await self.store.open()
+        if isinstance(self.store, WorkNotifier):  # shared store: commits of every node wake us
+            self.store.on_work(
+                lambda names: self.wake_targets(self.targets if names is None else names)
+            )
         await self.guard.start()
         if sqlite_node:
             # One node owns an SQLite file: leases of a previous (crashed) run are void.
@@ -386,6 +384,12 @@ class Hub:
         if sources:
             for src in self._sources:
                 src.start()
+        retention = retention_job(
+            self.store, self.config.retention, self.config.base_dir, self.node_id, self.clock
+        )
+        self._jobs = [retention] if retention is not None else []
+        for job in self._jobs:
+            job.start()
         self.started = True
 
     def wake_targets(self, targets: Iterable[str]) -> None:
@@ -408,6 +412,8 @@ class Hub:
             await self.guard.stop()
             await self.store.close()
             return
+        for job in self._jobs:
+            await job.stop()
         for src in self._sources:
             await src.stop()
         if self._doorbell is not None:

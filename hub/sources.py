@@ -106,11 +106,47 @@ class SourceRunner:
 
     def start(self) -> None:
         self.stopping.clear()
-        self.task = asyncio.create_task(self._run(), name=f"jghub-source-{self.system}")
+        self.task = asyncio.create_task(self._lead(), name=f"jghub-source-{self.system}")
 
-    async def _run(self) -> None:
+    async def _lead(self) -> None:
+        """On a store shared by several nodes a source runs on one node at a time: the one
+        holding its lease (renewed every third of ``LEASE_SECONDS``). A node that loses the lease
+        (it could not renew it in time) stops the source; another node takes it over."""
+        from hub.jobs import LeaseHolder
+
+        lease = LeaseHolder(
+            self.hub.store, f"source:{self.system}", self.hub.node_id, self.LEASE_SECONDS
+        )
+        if lease.leases is None:
+            await self._run(self.stopping)
+            return
+        renew = self.LEASE_SECONDS / 3
+        try:
+            while not self.stopping.is_set():
+                if not await lease.acquire():
+                    await self.ctx.sleep(renew)
+                    continue
+                term = asyncio.Event()
+                self.ctx.stopping = term
+                runner = asyncio.create_task(self._run(term))
+                while not runner.done():
+                    await asyncio.wait({runner}, timeout=renew)
+                    if runner.done():
+                        break
+                    if self.stopping.is_set() or not await lease.acquire():
+                        term.set()
+                        await runner
+                self.ctx.stopping = self.stopping
+                await runner
+        finally:
+            await lease.release()
+
+    #: how long a node's claim on a source lasts without renewal (shared stores)
+    LEASE_SECONDS = 30.0
+
+    async def _run(self, term: asyncio.Event) -> None:
         backoff = self.min_backoff
-        while not self.stopping.is_set():
+        while not term.is_set() and not self.stopping.is_set():
             try:
                 await self.source.run(self.ctx)
                 if not self.stopping.is_set():  # a source that returns is run again
@@ -135,6 +171,7 @@ class SourceRunner:
     async def stop(self, timeout: float = 10.0) -> None:
         """Ask the source to stop; cancel it if it does not within ``timeout``."""
         self.stopping.set()
+        self.ctx.stopping.set()
         task, self.task = self.task, None
         if task is None:
             return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +33,30 @@ def clock() -> Clock:
     return Clock()
 
 
-STORE_KINDS = ["memory", "sqlite"]
+STORE_KINDS = ["memory", "sqlite", "postgres"]
+#: the PostgreSQL the PostgreSQL store is tested on (the tests fail, never skip, without it)
+PG_DSN = os.environ.get("JGHUB_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def drop_pg_schema(schema: str) -> None:
+    """Drop a test's PostgreSQL schema and everything in it."""
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema for one test (tests run side by side), dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        yield name
+    finally:
+        await drop_pg_schema(name)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -39,15 +64,27 @@ async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
 ) -> AsyncIterator[Store]:
     s: Store
+    schema = None
     if request.param == "memory":
         s = MemoryStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         s = SQLiteStore(tmp_path / "hub.db", clock=clock)
-    await s.open()
+    else:
+        from hub.store.postgres import PostgresStore
+
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        pg = PostgresStore(PG_DSN, schema=schema, clock=clock)
+        await pg.migrate()
+        s = pg
     try:
-        yield s
+        await s.open()
+        try:
+            yield s
+        finally:
+            await s.close()
     finally:
-        await s.close()
+        if schema is not None:
+            await drop_pg_schema(schema)
 
 
 def free_port() -> int:

@@ -103,8 +103,8 @@ def test_unknown_key_names_file_line_path_and_allowed_keys(files: Files) -> None
     files.write(hub=HUB_YAML.replace("  kind: memory\n", "  kind: memory\n  pth: x.db\n"))
     err = config_error(files)
     assert (
-        f"{files.hub}:5 store.pth: unknown key; allowed: kind, path, durability, max_group"
-        in str(err)
+        f"{files.hub}:5 store.pth: unknown key; allowed: kind, path, dsn, schema, pool_size, "
+        "timeout, durability, max_group" in str(err)
     )
     assert err.field == "store.pth"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.store.base import (
     ClaimedDelivery,
@@ -22,6 +23,9 @@ from hub.store.base import (
     TraceEvent,
 )
 
+if TYPE_CHECKING:
+    from hub.config import HubConfig
+
 __all__ = [
     "ClaimedDelivery",
     "DeadLetterInfo",
@@ -39,10 +43,21 @@ __all__ = [
     "TargetRef",
     "TraceEvent",
     "make_store",
+    "store_for_config",
 ]
 
 
-def make_store(kind: str, path: Path, *, durability: str = "full", max_group: int = 2000) -> Store:
+def make_store(
+    kind: str,
+    path: Path,
+    *,
+    durability: str = "full",
+    max_group: int = 2000,
+    dsn: str | None = None,
+    schema: str = "public",
+    pool_size: int = 10,
+    timeout: float = 5.0,
+) -> Store:
     """Build (not open) the store a config names."""
     if kind == "memory":
         from hub.store.memory import MemoryStore
@@ -52,4 +67,27 @@ def make_store(kind: str, path: Path, *, durability: str = "full", max_group: in
         from hub.store.sqlite import SQLiteStore
 
         return SQLiteStore(path, durability=durability, max_group=max_group)
+    if kind == "postgres":
+        from hub.store.postgres import PostgresStore
+
+        if not dsn:
+            raise ValueError("the postgres store needs a dsn")
+        return PostgresStore(
+            dsn, schema=schema, pool_size=pool_size, timeout=timeout, max_group=max_group
+        )
     raise ValueError(f"unknown store kind {kind!r}")
+
+
+def store_for_config(cfg: HubConfig) -> Store:
+    """Build (not open) the store ``cfg.store`` describes."""
+    st = cfg.store
+    return make_store(
+        st.kind,
+        cfg.store_path(),
+        durability=st.durability,
+        max_group=st.max_group,
+        dsn=st.dsn,
+        schema=st.db_schema,
+        pool_size=st.pool_size,
+        timeout=st.timeout,
+    )

@@ -16,10 +16,10 @@ An INFLIGHT delivery whose lease ran out is claimable again (its node died).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from hub.envelope import Envelope
 
@@ -29,9 +29,11 @@ __all__ = [
     "DeliveryInfo",
     "DeliveryState",
     "EnqueueResult",
+    "JobLeases",
     "MessageTrace",
     "NewMessage",
     "Outcome",
+    "Prunable",
     "QuarantinedRecord",
     "RouteStats",
     "Store",
@@ -39,6 +41,7 @@ __all__ = [
     "TargetQueue",
     "TargetRef",
     "TraceEvent",
+    "WorkNotifier",
     "judge_business_key",
 ]
 
@@ -441,4 +444,48 @@ class Store(Protocol):
 
     async def schema_version(self) -> tuple[int, int]:
         """(schema version found in the store, version this jghub expects)."""
+        ...
+
+
+# --------------------------------------------------------------------------- shared stores
+# What a store shared by several hub nodes (PostgreSQL) offers besides :class:`Store`.
+
+
+@runtime_checkable
+class WorkNotifier(Protocol):
+    """A store that tells every node when new work is committed (PostgreSQL LISTEN/NOTIFY)."""
+
+    def on_work(self, callback: Callable[[Sequence[str] | None], None]) -> None:
+        """Call ``callback(targets)`` when work for those targets was committed by any node;
+        ``None`` means "maybe any target" (after a reconnect, when notices may have been lost)."""
+        ...
+
+
+@runtime_checkable
+class JobLeases(Protocol):
+    """Leases that let one node at a time run a scheduled job (sync, reconciliation, pruning)."""
+
+    async def try_lease(self, job: str, owner: str, seconds: float) -> bool:
+        """Take or renew ``job``'s lease for ``seconds``; False while another owner holds it."""
+        ...
+
+    async def drop_lease(self, job: str, owner: str) -> None:
+        """Give the lease up (a node stopping), so another node takes the job at once."""
+        ...
+
+
+@runtime_checkable
+class Prunable(Protocol):
+    """A store whose finished messages are pruned by the retention policy."""
+
+    async def prune(
+        self,
+        before: float,
+        limit: int,
+        archive: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Delete up to ``limit`` messages accepted before ``before`` whose deliveries are all
+        finished (delivered or discarded), with their deliveries and trace events; dead letters
+        and pending work are kept. ``archive`` gets a summary of each pruned message before the
+        delete commits (if it raises, nothing is deleted). Returns the summaries."""
         ...
