@@ -2,7 +2,7 @@
 
 Several nodes share a PostgreSQL store; a scheduled job (pruning by the retention policy, a
 polling source's sync) must still run once, not once per node. Each job is guarded by a lease
-row in the store (:class:`~hub.store.base.JobLeases`): the node holding the unexpired lease runs
+row in the store (``Store.acquire_lease``): the node holding the unexpired lease runs
 the job and renews the lease; when that node dies the lease runs out and another node takes the
 job over. On a store without leases (SQLite, memory: one node) the job simply runs.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from hub.store.base import JobLeases, Prunable
+from hub.store.base import Prunable
 
 if TYPE_CHECKING:
     from hub.config import RetentionSettings
@@ -35,7 +35,9 @@ class LeaseHolder:
     """Takes and keeps one job's lease for a node (always held on a one-node store)."""
 
     def __init__(self, store: Store, job: str, owner: str, seconds: float) -> None:
-        self.leases = store if isinstance(store, JobLeases) else None
+        # a store several nodes share (PostgreSQL) needs the lease; on a one-node store (SQLite,
+        # memory) this node is the only one, so the job is always its own
+        self.leases = store if getattr(store, "shared_by_nodes", False) else None
         self.job = job
         self.owner = owner
         self.seconds = seconds
@@ -45,7 +47,7 @@ class LeaseHolder:
         if self.leases is None:
             return True
         try:
-            return await self.leases.try_lease(self.job, self.owner, self.seconds)
+            return await self.leases.acquire_lease(self.job, self.owner, self.seconds)
         except Exception as exc:  # the store is unreachable: we cannot know, so we do not lead
             log.warning("could not renew the lease of job %s: %s", self.job, exc)
             return False
@@ -53,7 +55,7 @@ class LeaseHolder:
     async def release(self) -> None:
         if self.leases is not None:
             with contextlib.suppress(Exception):
-                await self.leases.drop_lease(self.job, self.owner)
+                await self.leases.release_lease(self.job, self.owner)
 
 
 class SingletonJob:

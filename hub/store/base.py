@@ -29,7 +29,6 @@ __all__ = [
     "DeliveryInfo",
     "DeliveryState",
     "EnqueueResult",
-    "JobLeases",
     "MessageTrace",
     "NewMessage",
     "Outcome",
@@ -458,19 +457,6 @@ class WorkNotifier(Protocol):
     def on_work(self, callback: Callable[[Sequence[str] | None], None]) -> None:
         """Call ``callback(targets)`` when work for those targets was committed by any node;
         ``None`` means "maybe any target" (after a reconnect, when notices may have been lost)."""
-        ...
-
-
-@runtime_checkable
-class JobLeases(Protocol):
-    """Leases that let one node at a time run a scheduled job (sync, reconciliation, pruning)."""
-
-    async def try_lease(self, job: str, owner: str, seconds: float) -> bool:
-        """Take or renew ``job``'s lease for ``seconds``; False while another owner holds it."""
-        ...
-
-    async def drop_lease(self, job: str, owner: str) -> None:
-        """Give the lease up (a node stopping), so another node takes the job at once."""
         ...
 
 

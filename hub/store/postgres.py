@@ -172,6 +172,9 @@ class PostgresStore:
     ``timeout`` is how long a request waits for a connection before it is refused with 503.
     """
 
+    #: several nodes share this store: scheduled jobs and sources take leases in it
+    shared_by_nodes = True
+
     def __init__(
         self,
         dsn: str,
@@ -860,23 +863,25 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ several nodes
 
-    async def try_lease(self, job: str, owner: str, seconds: float) -> bool:
-        """Take or renew a scheduled job's lease (see :class:`~hub.store.base.JobLeases`)."""
+    async def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take or renew a named lease (scheduled jobs, sources): see the Store protocol."""
         now = self.clock()
 
         async def fn(conn: _Conn) -> bool:
             cur = await conn.execute(
-                Q["try_lease"], {"job": job, "owner": owner, "until": now + seconds, "now": now}
+                Q["try_lease"],
+                {"job": name, "owner": owner, "until": now + ttl_seconds, "now": now},
             )
             return await cur.fetchone() is not None
 
         return await self._run(fn)
 
-    async def drop_lease(self, job: str, owner: str) -> None:
-        async def fn(conn: _Conn) -> None:
-            await conn.execute(Q["drop_lease"], (job, owner))
+    async def release_lease(self, name: str, owner: str) -> bool:
+        async def fn(conn: _Conn) -> bool:
+            cur = await conn.execute(Q["drop_lease"], (name, owner))
+            return bool(cur.rowcount)
 
-        await self._run(fn)
+        return await self._run(fn)
 
     async def prune(
         self,

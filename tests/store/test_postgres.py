@@ -148,14 +148,14 @@ async def test_job_lease_is_held_by_one_node_until_it_expires(
     nodes: tuple[PostgresStore, PostgresStore], clock: Clock
 ) -> None:
     a, b = nodes
-    assert await a.try_lease("job:retention", "node-a", 30)
-    assert not await b.try_lease("job:retention", "node-b", 30)
-    assert await a.try_lease("job:retention", "node-a", 30)  # renewed
+    assert await a.acquire_lease("job:retention", "node-a", 30)
+    assert not await b.acquire_lease("job:retention", "node-b", 30)
+    assert await a.acquire_lease("job:retention", "node-a", 30)  # renewed
     clock.advance(31)  # node-a died: its lease ran out
-    assert await b.try_lease("job:retention", "node-b", 30)
-    assert not await a.try_lease("job:retention", "node-a", 30)
-    await b.drop_lease("job:retention", "node-b")  # node-b stops: hands over at once
-    assert await a.try_lease("job:retention", "node-a", 30)
+    assert await b.acquire_lease("job:retention", "node-b", 30)
+    assert not await a.acquire_lease("job:retention", "node-a", 30)
+    await b.release_lease("job:retention", "node-b")  # node-b stops: hands over at once
+    assert await a.acquire_lease("job:retention", "node-a", 30)
 
 
 async def test_retention_prunes_delivered_messages_only(
