@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryInfo",
     "DeliveryState",
     "EnqueueResult",
+    "LedgerEntry",
     "MessageTrace",
     "NewMessage",
     "Outcome",
@@ -288,6 +289,29 @@ class QuarantinedRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One record an external system accepted from us, kept for reconciliation (上报台账 /
+    对账) in the store every node shares, so any node sees what every node sent.
+
+    ``book`` names the ledger (e.g. ``national:<system>``), ``dataset`` the external dataset
+    and ``key`` the record in it (a message id, or the code of a versioned item). ``day``
+    (YYYY-MM-DD, or empty) is the day it is reconciled under. ``version`` orders versions of
+    one key: a write older than the stored version is ignored (0 when not versioned). The
+    first ``receipt`` of a version stays when the same version is written again (a re-send).
+    ``body`` is what was sent (bytes, e.g. JSON), so it can be sent again exactly."""
+
+    book: str
+    dataset: str
+    key: str
+    day: str
+    digest: str
+    body: bytes
+    version: int = 0
+    receipt: str | None = None
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SubjectLink:
     """A message linked to a subject (统一社会信用代码 or 身份证号)."""
 
@@ -415,6 +439,18 @@ class Store(Protocol):
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give the lease up if ``owner`` holds it; True when it did."""
+        ...
+
+    async def ledger_put(self, entries: Sequence[LedgerEntry]) -> int:
+        """Keep accepted records in their ledger in one commit: an entry replaces the stored
+        one of its (book, dataset, key) unless the stored version is newer (see
+        :class:`LedgerEntry`). Returns how many were written (older versions are not)."""
+        ...
+
+    async def ledger_entries(
+        self, book: str, dataset: str, *, day: str | None = None
+    ) -> list[LedgerEntry]:
+        """The entries of ``dataset`` in ``book`` (only those of ``day`` when given), by key."""
         ...
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:

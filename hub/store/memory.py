@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hub.envelope import Envelope
@@ -14,6 +14,7 @@ from hub.store.base import (
     DeliveryInfo,
     DeliveryState,
     EnqueueResult,
+    LedgerEntry,
     MessageTrace,
     NewMessage,
     Outcome,
@@ -71,6 +72,7 @@ class MemoryStore:
         self._nonces: dict[tuple[str, str], float] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._digests: dict[str, bytes] = {}
+        self._ledger: dict[tuple[str, str, str], LedgerEntry] = {}
 
     async def open(self) -> None:
         return None
@@ -422,6 +424,28 @@ class MemoryStore:
             return False
         del self._leases[name]
         return True
+
+    async def ledger_put(self, entries: Sequence[LedgerEntry]) -> int:
+        written = 0
+        for e in entries:
+            k = (e.book, e.dataset, e.key)
+            old = self._ledger.get(k)
+            if old is not None and old.version > e.version:
+                continue
+            if old is not None and old.version == e.version and old.receipt is not None:
+                e = replace(e, receipt=old.receipt)
+            self._ledger[k] = e
+            written += 1
+        return written
+
+    async def ledger_entries(
+        self, book: str, dataset: str, *, day: str | None = None
+    ) -> list[LedgerEntry]:
+        return [
+            e
+            for k, e in sorted(self._ledger.items())
+            if k[0] == book and k[1] == dataset and (day is None or e.day == day)
+        ]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()

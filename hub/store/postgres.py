@@ -39,6 +39,7 @@ from hub.store.base import (
     DeliveryInfo,
     DeliveryState,
     EnqueueResult,
+    LedgerEntry,
     MessageTrace,
     NewMessage,
     Outcome,
@@ -56,7 +57,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "migrate"]
 log = logging.getLogger("jghub.store.postgres")
 
 #: the schema version this jghub runs on (``migrate_1`` … ``migrate_<n>`` in postgres.sql)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``next_at`` of a parked delivery (queued behind an unfinished one of its ordered partition)
 PARKED = 1e18
 Q = load_queries("hub.store", "postgres.sql")
@@ -813,6 +814,31 @@ class PostgresStore:
     async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
         rows = await self._fetchall(Q["subject_messages"], (subject, limit))
         return [SubjectLink(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def ledger_put(self, entries: Sequence[LedgerEntry]) -> int:
+        rows = [
+            (e.book, e.dataset, e.key, e.day, e.digest, e.body, e.version, e.receipt, e.at)
+            for e in entries
+        ]
+        if not rows:
+            return 0
+
+        async def fn(conn: _Conn) -> int:
+            n = 0
+            for row in rows:
+                cur = await conn.execute(Q["ledger_put"], row)
+                n += max(cur.rowcount, 0)
+            return n
+
+        return await self._run(fn)
+
+    async def ledger_entries(
+        self, book: str, dataset: str, *, day: str | None = None
+    ) -> list[LedgerEntry]:
+        rows = await self._fetchall(
+            Q["ledger_entries"], {"book": book, "dataset": dataset, "day": day}
+        )
+        return [LedgerEntry(*r[:5], bytes(r[5]), *r[6:]) for r in rows]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()

@@ -125,6 +125,41 @@ CREATE TABLE job_leases (
     expires_at  double precision NOT NULL
 );
 
+-- name: migrate_2
+-- Version 2: 上报台账, what external systems accepted from us, for reconciliation (对账) by any
+-- node (see LedgerEntry).
+CREATE TABLE ledger (
+    book     text             NOT NULL,
+    dataset  text             NOT NULL,
+    rkey     text             NOT NULL,
+    day      text             NOT NULL,
+    digest   text             NOT NULL,
+    body     bytea            NOT NULL,
+    version  bigint           NOT NULL,
+    receipt  text,
+    at       double precision NOT NULL,
+    PRIMARY KEY (book, dataset, rkey)
+);
+CREATE INDEX ledger_day ON ledger (book, dataset, day);
+
+-- name: ledger_put
+-- A newer version replaces everything; the same version again (a re-send) keeps its first
+-- receipt; an older version changes nothing.
+INSERT INTO ledger (book, dataset, rkey, day, digest, body, version, receipt, at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (book, dataset, rkey) DO UPDATE
+   SET day = excluded.day, digest = excluded.digest, body = excluded.body,
+       receipt = CASE WHEN excluded.version > ledger.version THEN excluded.receipt
+                      ELSE coalesce(ledger.receipt, excluded.receipt) END,
+       version = excluded.version, at = excluded.at
+ WHERE excluded.version >= ledger.version;
+
+-- name: ledger_entries
+SELECT book, dataset, rkey, day, digest, body, version, receipt, at FROM ledger
+ WHERE book = %(book)s AND dataset = %(dataset)s
+   AND (%(day)s::text IS NULL OR day = %(day)s::text)
+ ORDER BY rkey;
+
 -- name: try_lease
 -- Take the lease when it is free, expired or ours already; one row back when we hold it.
 INSERT INTO job_leases (job, owner, expires_at) VALUES (%(job)s, %(owner)s, %(until)s)

@@ -39,6 +39,7 @@ from hub.store.base import (
     DeliveryInfo,
     DeliveryState,
     EnqueueResult,
+    LedgerEntry,
     MessageTrace,
     NewMessage,
     Outcome,
@@ -728,6 +729,28 @@ class SQLiteStore:
         return await self._write(
             lambda c: bool(c.execute(Q["release_lease"], (name, owner)).rowcount)
         )
+
+    async def ledger_put(self, entries: Sequence[LedgerEntry]) -> int:
+        rows = [
+            (e.book, e.dataset, e.key, e.day, e.digest, e.body, e.version, e.receipt, e.at)
+            for e in entries
+        ]
+        if not rows:
+            return 0
+
+        def op(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany(Q["ledger_put"], rows)
+            return c.total_changes - before
+
+        return await self._write(op)
+
+    async def ledger_entries(
+        self, book: str, dataset: str, *, day: str | None = None
+    ) -> list[LedgerEntry]:
+        args = {"book": book, "dataset": dataset, "day": day}
+        rows = await self._read(lambda c: c.execute(Q["ledger_entries"], args).fetchall())
+        return [LedgerEntry(*r[:5], bytes(r[5]), *r[6:]) for r in rows]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()

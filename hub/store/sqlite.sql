@@ -104,6 +104,20 @@ CREATE TABLE IF NOT EXISTS leases (
     owner      TEXT NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+-- 上报台账: what external systems accepted from us, for reconciliation (对账); see LedgerEntry.
+CREATE TABLE IF NOT EXISTS ledger (
+    book     TEXT    NOT NULL,
+    dataset  TEXT    NOT NULL,
+    rkey     TEXT    NOT NULL,
+    day      TEXT    NOT NULL,
+    digest   TEXT    NOT NULL,
+    body     BLOB    NOT NULL,
+    version  INTEGER NOT NULL,
+    receipt  TEXT,
+    at       REAL    NOT NULL,
+    PRIMARY KEY (book, dataset, rkey)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ledger_day ON ledger (book, dataset, day);
 PRAGMA user_version = 2;
 
 -- name: migrate_1_2
@@ -122,6 +136,23 @@ ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.e
 
 -- name: release_lease
 DELETE FROM leases WHERE name = ? AND owner = ?;
+
+-- name: ledger_put
+-- A newer version replaces everything; the same version again (a re-send) keeps its first
+-- receipt; an older version changes nothing.
+INSERT INTO ledger (book, dataset, rkey, day, digest, body, version, receipt, at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (book, dataset, rkey) DO UPDATE
+   SET day = excluded.day, digest = excluded.digest, body = excluded.body,
+       receipt = CASE WHEN excluded.version > ledger.version THEN excluded.receipt
+                      ELSE coalesce(ledger.receipt, excluded.receipt) END,
+       version = excluded.version, at = excluded.at
+ WHERE excluded.version >= ledger.version;
+
+-- name: ledger_entries
+SELECT book, dataset, rkey, day, digest, body, version, receipt, at FROM ledger
+ WHERE book = :book AND dataset = :dataset AND (:day IS NULL OR day = :day)
+ ORDER BY rkey;
 
 -- name: prune_nonces
 DELETE FROM nonces WHERE expires_at <= ?;
