@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,9 @@ from adapters.national.transport import NationalTransport
 from hub.errors import StateError
 
 if TYPE_CHECKING:
+    from apscheduler.events import JobExecutionEvent
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
     from hub.runtime import Hub
 
@@ -37,6 +40,7 @@ __all__ = [
     "ReconcileError",
     "ReconcileReport",
     "ScheduleSettings",
+    "cron_trigger",
 ]
 
 log = logging.getLogger("jghub.national")
@@ -45,12 +49,68 @@ log = logging.getLogger("jghub.national")
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_DOW_RANGE = re.compile(r"^(\*|[0-7](?:-[0-7])?)(?:/([1-9]\d*))?$")
+
+
+def _crontab_weekdays(field: str) -> str:
+    """The crontab weekday field (0 or 7 = Sunday) in APScheduler 3's terms, whose numbers
+    start at Monday: numbers become names, ranges and steps lists of names."""
+    if field == "*":
+        return field
+    out: list[str] = []
+    for part in field.split(","):
+        m = _DOW_RANGE.match(part)
+        if m is None:  # names (mon-fri), or a syntax error APScheduler reports
+            out.append(part)
+            continue
+        span, step = m.group(1), int(m.group(2) or 1)
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            first, last = (int(x) for x in span.split("-"))
+        else:
+            first = last = int(span)
+            if m.group(2):  # "n/step" means n to the end of the week
+                last = 6
+        if first > last:
+            raise ValueError(f"weekday range {part!r} runs backwards")
+        out.extend(_WEEKDAYS[d % 7] for d in range(first, last + 1, step))
+    return ",".join(dict.fromkeys(out))
+
+
+def cron_trigger(expr: str) -> CronTrigger:
+    """An APScheduler trigger from a crontab line in China time: five fields (minute hour
+    day month weekday) or six with seconds first (second minute hour day month weekday).
+    Weekdays count as in crontab: 0 and 7 are Sunday."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expr.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ValueError(
+            f"{expr!r} has {len(fields)} fields; a crontab line has 5 (or 6 with seconds)"
+        )
+    second, minute, hour, day, month, weekday = fields
+    return CronTrigger(
+        second=second,
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_crontab_weekdays(weekday),
+        timezone=CHINA_TZ,
+    )
+
+
 class ScheduleSettings(BaseModel):
-    """One scheduled job: a crontab line (minute hour day month weekday, China time)."""
+    """One scheduled job: a crontab line in China time, ``minute hour day month weekday``, or
+    with seconds first (``*/10 * * * * *``: every ten seconds)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cron: str = Field(description="crontab expression, e.g. '*/5 * * * *'")
+    cron: str = Field(description="crontab expression, e.g. '*/5 * * * *' (6 fields: seconds)")
     misfire_grace_seconds: int = Field(
         300, ge=1, description="a run missed by less than this still runs (once: coalesced)"
     )
@@ -58,10 +118,8 @@ class ScheduleSettings(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, v: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
         try:
-            CronTrigger.from_crontab(v, timezone=CHINA_TZ)
+            cron_trigger(v)
         except ValueError as exc:
             raise ValueError(f"not a crontab expression: {exc}") from None
         return v
@@ -143,8 +201,11 @@ class NationalConnector:
         self.options = options
         self.transport: NationalTransport = target.transport
         self._scheduler: AsyncIOScheduler | None = None
+        #: per job name: runs on this node, runs skipped because another node held the
+        #: lease, and runs APScheduler dropped as missed beyond ``misfire_grace_seconds``
         self.job_runs: dict[str, int] = {}
         self.job_skips: dict[str, int] = {}
+        self.job_misses: dict[str, int] = {}
 
     # ------------------------------------------------------------------ receiving
 
@@ -326,14 +387,15 @@ class NationalConnector:
         instance at a time; across nodes the store lease keeps it to one)."""
         if not self.options.schedules:
             return
+        from apscheduler.events import EVENT_JOB_MISSED
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
-        from apscheduler.triggers.cron import CronTrigger
 
         sched = AsyncIOScheduler(timezone=CHINA_TZ)
+        sched.add_listener(self._missed, EVENT_JOB_MISSED)
         for name, s in self.options.schedules.items():
             sched.add_job(
                 self._guarded,
-                CronTrigger.from_crontab(s.cron, timezone=CHINA_TZ),
+                cron_trigger(s.cron),
                 args=[name],
                 id=f"national:{self.system}:{name}",
                 misfire_grace_time=s.misfire_grace_seconds,
@@ -342,6 +404,20 @@ class NationalConnector:
             )
         sched.start()
         self._scheduler = sched
+
+    @property
+    def scheduler(self) -> AsyncIOScheduler | None:
+        """The running APScheduler (None when no schedule runs)."""
+        return self._scheduler
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        name = str(event.job_id).rsplit(":", 1)[-1]
+        self.job_misses[name] = self.job_misses.get(name, 0) + 1
+        log.warning(
+            "national job %s missed its run at %s by more than its misfire grace: skipped",
+            event.job_id,
+            event.scheduled_run_time,
+        )
 
     def scheduled_jobs(self) -> list[str]:
         """Ids of the scheduled jobs (empty when no schedule runs)."""

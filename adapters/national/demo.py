@@ -30,7 +30,7 @@ _CATALOG_CODES = ["33000000000000", "33000000000001", "33000000000002"]
 
 def national_system_doc(
     url: str, *, on_conflict: str = "rebase", schedules: dict[str, Any] | None = None,
-    batch_size: int = 100, ledger: str = "data/national-ledger.db",
+    batch_size: int = 100,
 ) -> dict[str, Any]:  # fmt: skip
     """The national system file: adapter options, the transport and every mapping between
     our canonical datasets and the national schema."""
@@ -46,7 +46,6 @@ def national_system_doc(
             "batch_size": batch_size,
             "on_conflict": on_conflict,
             "timeout": 2.0,
-            "ledger": ledger,
             "datasets": {
                 "catalog_item": {"kind": "catalog"},
                 "inspection": {"kind": "behaviour", "path": "jcxw", "day_field": "jcsj"},

@@ -1,49 +1,29 @@
 """The connector's ledger (上报台账): what the nation acknowledged, kept on our side for
 reconciliation (对账) and the catalog resync.
 
-One small SQLite file per hub node (``ledger:`` in the national system's ``outbound``). Each
-监管行为 record the nation accepted is kept with its day, digest, receipt and the exact body
-sent, so a reconciliation can re-send precisely the records the nation is missing; each
-catalog item keeps the latest version the nation accepted (our view, for ``resync``).
+It lives in the hub's store (:meth:`hub.store.Store.ledger_put` / ``ledger_entries``, book
+``national:<system>``), so with several nodes on one PostgreSQL store every node reconciles
+what every node sent. Each 监管行为 record the nation accepted is kept with its day, digest,
+receipt and the exact body sent, so a reconciliation can re-send precisely the records the
+nation is missing; each catalog item keeps the latest version the nation accepted (our view,
+for ``resync``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
-__all__ = ["CatalogEntry", "Ledger", "SentRecord"]
+from hub.store import LedgerEntry, Store
 
-T = TypeVar("T")
+__all__ = ["CATALOG", "CatalogEntry", "Ledger", "SentRecord"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sent (
-    dataset   TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    day       TEXT NOT NULL,
-    digest    TEXT NOT NULL,
-    receipt   TEXT,
-    body      BLOB NOT NULL,
-    at        REAL NOT NULL,
-    PRIMARY KEY (dataset, record_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sent_day ON sent (dataset, day);
-CREATE TABLE IF NOT EXISTS catalog (
-    code    TEXT NOT NULL PRIMARY KEY,
-    version INTEGER NOT NULL,
-    digest  TEXT NOT NULL,
-    body    BLOB NOT NULL,
-    at      REAL NOT NULL
-) WITHOUT ROWID;
-"""
+#: the ledger dataset holding catalog items (监管事项目录清单), by item code
+CATALOG = "catalog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,86 +49,49 @@ class CatalogEntry:
 
 
 class Ledger:
-    """Thread-confined SQLite access run off the event loop; ``path=":memory:"`` for tests."""
+    """The national system ``system``'s ledger in ``store`` (book ``national:<system>``)."""
 
-    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
-        self.path = str(path)
+    def __init__(self, store: Store, system: str, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.book = f"national:{system}"
         self.clock = clock
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                if self._conn is None:
-                    raise RuntimeError("the national ledger is not open")
-                return fn(self._conn)
-
-        return await asyncio.to_thread(call)
 
     async def record_sent(self, records: Sequence[SentRecord]) -> None:
         """Keep accepted records (a re-sent one keeps its first receipt)."""
         now = self.clock()
-        rows = [
-            (r.dataset, r.record_id, r.day, r.digest, r.receipt, orjson.dumps(r.body), now)
-            for r in records
-        ]
-
-        def op(c: sqlite3.Connection) -> None:
-            with c:
-                c.executemany(
-                    "INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (dataset, record_id) DO UPDATE SET day = excluded.day, "
-                    "digest = excluded.digest, body = excluded.body, "
-                    "receipt = coalesce(sent.receipt, excluded.receipt)",
-                    rows,
+        await self.store.ledger_put(
+            [
+                LedgerEntry(
+                    self.book,
+                    r.dataset,
+                    r.record_id,
+                    r.day,
+                    r.digest,
+                    orjson.dumps(r.body),
+                    receipt=r.receipt,
+                    at=now,
                 )
-
-        if rows:
-            await self._run(op)
+                for r in records
+            ]
+        )
 
     async def day(self, dataset: str, day: str) -> list[SentRecord]:
         """Every record of ``dataset`` (national name) whose day is ``day`` (YYYY-MM-DD)."""
-        rows = await self._run(
-            lambda c: c.execute(
-                "SELECT record_id, digest, receipt, body FROM sent WHERE dataset = ? AND day = ? "
-                "ORDER BY record_id",
-                (dataset, day),
-            ).fetchall()
-        )
-        return [SentRecord(dataset, r[0], day, r[1], r[2], orjson.loads(r[3])) for r in rows]
+        return [
+            SentRecord(dataset, e.key, e.day, e.digest, e.receipt, orjson.loads(e.body))
+            for e in await self.store.ledger_entries(self.book, dataset, day=day)
+        ]
 
     async def record_catalog(self, code: str, version: int, digest: str, body: Any) -> None:
         """Keep the version the nation accepted, unless a later one is already kept."""
-        row = (code, version, digest, orjson.dumps(body), self.clock())
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET "
-                "version = excluded.version, digest = excluded.digest, body = excluded.body, "
-                "at = excluded.at WHERE excluded.version >= catalog.version",
-                row,
-            )
+        entry = LedgerEntry(
+            self.book, CATALOG, code, "", digest, orjson.dumps(body), version, at=self.clock()
         )
+        await self.store.ledger_put([entry])
 
     async def catalog(self) -> list[CatalogEntry]:
         """Our view of the catalog: the latest accepted version of every item."""
-        rows = await self._run(
-            lambda c: c.execute(
-                "SELECT code, version, digest, body FROM catalog ORDER BY code"
-            ).fetchall()
-        )
-        return [CatalogEntry(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
+        return [
+            CatalogEntry(e.key, e.version, e.digest, orjson.loads(e.body))
+            for e in await self.store.ledger_entries(self.book, CATALOG)
+        ]

@@ -168,6 +168,8 @@ class NationalSimulator:
     requests: list[tuple[float, str, str, int]] = field(default_factory=list)
     #: error codes of requests refused for their signature
     refused: list[str] = field(default_factory=list)
+    #: most requests to one path handled at the same time (e.g. two nodes pulling at once)
+    peak_concurrency: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -176,6 +178,7 @@ class NationalSimulator:
         self._nonces = MemoryNonceCache()
         self._answers: dict[str, tuple[int, bytes]] = {}
         self._receipt_seq = 0
+        self._inflight: dict[str, int] = {}
 
     @property
     def base_url(self) -> str:
@@ -228,6 +231,9 @@ class NationalSimulator:
         """Faults on demand, then the signature check, then the handler."""
         b = self.behaviour
         status = 0
+        path = request.path
+        self._inflight[path] = self._inflight.get(path, 0) + 1
+        self.peak_concurrency[path] = max(self.peak_concurrency.get(path, 0), self._inflight[path])
         try:
             if b.timeout_next > 0:
                 b.timeout_next -= 1
@@ -254,6 +260,7 @@ class NationalSimulator:
             status = resp.status
             return resp
         finally:
+            self._inflight[path] -= 1
             self.requests.append((self.clock(), request.method, request.path, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:

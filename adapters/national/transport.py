@@ -29,7 +29,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -88,7 +87,6 @@ class NationalOptions(BaseModel):
         "rebase", description="a catalog version conflict: re-send on the national version, or "
         "dead-letter it"
     )  # fmt: skip
-    ledger: str = Field("data/national-ledger.db", description="the 对账 ledger (SQLite file)")
     catalog_code_field: str = "sxbm"
     catalog_version_field: str = "bbh"
     catalog_base_field: str = "jbbbh"
@@ -123,13 +121,9 @@ class NationalTransport:
         self._signer = current
 
     def attach(self, hub: Hub) -> None:
-        """Give the transport its hub (store for quarantine) and open the ledger."""
+        """Give the transport its hub: the store keeps the quarantine and the 对账 ledger."""
         self.hub = hub
-        path = Path(self.options.ledger)
-        if self.options.ledger != ":memory:" and not path.is_absolute():
-            path = hub.config.base_dir / path
-        self.ledger = Ledger(path if self.options.ledger != ":memory:" else ":memory:")
-        self.ledger.open()
+        self.ledger = Ledger(hub.store, self.target, hub.clock)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -141,8 +135,6 @@ class NationalTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self.ledger is not None:
-            self.ledger.close()
 
     # ------------------------------------------------------------------ HTTP
 

@@ -838,7 +838,7 @@ class PostgresStore:
         rows = await self._fetchall(
             Q["ledger_entries"], {"book": book, "dataset": dataset, "day": day}
         )
-        return [LedgerEntry(*r[:5], bytes(r[5]), *r[6:]) for r in rows]
+        return [_ledger_row(r) for r in rows]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()
@@ -942,3 +942,9 @@ class PostgresStore:
             return summary
 
         return await self._run(fn)
+
+
+def _ledger_row(r: Sequence[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), bytes(r[5]), int(r[6]), r[7], r[8]
+    )

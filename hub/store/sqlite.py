@@ -750,7 +750,7 @@ class SQLiteStore:
     ) -> list[LedgerEntry]:
         args = {"book": book, "dataset": dataset, "day": day}
         rows = await self._read(lambda c: c.execute(Q["ledger_entries"], args).fetchall())
-        return [LedgerEntry(*r[:5], bytes(r[5]), *r[6:]) for r in rows]
+        return [_ledger_row(r) for r in rows]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()
@@ -808,3 +808,9 @@ class SQLiteStore:
     async def schema_version(self) -> tuple[int, int]:
         found = await self._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
         return int(found), SCHEMA_VERSION
+
+
+def _ledger_row(r: Sequence[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), bytes(r[5]), int(r[6]), r[7], r[8]
+    )

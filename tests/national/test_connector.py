@@ -257,3 +257,40 @@ async def test_cli_reconcile_and_resync(
     got = await asyncio.to_thread(cli, "resync")
     assert got.exit_code == 0 and '"replaced":1' in got.output
     assert sim.catalog[CODE]["version"] == 1
+
+
+async def test_reconcile_on_one_node_sees_what_every_node_sent(
+    tmp_path: Path, sim: NationalSimulator, sinks: dict[str, Sink], pg_schema: str
+) -> None:
+    """Two hub nodes on one PostgreSQL store each upload part of the day's 监管行为; the
+    nation loses two records. 对账 on node B finds and re-sends exactly those, including the
+    ones node A sent: the ledger is in the shared store, not a file per node."""
+    from hub.store.postgres import migrate
+    from tests.conftest import PG_DSN
+
+    await migrate(PG_DSN, pg_schema)
+    store = {"kind": "postgres", "dsn": PG_DSN, "schema": pg_schema}
+    path = setup(tmp_path, sim, sinks, store=store)
+    cfg = load_config(path)
+
+    def node(node_id: str) -> Hub:
+        hub = cfg.hub.model_copy(update={"node_id": node_id})
+        return Hub(cfg.model_copy(update={"hub": hub}))
+
+    sim.behaviour.lose_next = 2  # the first two accepted records are lost: node A's
+    records = [sample_inspection(i) for i in range(10)]
+    async with node("node-a") as a, node("node-b") as b:
+        await a.ingest_records("dept-a", records[:6], dataset="inspection")
+        await wait_until(lambda: len(sim.lost) == 2, what="two lost")
+        await b.ingest_records("dept-a", records[6:], dataset="inspection")
+        await wait_until(lambda: _delivered(b, 10), what="10 delivered")
+        day = records[0]["inspection_time"][:10]
+        report = await build_connectors(b)["national"].reconcile(day)
+        [jcxw] = [d for d in report.datasets if d.dataset == "jcxw"]
+        assert (jcxw.ours_count, jcxw.theirs_count) == (10, 8)
+        assert sorted(jcxw.missing) == sorted(sim.lost) and jcxw.resent == 2
+        assert report.clean and jcxw.clean_after
+        # node A reads the same report from the store
+        saved = await a.store.get_state("national:national:reconcile", day)
+        assert saved is not None and '"clean":true' in saved
+    assert len(sim.behaviour_records["jcxw"]) == 10
