@@ -17,12 +17,17 @@ the ``${VAR:-default}`` variables they use. All peers are real servers, files an
   routed to the supervising departments;
 * ``national`` — a national receiver: 503s now and then, lost replies, goes down for 3 s (the
   circuit breaker opens and probes), refuses one region (dead letters the operator replays);
-* ``archive`` — the provincial archive taking batches of 200.
+* ``archive`` — the provincial archive taking batches of 200;
+* the national 互联网+监管 system behind the national connector (``adapters/national``) and
+  its simulator, in a hub of its own (``<workdir>/national``): the catalog pushed in order, 监管行为
+  uploaded in batches, a risk warning issued, pushed, routed to the responsible department,
+  acknowledged and answered, and a clean 对账 (``run_national_flow``).
 
 The summary shows per route and target what was accepted, delivered, retried and
 dead-lettered, per source what was accepted, rejected and recognised as a duplicate, the
 quarantine's first reasons, an exactly-once check at every target, and one message's trace.
-The exit code is 1 when an acknowledged record did not reach every target it was routed to.
+The exit code is 1 when an acknowledged record did not reach every target it was routed to,
+or when the national flow did not hold (catalog, uploads, warning, 对账).
 """
 
 from __future__ import annotations
@@ -493,7 +498,7 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
         data = _inspections(records)
         single = min(len(data) // 3, 1000)
         _say(
-            f"[1/8] dept-scjg (HTTP JSON, its own schema) pushes {single} records one by one and "
+            f"[1/9] dept-scjg (HTTP JSON, its own schema) pushes {single} records one by one and "
             f"{len(data) - single} in NDJSON batches of 100 ..."
         )
         outage = asyncio.create_task(_outage(peers.national, scjg, len(data) // 3))
@@ -534,11 +539,11 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
             "submitted_at) and is delivered again"
         )
 
-        _say("[2/8] dept-zjj (SOAP) calls the hub's WebService ...")
+        _say("[2/9] dept-zjj (SOAP) calls the hub's WebService ...")
         await _zjj_calls(session, hub_url, env["DEPT_ZJJ_TOKEN"], max(records // 50, 20))
 
         n_rows = max(records // 15, 20)
-        _say(f"[3/8] dept-wjw writes {n_rows} rows into its 前置库 table JCXW_OUT (ZT='N') ...")
+        _say(f"[3/9] dept-wjw writes {n_rows} rows into its 前置库 table JCXW_OUT (ZT='N') ...")
         rows = [wjw_row(200_000 + i) for i in range(n_rows)]
         rows[5]["ZJHM"] = rows[5]["ZJHM"][:-1] + ("0" if rows[5]["ZJHM"][-1] != "0" else "1")
         await asyncio.to_thread(_insert_rows, staging, rows)
@@ -552,7 +557,7 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
 
         n_file = max(records // 20, 20)
         name = "20240301.csv"
-        _say(f"[4/8] dept-yjj drops {name} (GBK CSV, {n_file} records) and its manifest ...")
+        _say(f"[4/9] dept-yjj drops {name} (GBK CSV, {n_file} records) and its manifest ...")
         file_rows = [yjj_row(300_000 + i) for i in range(n_file)]
         file_rows[3]["检查结果"] = "待定"  # not in its code table
         blob = yjj_csv(file_rows)
@@ -570,7 +575,7 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
         )
 
         n_app = max(records // 75, 16)
-        _say(f"[5/8] tzxm (investment project platform) pushes {n_app} project approvals ...")
+        _say(f"[5/9] tzxm (investment project platform) pushes {n_app} project approvals ...")
         approvals = [tzxm_record(i) for i in range(n_app)]
         approvals[2] = {**approvals[2], "jgbm": "ZJ01;XX99"}  # a department code it lacks
         await tzxm.push(approvals, batch_size=10, concurrency=2)
@@ -590,13 +595,13 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
 
         await outage
         _say(
-            "[6/8] national was down for 3 s meanwhile; the circuit breaker opened and probed; "
+            "[6/9] national was down for 3 s meanwhile; the circuit breaker opened and probed; "
             "waiting for delivery ..."
         )
         await _wait_settled(hub, timeout=180)
         dead = await hub.store.dead_letters(limit=10_000)
         _say(
-            f"[7/8] {len(dead)} dead letters: national refused region {UNKNOWN_REGION}; the "
+            f"[7/9] {len(dead)} dead letters: national refused region {UNKNOWN_REGION}; the "
             "operator updates its code table and replays them (jghub dlq replay --all)"
         )
         if dead:
@@ -605,8 +610,23 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
         await hub.store.replay([d.delivery_id for d in dead], time.time())
         hub.dispatcher.wake("national")
         ok = await _wait_settled(hub, timeout=120, replayed=True)
-        _say(f"[8/8] done in {time.perf_counter() - t0:.1f} s\n")
+        _say(
+            "[8/9] the national 互联网+监管 system through the national connector (signed, "
+            "against its simulator): catalog push, 监管行为 upload, a risk warning issued, "
+            "routed and acknowledged, 对账 ..."
+        )
+        national_lines, national_ok = await _national_flow(work / "national")
+        _say(f"[9/9] done in {time.perf_counter() - t0:.1f} s\n")
         if not await _summary(hub, observer, peers):
+            code = 1
+        _say("")
+        for line in national_lines:
+            _say(f"national connector: {line}")
+        _say(
+            "check: national flow (catalog in order, 监管行为 accepted, warning routed and "
+            f"acknowledged, 对账 clean): {'yes' if national_ok else 'NO'}"
+        )
+        if not national_ok:
             code = 1
         dead_msgs = {d.message_id for d in dead}
         # The most telling life: retried, dead-lettered and replayed; else dead-lettered and
@@ -639,6 +659,20 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
         await runner.cleanup()
         await peers.stop()
     return code
+
+
+async def _national_flow(work: Path) -> tuple[list[str], bool]:
+    """The national connector's flow (``adapters.national.demo.run_national_flow``) in its own
+    hub and folder; (summary lines, whether it all held). A failure is reported, not raised."""
+    from adapters.national.demo import run_national_flow
+
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        report = await run_national_flow(work)
+    except Exception as exc:  # the demo reports and exits 1
+        return [f"FAILED: {type(exc).__name__}: {exc}"], False
+    return report.lines(), report.ok
 
 
 async def _post_json(

@@ -75,3 +75,22 @@ def test_demo_once_delivers_everything_and_summarises(tmp_path: Path) -> None:
     assert "circuit to national opened" in out and "opened 0 time(s)" not in out
     assert "dead letters: national refused region 330106" in out
     assert "replayed" in out and "[delivered]" in out
+    # the national connector's flow, against the national simulator, in its own hub
+    national = [m for m in out.splitlines() if m.startswith("national connector: ")]
+    assert national == [
+        "national connector: catalog pushed (item: national version): "
+        "{'33000000000000': 2, '33000000000001': 2, '33000000000002': 2}",
+        "national connector: 监管行为 accepted by the nation: {'jcxw': 40, 'xzcf': 10, 'xtjg': 6}",
+        national[2],
+        "national connector: 对账 2024-03-01: clean",
+    ]
+    assert re.fullmatch(
+        r"national connector: risk warning GJXF\d+ routed to \['dept-a'\], acknowledged: True, "
+        r"feedback sent: 1",
+        national[2],
+    )
+    assert (
+        "check: national flow (catalog in order, 监管行为 accepted, warning routed and "
+        "acknowledged, 对账 clean): yes" in out
+    )
+    assert (work / "national" / "hub.yaml").exists()

@@ -342,110 +342,121 @@ async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> National
     handling result sent back; then 对账 for the day, which must be clean."""
     from aiohttp import web
 
-    from adapters.national.plugin import connectors
     from adapters.national.simulator import NationalSimulator
-    from contracts.samples import (
-        sample_catalog_item,
-        sample_coordination,
-        sample_inspection,
-        sample_penalty,
-    )
     from hub.api import HUB_KEY, create_app
     from hub.config import load_config
     from hub.peers.sink import Sink
     from security.keystore import Keystore, ManagedKey
 
     sinks = {"dept-a": Sink("dept-a"), "dept-b": Sink("dept-b")}
-    for s in sinks.values():
-        await s.start()
     sim = NationalSimulator(keys=Keystore())
-    await sim.start()
-    port = _free_port()
-    path, hub_key, nation_key = write_national_setup(
-        workdir,
-        national_url=sim.base_url,
-        dept_urls={n: s.url for n, s in sinks.items()},
-        port=port,
-    )
-    sim.keys = Keystore([ManagedKey(hub_key, owner="zj-hub")])
-    sim.signer = nation_key
-    sim.push_url = f"http://127.0.0.1:{port}/v1/systems/national/records?dataset=national_issued"
+    runner: web.AppRunner | None = None
     report = NationalFlowReport()
-    app = create_app(load_config(path))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
     try:
-        hub = app[HUB_KEY]
-        # 1. the catalog: version 1 then 2 of three items, delivered in order per item
-        for v in (1, 2):
-            await hub.ingest_records(
-                "catalog-admin", [sample_catalog_item(i, v) for i in range(len(_CATALOG_CODES))]
-            )
-        await _until(
-            lambda: all(sim.catalog.get(c, {}).get("version") == 2 for c in _CATALOG_CODES),
-            "catalog version 2 at the nation",
-            timeout,
+        for s in sinks.values():
+            await s.start()
+        await sim.start()
+        port = _free_port()
+        path, hub_key, nation_key = write_national_setup(
+            workdir,
+            national_url=sim.base_url,
+            dept_urls={n: s.url for n, s in sinks.items()},
+            port=port,
         )
-        report.catalog_versions = {c: sim.catalog[c]["version"] for c in _CATALOG_CODES}
-        # 2. 监管行为 in batches
-        sent = {
-            "inspection": [sample_inspection(i) for i in range(40)],
-            "penalty": [sample_penalty(i) for i in range(10)],
-            "coordination": [sample_coordination(i) for i in range(6)],
-        }
-        for ds, recs in sent.items():
-            await hub.ingest_records("dept-a", recs, dataset=ds)
-        want = {"jcxw": 40, "xzcf": 10, "xtjg": 6}
-        await _until(
-            lambda: {k: len(sim.behaviour_records.get(k, {})) for k in want} == want,
-            "监管行为 at the nation",
-            timeout,
+        sim.keys = Keystore([ManagedKey(hub_key, owner="zj-hub")])
+        sim.signer = nation_key
+        sim.push_url = (
+            f"http://127.0.0.1:{port}/v1/systems/national/records?dataset=national_issued"
         )
-        report.behaviour_accepted = {k: len(v) for k, v in sim.behaviour_records.items()}
-        # 3. a risk warning for 上城区 (330102): pushed, routed to dept-a, answered
-        item = await sim.issue(
-            "FXYJ",
-            region="330102",
-            catalog_code=_CATALOG_CODES[0],
-            title="餐饮服务食品安全风险预警",
-            content="近期多起餐饮服务食品安全投诉，请加强检查",
-            deadline="2030-12-31",
-        )
-        report.warning_ref = item["xfbh"]
-        await _until(lambda: bool(sinks["dept-a"].applied), "the warning at dept-a", timeout)
-        report.warning_routed_to = [n for n, s in sinks.items() if s.applied]
-        report.warning_acknowledged = any(
-            ref == item["xfbh"] and status is not None and 200 <= status < 300
-            for ref, status in sim.pushes
-        )
-        await connectors(hub)["national"].pull_once()  # the feed agrees (a duplicate)
-        report.warning_acknowledged = report.warning_acknowledged and item["xfbh"] in sim.acked
-        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).replace(microsecond=0)
-        await hub.ingest_records(
-            "dept-a",
-            [
-                {
-                    "ref": item["xfbh"],
-                    "department": "上城区市场监管局",
-                    "department_code": sample_inspection(0)["implementing_body_code"],
-                    "status": "done",
-                    "result": "已开展专项检查 12 家，责令整改 2 家",
-                    "handled_at": now.isoformat(),
-                }
-            ],
-            dataset="national_feedback",
-        )
-        await _until(lambda: item["xfbh"] in sim.feedback, "feedback at the nation", timeout)
-        report.feedback_received = len(sim.feedback[item["xfbh"]])
-        # 4. 对账 for the inspections' day: clean
-        day = sample_inspection(0)["inspection_time"][:10]
-        rec = await connectors(hub)["national"].reconcile(day)
-        report.reconciliation = rec.to_dict()
+        app = create_app(load_config(path))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        await _flow(app[HUB_KEY], sim, sinks, report, timeout)
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await sim.stop()
         for s in sinks.values():
             await s.stop()
     return report
+
+
+async def _flow(
+    hub: Any, sim: Any, sinks: dict[str, Any], report: NationalFlowReport, timeout: float
+) -> None:
+    """The steps of :func:`run_national_flow` on a started hub, filling ``report``."""
+    from adapters.national.plugin import connectors
+    from contracts.samples import (
+        sample_catalog_item,
+        sample_coordination,
+        sample_inspection,
+        sample_penalty,
+    )
+
+    # 1. the catalog: version 1 then 2 of three items, delivered in order per item
+    for v in (1, 2):
+        await hub.ingest_records(
+            "catalog-admin", [sample_catalog_item(i, v) for i in range(len(_CATALOG_CODES))]
+        )
+    await _until(
+        lambda: all(sim.catalog.get(c, {}).get("version") == 2 for c in _CATALOG_CODES),
+        "catalog version 2 at the nation",
+        timeout,
+    )
+    report.catalog_versions = {c: sim.catalog[c]["version"] for c in _CATALOG_CODES}
+    # 2. 监管行为 in batches
+    sent = {
+        "inspection": [sample_inspection(i) for i in range(40)],
+        "penalty": [sample_penalty(i) for i in range(10)],
+        "coordination": [sample_coordination(i) for i in range(6)],
+    }
+    for ds, recs in sent.items():
+        await hub.ingest_records("dept-a", recs, dataset=ds)
+    want = {"jcxw": 40, "xzcf": 10, "xtjg": 6}
+    await _until(
+        lambda: {k: len(sim.behaviour_records.get(k, {})) for k in want} == want,
+        "监管行为 at the nation",
+        timeout,
+    )
+    report.behaviour_accepted = {k: len(v) for k, v in sim.behaviour_records.items()}
+    # 3. a risk warning for 上城区 (330102): pushed, routed to dept-a, answered
+    item = await sim.issue(
+        "FXYJ",
+        region="330102",
+        catalog_code=_CATALOG_CODES[0],
+        title="餐饮服务食品安全风险预警",
+        content="近期多起餐饮服务食品安全投诉，请加强检查",
+        deadline="2030-12-31",
+    )
+    report.warning_ref = item["xfbh"]
+    await _until(lambda: bool(sinks["dept-a"].applied), "the warning at dept-a", timeout)
+    report.warning_routed_to = [n for n, s in sinks.items() if s.applied]
+    report.warning_acknowledged = any(
+        ref == item["xfbh"] and status is not None and 200 <= status < 300
+        for ref, status in sim.pushes
+    )
+    await connectors(hub)["national"].pull_once()  # the feed agrees (a duplicate)
+    report.warning_acknowledged = report.warning_acknowledged and item["xfbh"] in sim.acked
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).replace(microsecond=0)
+    await hub.ingest_records(
+        "dept-a",
+        [
+            {
+                "ref": item["xfbh"],
+                "department": "上城区市场监管局",
+                "department_code": sample_inspection(0)["implementing_body_code"],
+                "status": "done",
+                "result": "已开展专项检查 12 家，责令整改 2 家",
+                "handled_at": now.isoformat(),
+            }
+        ],
+        dataset="national_feedback",
+    )
+    await _until(lambda: item["xfbh"] in sim.feedback, "feedback at the nation", timeout)
+    report.feedback_received = len(sim.feedback[item["xfbh"]])
+    # 4. 对账 for the inspections' day: clean
+    day = sample_inspection(0)["inspection_time"][:10]
+    rec = await connectors(hub)["national"].reconcile(day)
+    report.reconciliation = rec.to_dict()

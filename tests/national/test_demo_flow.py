@@ -22,3 +22,13 @@ async def test_the_national_flow_runs_clean(tmp_path: Path) -> None:
     counts = {d["dataset"]: d["ours_count"] for d in report.reconciliation["datasets"]}
     assert counts == {"jcxw": 40, "xzcf": 1, "xtjg": 6}
     assert report.ok and "clean" in report.lines()[-1]
+
+
+async def test_the_demo_reports_a_national_flow_that_cannot_run(tmp_path: Path) -> None:
+    """``jghub demo`` prints the failure and exits 1 (``_national_flow`` says not ok) instead of
+    crashing; the simulator and sinks it started are stopped again."""
+    from hub.demo import _national_flow
+
+    (tmp_path / "file").write_text("not a folder")
+    lines, ok = await _national_flow(tmp_path / "file" / "national")
+    assert not ok and lines[0].startswith("FAILED: ")
