@@ -4,13 +4,20 @@ Runs a hub (SQLite store) with the national connector against the simulator and 
 in the same run, the baseline (batch_size 1: one signed request per record) and batches of
 100 and 500: time from ingest to the last receipt at the nation.
 
-    .venv/bin/python bench/national_upload.py [--records 5000]
+    .venv/bin/python bench/national_upload.py [--records 5000] [--no-write]
+
+The table is printed and written into ``docs/PERFORMANCE.md`` and ``docs/national.md``
+between the ``<!-- national:begin -->`` / ``<!-- national:end -->`` markers (text outside them
+is kept; a missing section is added at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +29,20 @@ from hub.config import load_config
 from hub.peers.sink import Sink
 from hub.runtime import Hub
 from security.keystore import Keystore, ManagedKey
+
+REPO = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- national:begin -->", "<!-- national:end -->"
+#: the section added to a document that lacks the markers: (heading, introduction)
+SECTIONS = {
+    "PERFORMANCE.md": (
+        "## National upload: 监管行为 batches to the national system",
+        "`python bench/national_upload.py` (see its docstring; about 10 s). Records/s from "
+        "ingest to the national receipt, signed (Ed25519, RFC 9421), SQLite store, against the "
+        "national simulator over loopback; the baseline is one request per record, measured "
+        "in the same run.",
+    ),
+    "national.md": ("## Benchmark", "`bench/national_upload.py`, same run:"),
+}
 
 
 async def run(records: int, batch: int) -> float:
@@ -52,15 +73,46 @@ async def run(records: int, batch: int) -> float:
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=5000)
+    ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
-    base = await run(min(args.records, 1000), 1)
-    print(f"{'batch':>6} {'records/s':>10} {'x baseline':>10}")
-    print(f"{1:>6} {base:>10.0f} {1.0:>10.2f}")
+    base_n = min(args.records, 1000)
+    base = await run(base_n, 1)
+    rows = [f"| 1 | {base:,.0f} | 1.00 |"]
     for batch in (100, 500):
         rate = await run(args.records, batch)
-        print(f"{batch:>6} {rate:>10.0f} {rate / base:>10.2f}")
+        rows.append(f"| {batch} | {rate:,.0f} | {rate / base:.1f} |")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report = "\n".join(
+        [
+            f"Run {now}, CPython {platform.python_version()}, {os.cpu_count()} cores, "
+            f"{args.records:,} records per batch size ({base_n:,} for batch 1); load average "
+            f"{os.getloadavg()[0]:.2f} at the end.",
+            "",
+            "| batch | records/s | x per-record |",
+            "|---|---:|---:|",
+            *rows,
+        ]
+    )
+    print(report)
+    if not args.no_write:
+        for name in SECTIONS:
+            write_doc(REPO / "docs" / name, report)
+            print(f"written to docs/{name}")
+
+
+def write_doc(path: Path, report: str) -> None:
+    """Put ``report`` between the markers in ``path`` (the section is added when missing)."""
+    block = f"{BEGIN}\n{report}\n{END}"
+    text = path.read_text(encoding="utf-8")
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        heading, intro = SECTIONS[path.name]
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{intro}\n\n{block}\n"
+    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
