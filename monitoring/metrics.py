@@ -140,9 +140,10 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc(
         "jghub_certificate_expiry_days",
         "gauge",
-        ("certificate",),
-        "days until a certificate the hub serves expires (listen.tls: 'listen'); peers' "
-        "client certificates are not emitted yet",
+        ("certificate", "subject", "use", "system"),
+        "days until a certificate the hub knows expires: certificate = first 16 hex of its "
+        "SHA-256, use = listen | client_ca | outbound_ca | outbound_client, system = the "
+        "target of an outbound certificate ('' for the listener)",
     ),
     MetricDoc(
         "jghub_key_expiry_days",
@@ -335,9 +336,9 @@ class _StateCollector(Collector):
         disp = _gauge("jghub_dispatcher_running")
         disp.add_metric([], 1.0 if hub.dispatcher.running else 0.0)
         yield disp
-        certs = _gauge("jghub_certificate_expiry_days", ("certificate",))
-        for cname, days in mon.certificate_days().items():
-            certs.add_metric([cname], days)
+        certs = _gauge("jghub_certificate_expiry_days", ("certificate", "subject", "use", "system"))
+        for cert, days in mon.certificate_days():
+            certs.add_metric([cert.fingerprint, cert.subject, cert.use, cert.system], days)
         yield certs
         keys = _gauge("jghub_key_expiry_days", ("key_id",))
         for key_id, days in mon.key_days().items():

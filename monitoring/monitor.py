@@ -21,6 +21,7 @@ from hub.config import validate_section
 from hub.events import AcceptedMessage, AdapterHealth, DeliveryEvent
 from hub.plugins import acall, hookimpl
 from hub.store import TargetQueue
+from monitoring.certs import CertificateCatalog, KnownCertificate, configured_certificate_files
 from monitoring.metrics import HubMetrics, days_until
 from monitoring.settings import MonitoringSettings
 
@@ -170,6 +171,7 @@ class Monitor:
         self._last_accepted: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._certs: CertificateCatalog | None = None
         for name in hub.targets:
             self.metrics.prepare_target(name)
 
@@ -378,22 +380,17 @@ class Monitor:
 
     # ------------------------------------------------------------------ certificates, keys
 
-    def certificate_days(self) -> dict[str, float]:
-        """Days to expiry of the certificate the listener serves (listen.tls.cert)."""
-        tls = self.hub.config.listen.tls
-        if not tls or not tls.get("cert"):
-            return {}
-        path = Path(str(tls["cert"]))
-        if not path.is_absolute():
-            path = self.hub.config.base_dir / path
-        try:
-            from cryptography import x509
-
-            cert = x509.load_pem_x509_certificate(path.read_bytes())
-        except Exception:
-            log.warning("cannot read the listener certificate %s", path)
-            return {}
-        return {"listen": round(days_until(cert.not_valid_after_utc), 3)}
+    def certificate_days(self) -> list[tuple[KnownCertificate, float]]:
+        """Days to expiry of every certificate the hub knows: the listener's chain, the CAs
+        of its client certificates, and the targets' outbound CA and client certificates."""
+        if self._certs is None:
+            outbound = {name: dict(t.config.outbound or {}) for name, t in self.hub.targets.items()}
+            self._certs = CertificateCatalog(
+                configured_certificate_files(
+                    self.hub.config.listen.tls, outbound, self.hub.config.base_dir
+                )
+            )
+        return self._certs.days(self.hub.clock())
 
     def key_days(self) -> dict[str, float]:
         """Days until each keystore key with a ``valid_until`` ends."""
