@@ -22,10 +22,17 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-from hub.specs import OutboundItem, SendResult, TransportSpec
+from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
 from hub.transports import SignsWithHubKey
 
-__all__ = ["HttpJsonOptions", "HttpJsonTransport", "classify_status", "parse_retry_after", "spec"]
+__all__ = [
+    "HttpJsonOptions",
+    "HttpJsonTransport",
+    "classify_status",
+    "parse_retry_after",
+    "post_once",
+    "spec",
+]
 
 TRANSIENT_4XX = frozenset({408, 425, 429})
 
@@ -62,6 +69,49 @@ class HttpJsonOptions(BaseModel):
     )
 
     _tls_valid = field_validator("tls")(_check_tls)
+
+
+async def post_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    signer: Signer | None = None,
+) -> tuple[SendResult, Any]:
+    """POST one body and classify the answer (shared by the HTTP transports): a
+    :class:`SendResult` (``X-Receipt-Id`` as receipt, ``Retry-After`` kept) and the answer's
+    JSON when a 2xx carried some. With ``signer`` the request is signed last (RFC 9421 over
+    the final headers: ``@method``, ``@target-uri``, ``Content-Digest``). Never raises for
+    the target's errors: network errors and timeouts are transient results."""
+    if signer is not None:
+        from security.httpsig import sign_request
+
+        sign_request("POST", url, headers, body, signer=signer)
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            text = await resp.read()
+            ms = (time.perf_counter() - t0) * 1000
+            ok, permanent = classify_status(resp.status)
+            detail = "" if ok else text[:300].decode("utf-8", "replace")
+            parsed: Any = None
+            if ok and text and resp.content_type == "application/json":
+                try:
+                    parsed = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    parsed = None
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            receipt = resp.headers.get("X-Receipt-Id")
+            return SendResult(ok, resp.status, permanent, detail, retry_after, ms, receipt), parsed
+    except TimeoutError:
+        ms = (time.perf_counter() - t0) * 1000
+        return SendResult(False, None, False, f"timeout after {timeout}s", latency_ms=ms), None
+    except aiohttp.ClientError as exc:
+        ms = (time.perf_counter() - t0) * 1000
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        return SendResult(False, None, False, detail, latency_ms=ms), None
 
 
 def classify_status(status: int) -> tuple[bool, bool]:
@@ -138,46 +188,10 @@ class HttpJsonTransport(SignsWithHubKey):
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[SendResult, Any]:
         assert self._session is not None, "transport not started"
-        if self._signer is not None:
-            from security.httpsig import sign_request
-
-            sign_request("POST", self.url, headers, body, signer=self._signer())
-        t0 = time.perf_counter()
-        try:
-            async with self._session.post(self.url, data=body, headers=headers) as resp:
-                text = await resp.read()
-                ms = (time.perf_counter() - t0) * 1000
-                ok, permanent = classify_status(resp.status)
-                detail = "" if ok else text[:300].decode("utf-8", "replace")
-                parsed: Any = None
-                if ok and text and resp.content_type == "application/json":
-                    try:
-                        parsed = orjson.loads(text)
-                    except orjson.JSONDecodeError:
-                        parsed = None
-                receipt = resp.headers.get("X-Receipt-Id")
-                return (
-                    SendResult(
-                        ok,
-                        resp.status,
-                        permanent,
-                        detail,
-                        parse_retry_after(resp.headers.get("Retry-After")),
-                        ms,
-                        receipt,
-                    ),
-                    parsed,
-                )
-        except TimeoutError:
-            ms = (time.perf_counter() - t0) * 1000
-            return SendResult(
-                False, None, False, f"timeout after {self.options.timeout}s", latency_ms=ms
-            ), None
-        except aiohttp.ClientError as exc:
-            ms = (time.perf_counter() - t0) * 1000
-            return SendResult(
-                False, None, False, f"{type(exc).__name__}: {exc}"[:300], latency_ms=ms
-            ), None
+        signer = self._signer() if self._signer is not None else None
+        return await post_once(
+            self._session, self.url, body, headers, timeout=self.options.timeout, signer=signer
+        )
 
     async def _send_one(self, item: OutboundItem) -> SendResult:
         res, _ = await self._post(orjson.dumps(item.body), self._headers(item))

@@ -44,7 +44,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_
 from hub.errors import ExpiredError, SignatureError
 from hub.specs import OutboundItem, SendResult, TransportSpec
 from hub.transports import SignsWithHubKey
-from hub.transports.http_json import classify_status, parse_retry_after
+from hub.transports.http_json import classify_status, post_once
 
 __all__ = [
     "BATCH_HEADER",
@@ -272,34 +272,10 @@ class WebhookTransport(SignsWithHubKey):
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[SendResult, Any]:
         assert self._session is not None, "transport not started"
-        if self._signer is not None:
-            from security.httpsig import sign_request
-
-            # last, over the final headers: covers @method, @target-uri and Content-Digest
-            sign_request("POST", self.url, headers, body, signer=self._signer())
-        t0 = time.perf_counter()
-        try:
-            async with self._session.post(self.url, data=body, headers=headers) as resp:
-                text = await resp.read()
-                ms = (time.perf_counter() - t0) * 1000
-                ok, permanent = classify_status(resp.status)
-                detail = "" if ok else text[:300].decode("utf-8", "replace")
-                parsed: Any = None
-                if ok and text and resp.content_type == "application/json":
-                    try:
-                        parsed = orjson.loads(text)
-                    except orjson.JSONDecodeError:
-                        parsed = None
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                return SendResult(ok, resp.status, permanent, detail, retry_after, ms), parsed
-        except TimeoutError:
-            ms = (time.perf_counter() - t0) * 1000
-            detail = f"timeout after {self.options.timeout}s"
-            return SendResult(False, None, False, detail, latency_ms=ms), None
-        except aiohttp.ClientError as exc:
-            ms = (time.perf_counter() - t0) * 1000
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-            return SendResult(False, None, False, detail, latency_ms=ms), None
+        signer = self._signer() if self._signer is not None else None
+        return await post_once(
+            self._session, self.url, body, headers, timeout=self.options.timeout, signer=signer
+        )
 
     async def _send_one(self, item: OutboundItem) -> SendResult:
         body = orjson.dumps(item.body)
