@@ -46,7 +46,7 @@ from hub.governance import (
     raw_text,
 )
 from hub.guard import Guard
-from hub.jobs import SingletonJob, retention_job
+from hub.jobs import SingletonJob, audit_archive_job, retention_job
 from hub.plugins import (
     Registry,
     acall,
@@ -387,7 +387,10 @@ class Hub:
         retention = retention_job(
             self.store, self.config.retention, self.config.base_dir, self.node_id, self.clock
         )
-        self._jobs = [retention] if retention is not None else []
+        audit_archive = audit_archive_job(
+            self.guard.audit, self.config.retention, self.config.base_dir, self.node_id, self.clock
+        )
+        self._jobs = [job for job in (retention, audit_archive) if job is not None]
         for job in self._jobs:
             job.start()
         self.started = True
