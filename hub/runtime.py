@@ -397,9 +397,11 @@ class Hub:
 
     def wake_targets(self, targets: Iterable[str]) -> None:
         """New work for these targets: wake their workers here, or ring the node's doorbell
-        from an ingest process."""
+        from an ingest process (SQLite; on PostgreSQL the commit's NOTIFY wakes the node)."""
         if self.role == "ingest":
-            ring(self._doorbell_address, targets)
+            # a shared store (PostgreSQL) already woke every node: the commit sent NOTIFY
+            if not isinstance(self.store, WorkNotifier):
+                ring(self._doorbell_address, targets)
             return
         for t in targets:
             self.dispatcher.wake(t)
