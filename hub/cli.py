@@ -428,6 +428,45 @@ def dlq_discard(
         _fail(f"{len(ids) - n} id(s) were not dead letters")
 
 
+# --------------------------------------------------------------------------- top
+
+
+@app.command()
+def top(
+    url: Annotated[
+        str | None,
+        typer.Option(help="the hub's base URL (default: listen.host/port of --config)"),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="hub config file", envvar="JGHUB_CONFIG")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="bearer token of role ops", envvar="JGHUB_TOKEN")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, max=60, help="seconds per frame")] = 1.0,
+    cafile: Annotated[str | None, typer.Option(help="CA file for an https hub")] = None,
+) -> None:
+    """Live terminal view of a running hub (targets, queues, rates, dead letters) from its
+    /metrics, every second until Ctrl-C."""
+    from monitoring.top import run_top
+
+    if url is None:
+        if config is None:
+            url = "http://127.0.0.1:8080"
+        else:
+            cfg = _load(config)
+            scheme = "https" if cfg.listen.tls else "http"
+            host = "127.0.0.1" if cfg.listen.host in ("0.0.0.0", "::", "") else cfg.listen.host
+            url = f"{scheme}://{host}:{cfg.listen.port}"
+    try:
+        run_top(url, token, once=once, interval=interval, cafile=cafile, out=typer.echo)
+    except KeyboardInterrupt:
+        return
+    except HubError as err:
+        _fail(err)
+
+
 # --------------------------------------------------------------------------- demo
 
 

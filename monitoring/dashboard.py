@@ -19,14 +19,14 @@ from urllib.parse import quote, urlsplit
 import orjson
 from aiohttp import hdrs, web
 
-from hub.errors import AuthError, BadParameter, ForbiddenError, NotFound
+from hub.errors import AuthError, BadParameter, ForbiddenError, NotFound, UnreachableError
 from hub.traceview import trace_to_dict
 from monitoring.i18n import LANGUAGES, label
 
 if TYPE_CHECKING:
     from monitoring.monitor import Monitor
 
-__all__ = ["TOKEN_COOKIE", "add_routes", "sparkline"]
+__all__ = ["TOKEN_COOKIE", "add_routes", "overview_data", "sparkline"]
 
 TOKEN_COOKIE = "jghub_token"
 LANG_COOKIE = "jghub_lang"
@@ -123,12 +123,33 @@ async def metrics(request: web.Request) -> web.Response:
     mon = request.app[_MONITOR]
     if not mon.settings.metrics_open:
         await _allow(request, "monitoring.read")
-    await mon.refresh()
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    return web.Response(
-        body=mon.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    headers = {"Content-Type": CONTENT_TYPE_LATEST}
+    if mon.worker_relay is not None:
+        headers["Jghub-Answered-By"] = "node via ingest worker"
+        return web.Response(body=await _from_node(mon, "expose"), headers=headers)
+    headers["Jghub-Answered-By"] = "node"
+    return web.Response(body=await mon.exposition(), headers=headers)
+
+
+async def _from_node(mon: Monitor, op: str) -> bytes:
+    """An ingest worker (``serve --workers``) answers with the node's complete view: the
+    node adds every worker's counters and knows the targets' health."""
+    assert mon.worker_relay is not None
+    try:
+        body = await mon.worker_relay.ask_node(op)
+    except (OSError, TimeoutError) as exc:
+        body, why = b"", f"{type(exc).__name__}: {exc}"
+    else:
+        why = "it closed the connection without an answer"
+    if not body:
+        raise UnreachableError(
+            f"this ingest process cannot reach its node's metrics relay ({why}); "
+            "scrape again (the next connection may reach the node)",
+            field="metrics",
+        )
+    return body
 
 
 # --------------------------------------------------------------------------- rendering
@@ -210,9 +231,14 @@ def _layout(
     return resp
 
 
-async def _overview_data(mon: Monitor) -> dict[str, Any]:
+async def overview_data(mon: Monitor) -> dict[str, Any]:
+    """The overview's numbers (``/dashboard/api/overview``); an ingest worker asks its node."""
+    if mon.worker_relay is not None:
+        got: dict[str, Any] = orjson.loads(await _from_node(mon, "overview"))
+        return got
     hub = mon.hub
     snap = await mon.refresh()
+    await mon.collect_workers()
     targets = []
     for name, t in hub.targets.items():
         q = snap.queues.get(name)
@@ -235,16 +261,10 @@ async def _overview_data(mon: Monitor) -> dict[str, Any]:
         )
     accepted: dict[str, float] = {}
     rejected: dict[str, float] = {}
-    for metric in mon.metrics.accepted.collect():
-        for smp in metric.samples:
-            if smp.name.endswith("_total"):
-                sysname = smp.labels["system"]
-                accepted[sysname] = accepted.get(sysname, 0) + smp.value
-    for metric in mon.metrics.rejected.collect():
-        for smp in metric.samples:
-            if smp.name.endswith("_total"):
-                sysname = smp.labels["system"]
-                rejected[sysname] = rejected.get(sysname, 0) + smp.value
+    for (sysname, _), v in mon.metrics.totals(mon.metrics.accepted).items():
+        accepted[sysname] = accepted.get(sysname, 0) + v
+    for (sysname, _, _), v in mon.metrics.totals(mon.metrics.rejected).items():
+        rejected[sysname] = rejected.get(sysname, 0) + v
     failures = {r.system: r.failures for r in getattr(hub, "_sources", ())}
     systems = [
         {
@@ -326,7 +346,7 @@ async def overview(request: web.Request) -> web.Response:
     await _page_access(request, "monitoring.read")
     mon = request.app[_MONITOR]
     lang = _lang(request)
-    data = await _overview_data(mon)
+    data = await overview_data(mon)
     body = (
         f'<div data-live="/dashboard/live/overview?lang={lang}">{_overview_html(data, lang)}</div>'
     )
@@ -337,14 +357,14 @@ async def overview_live(request: web.Request) -> web.Response:
     """The overview's live part (HTML fragment for the page's refresh)."""
     await _allow(request, "monitoring.read")
     lang = _lang(request)
-    data = await _overview_data(request.app[_MONITOR])
+    data = await overview_data(request.app[_MONITOR])
     return web.Response(text=_overview_html(data, lang), content_type="text/html")
 
 
 async def overview_json(request: web.Request) -> web.Response:
     """``GET /dashboard/api/overview``: the overview's numbers as JSON (``jghub top``)."""
     await _allow(request, "monitoring.read")
-    data = await _overview_data(request.app[_MONITOR])
+    data = await overview_data(request.app[_MONITOR])
     return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from hub import __version__
 from hub.events import AcceptedMessage, DeliveryEvent
+from monitoring.relay import CounterValues
 
 if TYPE_CHECKING:
     from monitoring.monitor import Monitor
@@ -138,11 +139,18 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("jghub_store_up", "gauge", (), "1 when the store answers and takes writes"),
     MetricDoc("jghub_dispatcher_running", "gauge", (), "1 when the dispatcher runs"),
     MetricDoc(
+        "jghub_ingest_workers",
+        "gauge",
+        (),
+        "extra ingest processes (serve --workers) whose counts this node's /metrics includes",
+    ),
+    MetricDoc(
         "jghub_certificate_expiry_days",
         "gauge",
-        ("certificate",),
-        "days until a certificate the hub serves expires (listen.tls: 'listen'); peers' "
-        "client certificates are not emitted yet",
+        ("certificate", "subject", "use", "system"),
+        "days until a certificate the hub knows expires: certificate = first 16 hex of its "
+        "SHA-256, use = listen | client_ca | outbound_ca | outbound_client, system = the "
+        "target of an outbound certificate ('' for the listener)",
     ),
     MetricDoc(
         "jghub_key_expiry_days",
@@ -183,35 +191,36 @@ class HubMetrics:
     def __init__(self, monitor: Monitor | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # ingest counters: not registered directly, _IngestCollector adds the workers' counts
         self.accepted = Counter(
             "jghub_records_accepted",
             _help("jghub_records_accepted_total"),
             ("system", "dataset"),
-            registry=r,
+            registry=None,
         )
         self.duplicate = Counter(
             "jghub_records_duplicate",
             _help("jghub_records_duplicate_total"),
             ("system", "dataset"),
-            registry=r,
+            registry=None,
         )
         self.rejected = Counter(
             "jghub_records_rejected",
             _help("jghub_records_rejected_total"),
             ("system", "dataset", "code"),
-            registry=r,
+            registry=None,
         )
         self.quarantined = Counter(
             "jghub_records_quarantined",
             _help("jghub_records_quarantined_total"),
             ("system", "dataset"),
-            registry=r,
+            registry=None,
         )
         self.signature_failures = Counter(
             "jghub_signature_failures",
             _help("jghub_signature_failures_total"),
             ("system", "code"),
-            registry=r,
+            registry=None,
         )
         self.deliveries = Counter(
             "jghub_deliveries", _help("jghub_deliveries_total"), ("target", "outcome"), registry=r
@@ -230,8 +239,44 @@ class HubMetrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        #: counters of the node's ingest worker processes (``serve --workers``), set by the
+        #: monitor from the metrics relay before a scrape
+        self.remote: CounterValues = {}
+        r.register(_IngestCollector(self))
         if monitor is not None:
             r.register(_StateCollector(monitor))
+
+    @property
+    def ingest_counters(self) -> tuple[Counter, ...]:
+        """The counters an ingest worker process also counts (merged across processes)."""
+        return (
+            self.accepted,
+            self.duplicate,
+            self.rejected,
+            self.quarantined,
+            self.signature_failures,
+        )
+
+    def local_counts(self) -> CounterValues:
+        """This process's ingest counters: (name, label values) -> value."""
+        out: CounterValues = {}
+        for c in self.ingest_counters:
+            for metric in c.collect():
+                for smp in metric.samples:
+                    if smp.name.endswith("_total"):
+                        out[(metric.name, tuple(smp.labels.values()))] = float(smp.value)
+        return out
+
+    def totals(self, counter: Counter) -> dict[tuple[str, ...], float]:
+        """One ingest counter's values by label values, this process and the workers."""
+        out: dict[tuple[str, ...], float] = {}
+        for (name, labels), v in self.local_counts().items():
+            if name == counter._name:
+                out[labels] = out.get(labels, 0.0) + v
+        for (name, labels), v in self.remote.items():
+            if name == counter._name:
+                out[labels] = out.get(labels, 0.0) + v
+        return out
 
     # ------------------------------------------------------------------ fed by hooks
 
@@ -278,6 +323,27 @@ def _help(name: str) -> str:
 
 def _gauge(name: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, _help(name), labels=list(labels))
+
+
+class _IngestCollector(Collector):
+    """The ingest counters with the workers' counts added (one family per counter)."""
+
+    def __init__(self, metrics: HubMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        for counter in self.metrics.ingest_counters:
+            fam = CounterMetricFamily(
+                counter._name, counter._documentation, labels=list(counter._labelnames)
+            )
+            for labels, v in sorted(self.metrics.totals(counter).items()):
+                fam.add_metric(list(labels), v)
+            yield fam
 
 
 class _StateCollector(Collector):
@@ -335,9 +401,12 @@ class _StateCollector(Collector):
         disp = _gauge("jghub_dispatcher_running")
         disp.add_metric([], 1.0 if hub.dispatcher.running else 0.0)
         yield disp
-        certs = _gauge("jghub_certificate_expiry_days", ("certificate",))
-        for cname, days in mon.certificate_days().items():
-            certs.add_metric([cname], days)
+        workers = _gauge("jghub_ingest_workers")
+        workers.add_metric([], len(mon.node_relay.workers) if mon.node_relay else 0)
+        yield workers
+        certs = _gauge("jghub_certificate_expiry_days", ("certificate", "subject", "use", "system"))
+        for cert, days in mon.certificate_days():
+            certs.add_metric([cert.fingerprint, cert.subject, cert.use, cert.system], days)
         yield certs
         keys = _gauge("jghub_key_expiry_days", ("key_id",))
         for key_id, days in mon.key_days().items():

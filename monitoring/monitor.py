@@ -11,17 +11,21 @@ import contextlib
 import datetime as dt
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from hub.breaker import BreakerState
 from hub.config import validate_section
 from hub.events import AcceptedMessage, AdapterHealth, DeliveryEvent
 from hub.plugins import acall, hookimpl
 from hub.store import TargetQueue
+from monitoring.certs import CertificateCatalog, KnownCertificate, configured_certificate_files
 from monitoring.metrics import HubMetrics, days_until
+from monitoring.relay import NodeRelay, WorkerRelay, relay_address
 from monitoring.settings import MonitoringSettings
 
 if TYPE_CHECKING:
@@ -170,6 +174,11 @@ class Monitor:
         self._last_accepted: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._certs: CertificateCatalog | None = None
+        #: the node's end of the metrics relay (serve --workers), or None
+        self.node_relay: NodeRelay | None = None
+        #: an ingest worker's end of the metrics relay, or None
+        self.worker_relay: WorkerRelay | None = None
         for name in hub.targets:
             self.metrics.prepare_target(name)
 
@@ -247,12 +256,29 @@ class Monitor:
         from monitoring.dashboard import add_routes
 
         add_routes(app, self)
+        if getattr(hub, "role", "node") == "ingest":
+            app.cleanup_ctx.append(self._worker_relay_ctx)
+
+    async def _worker_relay_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        """An ingest worker stays connected to its node's metrics relay while it runs."""
+        self.worker_relay = WorkerRelay(
+            relay_address(self.hub.config.store_path()), self.metrics.local_counts
+        )
+        self.worker_relay.start()
+        yield
+        await self.worker_relay.close()
+        self.worker_relay = None
 
     @hookimpl
     async def hub_startup(self, hub: Any) -> None:
         if hub is not self.hub:
             return
         self._stopping.clear()
+        relay = NodeRelay(
+            relay_address(self.hub.config.store_path()), self._relay_expose, self._relay_overview
+        )
+        if await relay.start():
+            self.node_relay = relay
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self._every(self.settings.probe_interval, self.probe)),
@@ -270,6 +296,28 @@ class Monitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
+        if self.node_relay is not None:
+            await self.node_relay.close()
+            self.node_relay = None
+
+    async def collect_workers(self) -> None:
+        """Fetch the ingest workers' counters (serve --workers) into the metrics."""
+        if self.node_relay is not None:
+            self.metrics.remote = await self.node_relay.collect()
+
+    async def exposition(self) -> bytes:
+        """What ``/metrics`` answers: the node's registry with its workers' counts added."""
+        await self.refresh()
+        await self.collect_workers()
+        return self.metrics.exposition()
+
+    async def _relay_expose(self) -> bytes:
+        return await self.exposition()
+
+    async def _relay_overview(self) -> bytes:
+        from monitoring.dashboard import overview_data
+
+        return orjson.dumps(await overview_data(self))
 
     @hookimpl
     async def hub_readiness(self, hub: Any) -> dict[str, Any]:
@@ -359,6 +407,7 @@ class Monitor:
         """One sparkline point per target: deliveries since the last sample, their mean
         latency, and the queue depth."""
         await self.refresh()
+        await self.collect_workers()
         for name, s in self.series.items():
             ok = _value(self.metrics.deliveries, name, "succeeded")
             lat_sum, lat_n = _hist(self.metrics.attempt_seconds, name)
@@ -369,31 +418,25 @@ class Monitor:
             s.latency_ms.append((lat_sum - last[1]) / dn * 1000.0 if dn else 0.0)
             q = self.snapshot.queues.get(name)
             s.queue.append(float(q.pending + q.inflight) if q else 0.0)
+        accepted = self.metrics.totals(self.metrics.accepted)
         for system, d in self.sources.items():
-            total = sum(
-                v for (sys, _), v in _counter_by(self.metrics.accepted).items() if sys == system
-            )
+            total = sum(v for (sys, _), v in accepted.items() if sys == system)
             d.append(total - self._last_accepted.get(system, total))
             self._last_accepted[system] = total
 
     # ------------------------------------------------------------------ certificates, keys
 
-    def certificate_days(self) -> dict[str, float]:
-        """Days to expiry of the certificate the listener serves (listen.tls.cert)."""
-        tls = self.hub.config.listen.tls
-        if not tls or not tls.get("cert"):
-            return {}
-        path = Path(str(tls["cert"]))
-        if not path.is_absolute():
-            path = self.hub.config.base_dir / path
-        try:
-            from cryptography import x509
-
-            cert = x509.load_pem_x509_certificate(path.read_bytes())
-        except Exception:
-            log.warning("cannot read the listener certificate %s", path)
-            return {}
-        return {"listen": round(days_until(cert.not_valid_after_utc), 3)}
+    def certificate_days(self) -> list[tuple[KnownCertificate, float]]:
+        """Days to expiry of every certificate the hub knows: the listener's chain, the CAs
+        of its client certificates, and the targets' outbound CA and client certificates."""
+        if self._certs is None:
+            outbound = {name: dict(t.config.outbound or {}) for name, t in self.hub.targets.items()}
+            self._certs = CertificateCatalog(
+                configured_certificate_files(
+                    self.hub.config.listen.tls, outbound, self.hub.config.base_dir
+                )
+            )
+        return self._certs.days(self.hub.clock())
 
     def key_days(self) -> dict[str, float]:
         """Days until each keystore key with a ``valid_until`` ends."""
@@ -431,12 +474,3 @@ def _hist(hist: Any, target: str) -> tuple[float, float]:
             elif s.name.endswith("_count"):
                 n = s.value
     return total, n
-
-
-def _counter_by(counter: Any) -> dict[tuple[str, ...], float]:
-    out: dict[tuple[str, ...], float] = {}
-    for metric in counter.collect():
-        for s in metric.samples:
-            if s.name.endswith("_total"):
-                out[tuple(s.labels.values())] = float(s.value)
-    return out

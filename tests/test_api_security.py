@@ -19,6 +19,7 @@ import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives import serialization
 
 from contracts.samples import sample_inspection
 from hub.api import HUB_KEY, create_app
@@ -330,13 +331,7 @@ async def test_mtls_identity_must_match_the_system(tmp_path: Path) -> None:
     a_crt, a_key = client_a.write(tls, "a", (pki.intermediate,))
     b_crt, b_key = client_b.write(tls, "b", (pki.intermediate,))
     ca = tls / "ca.crt"
-    ca.write_bytes(
-        pki.root.cert.public_bytes(
-            __import__(
-                "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
-            ).Encoding.PEM
-        )
-    )
+    ca.write_bytes(pki.root.cert.public_bytes(serialization.Encoding.PEM))
     path, keys = secure_config(tmp_path)
     doc = yaml.safe_load(path.read_text())
     doc["listen"]["tls"] = {
@@ -524,3 +519,56 @@ async def test_oidc_tokens_from_the_provincial_idp_reach_the_api(
     r = await client.get("/v1/dlq", headers=expired)
     assert r.status == 401 and (await r.json())["code"] == "E_AUTH"
     await client.close()
+
+
+async def test_outbound_mutual_tls_to_a_target(tmp_path: Path) -> None:
+    """A target that requires a client certificate: the hub presents its own (outbound.tls) and
+    checks the target's certificate against the configured CA."""
+    from security.tls import TlsServerSettings, peer_identity, server_context
+
+    pki = make_pki()
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    s_crt, s_key = issue("127.0.0.1", pki.intermediate, server=True, ip="127.0.0.1").write(
+        tls, "target", (pki.intermediate,)
+    )
+    c_crt, c_key = issue("jghub-hub", pki.intermediate, client=True).write(
+        tls, "client", (pki.intermediate,)
+    )
+    ca = tls / "ca.crt"
+    ca.write_bytes(pki.root.cert.public_bytes(serialization.Encoding.PEM))
+    seen: list[str | None] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        seen.append(peer_identity(request.transport))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/in", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    ctx = server_context(
+        TlsServerSettings(cert=s_crt, key=s_key, client_ca=[ca], client_auth="required")
+    )
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        target = {
+            "url": f"https://127.0.0.1:{port}/in",
+            "tls": {"ca": [str(ca)], "cert": str(c_crt), "key": str(c_key)},
+        }
+        cfg = load_config(write_config(tmp_path, {"dept-b": target}))
+        async with Hub(cfg) as hub:
+            await hub.ingest_records("dept-a", [sample_inspection(9)])
+            await wait_until(lambda: len(seen) == 1)
+        assert seen == ["jghub-hub"]
+    finally:
+        await runner.cleanup()
+    bad = write_config(
+        tmp_path / "bad", {"dept-b": {"url": "https://x/in", "tls": {"cafile": "x"}}}
+    )
+    from hub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cafile"):
+        Hub(load_config(bad))

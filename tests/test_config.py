@@ -325,7 +325,7 @@ def test_transport_option_typo_fails_when_the_hub_is_built(files: Files) -> None
         files.build()
     msg = info.value.message
     assert msg.startswith(f"{files.national}:6 outbound.timout: unknown key; allowed: ")
-    assert "transport, url, batch_size, concurrency, timeout, headers, token, sign" in msg
+    assert "transport, url, batch_size, concurrency, timeout, headers, token, sign, tls" in msg
     assert info.value.field == "outbound.timout"
 
 

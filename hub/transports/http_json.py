@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from hub.specs import OutboundItem, SendResult, TransportSpec
 from hub.transports import SignsWithHubKey
@@ -28,6 +28,14 @@ from hub.transports import SignsWithHubKey
 __all__ = ["HttpJsonOptions", "HttpJsonTransport", "classify_status", "parse_retry_after", "spec"]
 
 TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+def _check_tls(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    if v is not None:
+        from security.tls import TlsClientSettings
+
+        TlsClientSettings.model_validate(v)  # a wrong key or type fails at config load
+    return v
 
 
 class HttpJsonOptions(BaseModel):
@@ -46,6 +54,14 @@ class HttpJsonOptions(BaseModel):
         description="sign every request (RFC 9421 + Content-Digest) with the hub's own key "
         "from the keys: section",
     )
+    tls: dict[str, Any] | None = Field(
+        None,
+        description="ca, cert, key, passphrase_env, check_hostname: trusted CAs of the "
+        "target's certificate and our client certificate (mutual TLS); paths relative to the "
+        "working directory",
+    )
+
+    _tls_valid = field_validator("tls")(_check_tls)
 
 
 def classify_status(status: int) -> tuple[bool, bool]:
@@ -86,7 +102,14 @@ class HttpJsonTransport(SignsWithHubKey):
             self._static["Authorization"] = f"Bearer {options.token}"
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
+        ssl_context = None
+        if self.options.tls is not None:
+            from security.tls import TlsClientSettings, client_context
+
+            ssl_context = client_context(TlsClientSettings.model_validate(self.options.tls))
+        connector = aiohttp.TCPConnector(
+            limit=self.concurrency, ttl_dns_cache=300, ssl=ssl_context if ssl_context else True
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.options.timeout),
