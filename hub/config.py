@@ -102,9 +102,10 @@ class StoreSettings(_Model):
 
 
 class RetentionSettings(_Model):
-    """How long finished messages are kept (PostgreSQL store). Only messages whose every
-    delivery is delivered or discarded are pruned, with their deliveries and trace events;
-    dead letters and pending work stay. The audit log (security database) is never pruned."""
+    """How long finished messages are kept (every store: SQLite, PostgreSQL). Only messages
+    whose every delivery is delivered or discarded are pruned, with their deliveries and trace
+    events; dead letters and pending work stay. The audit log (security database) is never
+    pruned: with ``archive_dir`` it is archived separately, a file per UTC day."""
 
     trace_days: float = Field(
         0, ge=0, description="keep delivered messages and their traces this many days (0: ever)"
@@ -114,7 +115,15 @@ class RetentionSettings(_Model):
         description="write a summary line of each pruned message here first (NDJSON, a file "
         "per day), relative to the hub file",
     )
-    interval_seconds: float = Field(3600.0, gt=0, description="how often the pruning job runs")
+    audit_archive: bool = Field(
+        True,
+        description="with archive_dir: export each whole UTC day of the audit log to "
+        "archive_dir/audit/audit-YYYY-MM-DD.jsonl (verifiable offline with jghub audit verify "
+        "--export); audit entries are never deleted",
+    )
+    interval_seconds: float = Field(
+        3600.0, gt=0, description="how often the pruning and audit archiving jobs run"
+    )
     batch: int = Field(1000, ge=1, le=100_000, description="messages deleted per transaction")
 
 

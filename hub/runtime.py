@@ -46,7 +46,7 @@ from hub.governance import (
     raw_text,
 )
 from hub.guard import Guard
-from hub.jobs import SingletonJob, retention_job
+from hub.jobs import SingletonJob, audit_archive_job, retention_job
 from hub.plugins import (
     Registry,
     acall,
@@ -387,16 +387,21 @@ class Hub:
         retention = retention_job(
             self.store, self.config.retention, self.config.base_dir, self.node_id, self.clock
         )
-        self._jobs = [retention] if retention is not None else []
+        audit_archive = audit_archive_job(
+            self.guard.audit, self.config.retention, self.config.base_dir, self.node_id, self.clock
+        )
+        self._jobs = [job for job in (retention, audit_archive) if job is not None]
         for job in self._jobs:
             job.start()
         self.started = True
 
     def wake_targets(self, targets: Iterable[str]) -> None:
         """New work for these targets: wake their workers here, or ring the node's doorbell
-        from an ingest process."""
+        from an ingest process (SQLite; on PostgreSQL the commit's NOTIFY wakes the node)."""
         if self.role == "ingest":
-            ring(self._doorbell_address, targets)
+            # a shared store (PostgreSQL) already woke every node: the commit sent NOTIFY
+            if not isinstance(self.store, WorkNotifier):
+                ring(self._doorbell_address, targets)
             return
         for t in targets:
             self.dispatcher.wake(t)

@@ -3,8 +3,9 @@
 Python runs one thread of Python code at a time, so one process uses one core. With
 ``--workers N`` the node process starts N-1 more ``jghub serve --ingest-only`` processes on the
 same port (``SO_REUSEPORT``: the kernel spreads connections over them). They accept, validate
-and commit to the same SQLite file (its write lock orders them; each still group-commits) and
-ring the node's doorbell so its dispatcher delivers at once. Only the node process delivers.
+and commit to the same store, and the node's dispatcher delivers at once: on SQLite (one file;
+its write lock orders them, each still group-commits) they ring the node's doorbell; on
+PostgreSQL each commit sends NOTIFY, which the node LISTENs to. Only the node process delivers.
 A worker that dies is started again.
 """
 

@@ -29,6 +29,7 @@ def write_pg_hub(
     *,
     datasets: Sequence[str] = ("inspection",),
     lease_seconds: float = 5,
+    idle_poll_seconds: float = 0.5,
     store: dict[str, Any] | None = None,
 ) -> Path:
     """hub.yaml + systems/*.yaml for a hub on the PostgreSQL store: source ``dept-a``."""
@@ -50,7 +51,7 @@ def write_pg_hub(
         "store": {"kind": "postgres", "dsn": PG_DSN, "schema": schema, "timeout": 2}
         | (store or {}),
         "listen": {"host": "127.0.0.1", "port": 0},
-        "dispatcher": {"lease_seconds": lease_seconds, "idle_poll_seconds": 0.5},
+        "dispatcher": {"lease_seconds": lease_seconds, "idle_poll_seconds": idle_poll_seconds},
         "systems": ["systems"],
         "routes": routes,
     }
@@ -66,9 +67,9 @@ def run_migrate(cfg: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def start_node(cfg: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_node(cfg: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [JGHUB, "serve", "--config", str(cfg), "--port", str(port)],
+        [JGHUB, "serve", "--config", str(cfg), "--port", str(port), *extra],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -410,6 +410,51 @@ class MemoryStore:
         ]
         return links[::-1][:limit]
 
+    async def prune(
+        self,
+        before: float,
+        limit: int,
+        archive: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Retention, the same rule as the SQL stores (see :class:`~hub.store.base.Prunable`)."""
+        finished = (DeliveryState.DELIVERED, DeliveryState.DISCARDED)
+        by_msg: dict[str, list[_Del]] = {}
+        for d in self._dels.values():
+            by_msg.setdefault(d.message_id, []).append(d)
+        old = sorted(
+            (m for m in self._msgs.values() if m.accepted_at < before),
+            key=lambda m: m.accepted_at,
+        )
+        chosen = [
+            m for m in old if all(d.state in finished for d in by_msg.get(m.new.message_id, []))
+        ][:limit]
+        summary = [
+            {
+                "message_id": m.new.message_id,
+                "source": m.new.source,
+                "dataset": m.new.dataset,
+                "dataset_version": m.new.dataset_version,
+                "idempotency_key": m.new.idempotency_key,
+                "accepted_at": m.accepted_at,
+                "delivered": sum(
+                    d.state == DeliveryState.DELIVERED for d in by_msg.get(m.new.message_id, [])
+                ),
+                "events": len(m.events),
+            }
+            for m in chosen
+        ]
+        if archive is not None and summary:
+            archive(summary)
+        for m in chosen:
+            mid = m.new.message_id
+            for d in by_msg.get(mid, []):
+                del self._dels[d.id]
+            del self._msgs[mid]
+            self._digests.pop(mid, None)
+            if m.new.idempotency_key is not None:
+                self._idem.pop((m.new.source, m.new.idempotency_key), None)
+        return summary
+
     async def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
         now = self.clock()
         held = self._leases.get(name)

@@ -6,7 +6,8 @@
 * **Group commit**: concurrent ``enqueue`` calls of one node are merged into one transaction
   while the previous one commits (many HTTP requests, one round of WAL flush).
 * **Wake-ups**: an enqueue sends ``pg_notify`` in its transaction; every node LISTENs on a
-  dedicated connection and wakes its dispatcher for the named targets at once.
+  dedicated connection and wakes its dispatcher for the named targets at once (also for the
+  commits of its own ingest processes, ``serve --workers``: no doorbell needed).
 * **Schema**: versioned migrations in ``postgres.sql`` (``migrate_<n>`` blocks), applied by
   ``jghub migrate``; :meth:`PostgresStore.open` refuses a schema it does not know.
 * **Faults**: a lost connection or an unreachable database is :class:`StoreUnavailable`
@@ -244,7 +245,12 @@ class PostgresStore:
             await pool.close()
             raise StoreUnavailable(f"PostgreSQL store unreachable: {exc}") from exc
         self._pool = pool
-        self._listener = asyncio.create_task(self._listen(), name=f"jghub-listen:{self.schema}")
+        if self._on_work is not None:
+            self._start_listening()
+
+    def _start_listening(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name=f"jghub-listen:{self.schema}")
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -267,8 +273,12 @@ class PostgresStore:
         return [f"PostgreSQL: {self._last_error}"] if self._last_error else []
 
     def on_work(self, callback: Callable[[Sequence[str] | None], None]) -> None:
-        """Wake-ups from every node's commits (LISTEN/NOTIFY), see :class:`WorkNotifier`."""
+        """Wake-ups from every node's commits (LISTEN/NOTIFY), see :class:`WorkNotifier`.
+        The LISTEN connection is opened only for a store that asked for wake-ups: an ingest
+        process (``serve --workers``) only commits, and its commits NOTIFY the node."""
         self._on_work = callback
+        if self._pool is not None:
+            self._start_listening()
 
     async def _listen(self) -> None:
         """Keep one LISTEN connection; reconnect with a backoff when it breaks."""

@@ -243,6 +243,7 @@ class SQLiteStore:
         self._flush_scheduled = False
         self._merge_loop: asyncio.AbstractEventLoop | None = None
         self._nonce_writes = 0
+        self._prune_indexed = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -751,6 +752,46 @@ class SQLiteStore:
         args = {"book": book, "dataset": dataset, "day": day}
         rows = await self._read(lambda c: c.execute(Q["ledger_entries"], args).fetchall())
         return [_ledger_row(r) for r in rows]
+
+    async def prune(
+        self,
+        before: float,
+        limit: int,
+        archive: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Retention, the same rule as the PostgreSQL store (see
+        :class:`~hub.store.base.Prunable`): one node owns the file, so no lease is needed."""
+
+        def op(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            if not self._prune_indexed:
+                c.execute(Q["prune_index"])
+                self._prune_indexed = True
+            seqs = [(r[0],) for r in c.execute(Q["prune_candidates"], (before, limit))]
+            if not seqs:
+                return []
+            summary = []
+            for (seq,) in seqs:
+                r = c.execute(Q["archive_row"], (seq,)).fetchone()
+                summary.append(
+                    {
+                        "message_id": r[0],
+                        "source": r[1],
+                        "dataset": r[2],
+                        "dataset_version": r[3],
+                        "idempotency_key": r[4],
+                        "accepted_at": r[5],
+                        "delivered": int(r[6]),
+                        "events": int(r[7]),
+                    }
+                )
+            if archive is not None:
+                archive(summary)  # before the delete commits: a crash repeats, never loses
+            c.executemany(Q["prune_events"], seqs)
+            c.executemany(Q["prune_deliveries"], seqs)
+            c.executemany(Q["prune_message"], seqs)
+            return summary
+
+        return await self._write(op)
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()

@@ -344,3 +344,33 @@ SELECT m.id, m.source, m.dataset, m.accepted_at
                                    WHERE b.bkey = :bkey
                                      AND (:source IS NULL OR b.source = :source)))
  ORDER BY m.seq DESC LIMIT :limit;
+
+-- name: prune_index
+-- Retention looks messages up by age: the index is built by the first pruning run, so a store
+-- without a retention policy pays nothing for it on ingest.
+CREATE INDEX IF NOT EXISTS messages_accepted ON messages (accepted_at);
+
+-- name: prune_candidates
+-- Retention (same rule as PostgreSQL): messages accepted before the cut-off whose every
+-- delivery is finished (delivered or discarded). Dead letters and pending work are never
+-- pruned. Oldest first, in batches.
+SELECT m.seq FROM messages m
+ WHERE m.accepted_at < ?
+   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg = m.seq AND d.state IN (0, 1, 3))
+ ORDER BY m.accepted_at
+ LIMIT ?;
+
+-- name: archive_row
+SELECT m.id, m.source, m.dataset, m.dataset_version, m.idem_key, m.accepted_at,
+       (SELECT count(*) FROM deliveries d WHERE d.msg = m.seq AND d.state = 2),
+       (SELECT count(*) FROM events e WHERE e.msg = m.seq)
+  FROM messages m WHERE m.seq = ?;
+
+-- name: prune_events
+DELETE FROM events WHERE msg = ?;
+
+-- name: prune_deliveries
+DELETE FROM deliveries WHERE msg = ?;
+
+-- name: prune_message
+DELETE FROM messages WHERE seq = ?;

@@ -423,3 +423,47 @@ async def test_lease_is_held_by_one_owner_until_it_expires_or_is_released(
     assert not await store.release_lease("national:pull", "node-a")  # not a's any more
     assert await store.release_lease("national:pull", "node-b")
     assert await store.acquire_lease("national:pull", "node-a", 30)
+
+
+async def test_retention_prunes_finished_messages_only(
+    store: Store, clock: Clock, tmp_path: Path
+) -> None:
+    """The retention policy prunes the same way on every store (the embedded SQLite default
+    as on PostgreSQL): finished messages older than ``trace_days``, with their deliveries and
+    trace, archived first; dead letters, pending work and younger messages stay."""
+    from hub.config import RetentionSettings
+    from hub.jobs import prune_once
+    from hub.store.base import Prunable
+
+    assert isinstance(store, Prunable)
+    old = await store.enqueue([msg(i, key=f"old-{i}") for i in range(6)])
+    claimed = await store.claim("t1", 10, 10 * 86400, "n")  # a long lease: stays inflight
+    await store.settle(
+        [Outcome(c.delivery_id, "ack", clock(), 1, 200) for c in claimed[:3]]
+        + [Outcome(claimed[3].delivery_id, "dead", clock(), 1, 400, "bad")]
+        + [Outcome(claimed[4].delivery_id, "dead", clock(), 1, 400, "bad")]
+    )  # 3 delivered, 2 dead letters (one is then discarded), 1 still inflight
+    assert await store.discard([claimed[4].delivery_id], clock(), "test") == 1
+    clock.advance(3 * 86400)
+    [recent] = await store.enqueue([msg(9)])
+    [c] = await store.claim("t1", 10, 30, "n")
+    await store.settle([Outcome(c.delivery_id, "ack", clock(), 1, 200)])
+    settings = RetentionSettings(trace_days=2, batch=2)  # batches of two: three rounds
+    archive = tmp_path / "archive"
+    assert await prune_once(store, settings, archive, clock) == 4
+    gone = [old[i] for i in (0, 1, 2, 4)]
+    for r in gone:
+        assert await store.trace(r.message_id) is None
+    assert await store.trace(old[3].message_id) is not None  # dead letters are never pruned
+    assert await store.trace(old[5].message_id) is not None  # nor pending work
+    assert await store.trace(recent.message_id) is not None  # nor anything younger
+    assert await store.lookup_idempotency("src", "old-0") is None  # its key went with it
+    assert await store.lookup_idempotency("src", "old-3") == old[3].message_id
+    [archived] = list(archive.glob("pruned-*.ndjson"))
+    lines = [orjson.loads(x) for x in archived.read_bytes().splitlines()]
+    assert sorted(x["message_id"] for x in lines) == sorted(r.message_id for r in gone)
+    assert sorted(x["delivered"] for x in lines) == [0, 1, 1, 1]  # the discarded one: 0
+    assert all(x["source"] == "src" and x["dataset"] == "inspection" for x in lines)
+    counts = await store.counts()
+    assert counts["messages"] == 3 and counts["delivered"] == 1 and counts["dead"] == 1
+    assert await prune_once(store, settings, None, clock) == 0
