@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+from abc import ABC, abstractmethod
 
 from aiohttp import web
 
-__all__ = ["bound_port"]
+__all__ = ["PeerServer", "bound_port"]
 
 
 def bound_port(site: web.TCPSite) -> int:
@@ -16,3 +17,49 @@ def bound_port(site: web.TCPSite) -> int:
     if not sockets:
         raise RuntimeError("site is not listening")
     return int(sockets[0].getsockname()[1])
+
+
+class PeerServer(ABC):
+    """The lifecycle a simulated peer shares: listen on 127.0.0.1 (``port`` 0 picks a free
+    one), go down like a host that vanished (listener closed, keep-alive connections dropped)
+    and come back on the same port. A peer provides :meth:`app` and the attributes below."""
+
+    port: int
+    down: bool = False
+    _runner: web.AppRunner | None = None
+    _site: web.TCPSite | None = None
+
+    @abstractmethod
+    def app(self) -> web.Application:
+        """The peer's own routes."""
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await self.come_up()
+
+    async def come_up(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await self._site.start()
+        if self.port == 0:
+            self.port = bound_port(self._site)
+        self.down = False
+
+    async def go_down(self) -> None:
+        """Stop listening: new connections are refused until :meth:`come_up`."""
+        self.down = True
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        # Stopping the listener leaves keep-alive connections open; a host that went down
+        # would drop them too.
+        if self._runner is not None and self._runner.server is not None:
+            for conn in list(self._runner.server.connections):
+                if conn.transport is not None:
+                    conn.transport.close()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

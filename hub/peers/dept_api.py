@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.peers import bound_port
+from hub.peers import PeerServer
 
 __all__ = ["DeptApi"]
 
@@ -33,7 +33,7 @@ Record = dict[str, Any]
 
 
 @dataclass
-class DeptApi:
+class DeptApi(PeerServer):
     """Start with ``await api.start()``; ``api.url`` is the list endpoint."""
 
     name: str = "dept-api"
@@ -53,8 +53,6 @@ class DeptApi:
         self._log: list[str] = []  # change log of ids, for page tokens
         self._fail: list[int] = []
         self._throttle: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
 
     @property
     def url(self) -> str:
@@ -84,35 +82,10 @@ class DeptApi:
 
     # ---------------------------------------------------------------- server
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/v1/jcxx", self._list)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await self.come_up()
-
-    async def come_up(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        if self.port == 0:
-            self.port = bound_port(self._site)
-
-    async def go_down(self) -> None:
-        """Stop listening (connection refused) until :meth:`come_up`."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        # a host that went down drops its keep-alive connections too
-        if self._runner is not None and self._runner.server is not None:
-            for conn in list(self._runner.server.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     async def _list(self, request: web.Request) -> web.Response:
         self.requests += 1

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hub.peers import bound_port
+from hub.peers import PeerServer
 
 __all__ = ["Sink", "SinkBehaviour"]
 
@@ -48,7 +48,7 @@ class SinkBehaviour:
 
 
 @dataclass
-class Sink:
+class Sink(PeerServer):
     """Start with ``await sink.start()``; ``sink.url`` is the per-record endpoint."""
 
     name: str = "sink"
@@ -65,8 +65,6 @@ class Sink:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.behaviour.seed)
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
         self._window = (0.0, 0)
         self.down = False
 
@@ -88,37 +86,6 @@ class Sink:
         app.router.add_post("/batch", self._batch)
         app.router.add_get("/stats", self._stats)
         return app
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await self.come_up()
-
-    async def come_up(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        if self.port == 0:
-            self.port = bound_port(self._site)
-        self.down = False
-
-    async def go_down(self) -> None:
-        """Stop listening: new connections are refused until :meth:`come_up`."""
-        self.down = True
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        # Stopping the listener leaves keep-alive connections open; a host that went down
-        # would drop them too.
-        if self._runner is not None and self._runner.server is not None:
-            for conn in list(self._runner.server.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # ---------------------------------------------------------------- behaviour
 

@@ -30,7 +30,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import bound_port
+from hub.peers import PeerServer
 from hub.transports.webhook import BATCH_HEADER, EVENT_HEADER, VerifiedWebhook, verify_webhook
 from security.signing import KeyResolver
 
@@ -51,7 +51,7 @@ class SubscriberBehaviour:
 
 
 @dataclass
-class Subscriber:
+class Subscriber(PeerServer):
     """Start with ``await sub.start()``; ``sub.url`` is the hook endpoint."""
 
     name: str = "subscriber"
@@ -72,8 +72,6 @@ class Subscriber:
     refused: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
         self.down = False
 
     @property
@@ -85,35 +83,6 @@ class Subscriber:
         app.router.add_post("/hooks", self._hook)
         app.router.add_get("/stats", self._stats)
         return app
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await self.come_up()
-
-    async def come_up(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        if self.port == 0:
-            self.port = bound_port(self._site)
-        self.down = False
-
-    async def go_down(self) -> None:
-        """Stop listening and drop open connections: the host is down until :meth:`come_up`."""
-        self.down = True
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        if self._runner is not None and self._runner.server is not None:
-            for conn in list(self._runner.server.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # ---------------------------------------------------------------- behaviour
 
