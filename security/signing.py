@@ -28,6 +28,7 @@ import binascii
 import hashlib
 import hmac
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ class KeyResolver(Protocol):
 # --------------------------------------------------------------------------- signers
 
 
-class KeySigner:
+class KeySigner(ABC):
     """Base of the built-in signers: a key id, an algorithm and key material kept private."""
 
     algorithm: str = ""
@@ -126,27 +127,27 @@ class KeySigner:
         self.key_id = key_id
 
     @property
+    @abstractmethod
     def can_sign(self) -> bool:
         """Whether this key holds private material (own keys, shared secrets)."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def fingerprint(self) -> str:
         """``SHA256:<hex>`` of the public key (SubjectPublicKeyInfo DER); for a shared secret a
         check value derived from it (never the secret or its plain hash)."""
-        raise NotImplementedError
 
     def public_pem(self) -> bytes | None:
         """The public key as PEM (SubjectPublicKeyInfo); ``None`` for shared secrets."""
         return None
 
+    @abstractmethod
     def sign(self, data: bytes) -> bytes:
         """Return the raw signature of ``data``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verify(self, data: bytes, signature: bytes) -> None:
         """Raise :class:`SignatureError` unless ``signature`` signs ``data`` with this key."""
-        raise NotImplementedError
 
     def _no_private(self) -> ConfigError:
         return ConfigError(
