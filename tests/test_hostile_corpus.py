@@ -265,7 +265,9 @@ async def test_hostile_file_symlink_is_not_followed(env: Env) -> None:
     data = secret.read_bytes()
     man = {"file": "link.csv", "records": 1, "sha256": hashlib.sha256(data).hexdigest()}
     (env.drop / "link.csv.manifest.json").write_text(json.dumps(man))
-    await _failed_with(env, "E_PATH")
+    err = await _failed_with(env, "E_PATH")
+    assert err["file"] == "link.csv"
+    assert secret.read_text() == _csv(sample_inspection(2))  # the link's target is untouched
     await _after(env, before)
 
 
@@ -280,7 +282,8 @@ async def test_hostile_file_wrong_encoding(env: Env) -> None:
     }
     (env.drop / "gbk.csv").write_bytes(data)
     (env.drop / "gbk.csv.manifest.json").write_text(json.dumps(man))
-    await _failed_with(env, "E_ENCODING")
+    err = await _failed_with(env, "E_ENCODING")
+    assert err["file"] == "gbk.csv" and "utf-8" in err["message"].lower()
     await _after(env, before)
 
 
@@ -290,7 +293,8 @@ async def test_hostile_file_digest_mismatch(env: Env) -> None:
     man = {"file": "x.csv", "records": 1, "sha256": "0" * 64}
     (env.drop / "x.csv").write_bytes(data)
     (env.drop / "x.csv.manifest.json").write_text(json.dumps(man))
-    await _failed_with(env, "E_MANIFEST")
+    err = await _failed_with(env, "E_MANIFEST")
+    assert err["file"] == "x.csv" and err["field"] == "sha256"
     await _after(env, before)
 
 
