@@ -44,6 +44,7 @@ __all__ = [
     "load_config",
     "load_system_file",
     "load_yaml_file",
+    "validate_loaded_section",
     "validate_section",
 ]
 
@@ -542,6 +543,27 @@ def validate_section(
             format_validation_error(exc, model, file, located, prefix, also_allowed),
             field=_dotted((*prefix, *first)),
         ) from None
+
+
+def validate_loaded_section(
+    model: type[BaseModel],
+    data: Any,
+    file: Path | None,
+    prefix: tuple[Any, ...] = (),
+    also_allowed: tuple[str, ...] = (),
+    *,
+    name: str = "<config>",
+) -> Any:
+    """:func:`validate_section` for a section of a file loaded already: the file is parsed
+    again only when the section is invalid, to name the line of the error."""
+    where = file if file is not None else Path(name)
+    try:
+        return validate_section(model, data, where, None, prefix, also_allowed)
+    except ConfigError:
+        if file is None or not file.exists():
+            raise
+        located = load_yaml_file(file)
+        return validate_section(model, data, where, located, prefix, also_allowed)
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

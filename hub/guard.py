@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.config import HubConfig, SystemConfig, load_yaml_file, validate_section
+from hub.config import HubConfig, SystemConfig, validate_loaded_section
 from hub.errors import AuthError, HubError, SignatureError
 from hub.plugins import Registry
 from hub.specs import Signer
@@ -152,8 +152,7 @@ class Guard:
 
     @staticmethod
     def _section(model: type[BaseModel], data: Any, prefix: tuple[Any, ...], file: Path) -> Any:
-        located = load_yaml_file(file) if file.exists() else None
-        return validate_section(model, data, file, located, prefix)
+        return validate_loaded_section(model, data, file, prefix)
 
     # ------------------------------------------------------------------ lifecycle
 

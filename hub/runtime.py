@@ -12,7 +12,6 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any, Literal
 
 import orjson
@@ -20,7 +19,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from hub.breaker import CircuitBreaker
-from hub.config import HubConfig, RetryPolicy, SystemConfig, load_yaml_file, validate_section
+from hub.config import HubConfig, RetryPolicy, SystemConfig, validate_loaded_section
 from hub.dispatcher import Dispatcher
 from hub.doorbell import DoorbellListener, doorbell_address, ring
 from hub.envelope import Envelope, new_message_id
@@ -160,18 +159,13 @@ class SystemPlugins:
 def resolve_system_plugins(sc: SystemConfig, registry: Registry) -> SystemPlugins:
     """Look up a system's adapter, transport and datasets and validate the options it gives
     them. Errors name the file, line and key (the file is parsed again only to find lines)."""
-    file = sc.source_file or Path(f"<system {sc.name}>")
 
     def options(
         model: type[BaseModel], data: Mapping[str, Any], key: str, core: tuple[str, ...] = ()
     ) -> Any:
-        try:
-            return validate_section(model, dict(data), file, None, (key,), core)
-        except ConfigError:
-            if sc.source_file is None:
-                raise
-            located = load_yaml_file(sc.source_file)
-            return validate_section(model, dict(data), file, located, (key,), core)
+        return validate_loaded_section(
+            model, dict(data), sc.source_file, (key,), core, name=f"<system {sc.name}>"
+        )
 
     aspec = registry.adapters.get(sc.adapter, wanted_by=f"system {sc.name}")
     plug = SystemPlugins(
