@@ -6,7 +6,7 @@ Two ``jghub serve`` processes in turn on the embedded SQLite store (durability `
 dispatcher off so only ingest is measured): the first takes plain JSON records from ``dept-a``;
 the second requires ``dept-a`` to sign every request (``inbound.signed: true``: RFC 9421 with
 Content-Digest, Ed25519, nonce checked against the hub store). wrk sends the same records to
-both (``bench/wrk_post.lua`` / ``bench/wrk_signed.lua``); the signed requests are signed
+both (``bench/wrk_post.lua``, with a file of signed requests for the second); the signed requests are signed
 beforehand by this script (each once: a nonce cannot be reused), so the load generator does not
 pay for signing. The ratio signed/unsigned shows what verification costs (aim: under 25%).
 Writes its section of docs/PERFORMANCE.md.
@@ -116,7 +116,7 @@ def _run(
         chunks = pool.map(_sign_chunk, [(pem, url, i, 2000) for i in range(0, total, 2000)])
         tsv = tmp / "signed.tsv"
         tsv.write_text("\n".join(line for c in chunks for line in c) + "\n")
-        script, args = str(BENCH_DIR / "wrk_signed.lua"), [str(tsv), "application/json"]
+        script, args = str(BENCH_DIR / "wrk_post.lua"), [str(tsv), "application/json"]
     else:
         from contracts.samples import sample_inspection
 

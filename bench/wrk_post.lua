@@ -5,7 +5,15 @@
 --
 -- Bodies are the files <dir>/0 .. <dir>/<count-1>; every request is formatted once, in init().
 -- No Idempotency-Key is sent, so every request is a new message. The last output line is
--- "WRK_JSON {...}" (read by bench/ingest.py).
+-- "WRK_JSON {...}" (read by bench/ingest.py and bench/signed_ingest.py).
+--
+-- Signed requests (RFC 9421), each sent once:
+--
+--   wrk ... -s bench/wrk_post.lua URL -- <requests.tsv> <content-type>
+--
+-- Each line of the TSV is: Signature-Input <TAB> Signature <TAB> Content-Digest <TAB> body.
+-- A signed request carries a nonce, so the file must hold more requests than a run sends; if
+-- it runs out, the script wraps around and the replays show up as 401s in the summary.
 
 local threads = {}
 
@@ -13,17 +21,33 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local function signed(path, ctype)
+  for line in io.lines(path) do
+    local si, sig, dig, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    reqs[#reqs + 1] = wrk.format("POST", nil, {
+      ["Content-Type"] = ctype,
+      ["Signature-Input"] = si,
+      ["Signature"] = sig,
+      ["Content-Digest"] = dig,
+    }, body)
+  end
+end
+
 function init(args)
-  local dir, n, ctype = args[1], tonumber(args[2]), args[3]
   reqs = {}
+  idx = 0
+  statuses = {}
+  if args[1]:match("%.tsv$") then
+    signed(args[1], args[2])
+    return
+  end
+  local dir, n, ctype = args[1], tonumber(args[2]), args[3]
   for i = 0, n - 1 do
     local f = assert(io.open(dir .. "/" .. i, "rb"))
     local body = f:read("*a")
     f:close()
     reqs[#reqs + 1] = wrk.format("POST", nil, { ["Content-Type"] = ctype }, body)
   end
-  idx = 0
-  statuses = {}
 end
 
 function request()
