@@ -6,9 +6,9 @@ Two ``jghub serve`` processes in turn on the embedded SQLite store (durability `
 dispatcher off so only ingest is measured): the first takes plain JSON records from ``dept-a``;
 the second requires ``dept-a`` to sign every request (``inbound.signed: true``: RFC 9421 with
 Content-Digest, Ed25519, nonce checked against the hub store). wrk sends the same records to
-both (``bench/wrk_post.lua``, with a file of signed requests for the second); the signed requests are signed
-beforehand by this script (each once: a nonce cannot be reused), so the load generator does not
-pay for signing. The ratio signed/unsigned shows what verification costs (aim: under 25%).
+both with ``bench/wrk_post.lua`` (the second from a file of requests this script signed
+beforehand, each sent once: a nonce cannot be reused), so the load generator does not pay for
+signing. The ratio signed/unsigned shows what verification costs (aim: under 25%).
 Writes its section of docs/PERFORMANCE.md.
 """
 
