@@ -4,11 +4,9 @@ and prove every acknowledged record reached the target, none twice in effect."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -19,28 +17,9 @@ from hub.peers.department import DepartmentSource
 from hub.peers.sink import Sink, SinkBehaviour
 from tests.conftest import free_port
 from tests.helpers import wait_until, write_config
+from tests.transports.crashkit import ready, start_hub
 
 pytestmark = pytest.mark.slow
-
-JGHUB = str(Path(sys.executable).parent / "jghub")
-
-
-def _start_hub(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [JGHUB, "serve", "--config", str(cfg), *extra],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    return proc
-
-
-async def _ready(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as s, s.get(f"{url}/readyz") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def test_sigkill_while_delivering_loses_nothing(tmp_path: Path) -> None:
@@ -57,11 +36,11 @@ async def test_sigkill_while_delivering_loses_nothing(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "hub.log"
-    hub = _start_hub(cfg, log)
+    hub = start_hub(cfg, log)
     dept = DepartmentSource("dept-a", url)
     await dept.start()
     try:
-        await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
+        await wait_until(lambda: ready(url), timeout=30, what="hub ready")
         records = [sample_inspection(i) for i in range(3000)]
         push = asyncio.ensure_future(
             asyncio.gather(
@@ -75,7 +54,7 @@ async def test_sigkill_while_delivering_loses_nothing(tmp_path: Path) -> None:
         killed_at = len(sink.applied)
         assert not push.done(), "the kill must happen while the source is still pushing"
         await asyncio.sleep(0.5)  # the source keeps retrying against a dead port
-        hub = _start_hub(cfg, log)
+        hub = start_hub(cfg, log)
         await asyncio.wait_for(push, timeout=120)
         assert len(dept.acked) == 3000 and not dept.rejected
         acked = set(dept.acked.values())
@@ -132,11 +111,11 @@ async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: 
     )
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "hub.log"
-    proc = _start_hub(cfg, log, "--workers", "2")
+    proc = start_hub(cfg, log, "--workers", "2")
     dept = DepartmentSource("dept-a", url)
     await dept.start()
     try:
-        await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
+        await wait_until(lambda: ready(url), timeout=30, what="hub ready")
         roles: set[str] = set()
 
         async def both_roles() -> bool:
@@ -175,10 +154,10 @@ async def test_ingest_workers_die_with_a_killed_node(tmp_path: Path) -> None:
     """No orphan keeps accepting on the port after the node process is SIGKILLed."""
     port = free_port()
     cfg = write_config(tmp_path, {"national": {"url": "http://127.0.0.1:9/x"}}, port=port)
-    proc = _start_hub(cfg, tmp_path / "hub.log", "--workers", "2")
+    proc = start_hub(cfg, tmp_path / "hub.log", "--workers", "2")
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
+        await wait_until(lambda: ready(url), timeout=30, what="hub ready")
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
         await wait_until(
             lambda: bool(children.read_text().split()), timeout=30, what="an ingest worker"

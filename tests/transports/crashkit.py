@@ -9,17 +9,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+
 JGHUB = str(Path(sys.executable).parent / "jghub")
 
 
-def start_hub(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start ``jghub serve --config cfg`` with its output appended to ``log``."""
+def start_hub(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start ``jghub serve --config cfg [extra...]`` with its output appended to ``log``."""
     return subprocess.Popen(
-        [JGHUB, "serve", "--config", str(cfg)],
+        [JGHUB, "serve", "--config", str(cfg), *extra],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+async def ready(url: str) -> bool:
+    """Whether the hub at ``url`` answers ``/readyz`` with 200 (False while it starts)."""
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 def stop_hub(proc: subprocess.Popen[bytes]) -> int:

@@ -5,56 +5,23 @@ held unacknowledged come back from the broker and their keys make committed ones
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 
 from contracts.samples import sample_inspection
 from tests.conftest import free_port
 from tests.helpers import wait_until, write_config
+from tests.transports.crashkit import message_counts, ready, start_hub
 from tests.transports.rabbit import AMQP_URL, broker
 
 pytestmark = pytest.mark.slow
 
-JGHUB = str(Path(sys.executable).parent / "jghub")
 TOTAL = 3000
-
-
-def _start_hub(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [JGHUB, "serve", "--config", str(cfg)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def _ready(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as s, s.get(f"{url}/readyz") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-def _stored(db_path: Path) -> int:
-    if not db_path.exists():
-        return 0
-    db = sqlite3.connect(db_path, timeout=5)
-    try:
-        (n,) = db.execute("SELECT count(*) FROM messages").fetchone()
-        return int(n)
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return 0
-    finally:
-        db.close()
 
 
 async def test_sigkill_while_consuming_stores_each_message_once(tmp_path: Path) -> None:
@@ -91,20 +58,24 @@ async def test_sigkill_while_consuming_stores_each_message_once(tmp_path: Path) 
         url = f"http://127.0.0.1:{port}"
         db_path = tmp_path / "data" / "hub.db"
         log = tmp_path / "hub.log"
-        hub = _start_hub(cfg, log)
+        hub = start_hub(cfg, log)
         try:
-            await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
-            await wait_until(lambda: _stored(db_path) >= 300, timeout=60, what="300 stored")
+            await wait_until(lambda: ready(url), timeout=30, what="hub ready")
+            await wait_until(
+                lambda: message_counts(db_path)[0] >= 300, timeout=60, what="300 stored"
+            )
             hub.send_signal(signal.SIGKILL)
             hub.wait(timeout=10)
-            killed_at = _stored(db_path)
+            killed_at = message_counts(db_path)[0]
             # the kill came while the queue still held a backlog, so the consumer held a full
             # prefetch window of unacknowledged deliveries
             assert killed_at < TOTAL - 500, "the kill must happen mid-stream"
             restart_mark = log.stat().st_size
-            hub = _start_hub(cfg, log)
+            hub = start_hub(cfg, log)
             await wait_until(
-                lambda: _stored(db_path) == TOTAL, timeout=120, what="every message stored"
+                lambda: message_counts(db_path)[0] == TOTAL,
+                timeout=120,
+                what="every message stored",
             )
 
             async def drained() -> bool:

@@ -3,55 +3,22 @@ it, and prove every record of the department API was stored exactly once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from hub.peers.dept_api import DeptApi
 from tests.conftest import free_port
 from tests.helpers import wait_until, write_config
+from tests.transports.crashkit import message_counts, ready, start_hub
 from tests.transports.test_http_pull import rec, source
 
 pytestmark = pytest.mark.slow
 
-JGHUB = str(Path(sys.executable).parent / "jghub")
 N = 1500
-
-
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [JGHUB, "serve", "--config", str(cfg)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def _ready(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as s, s.get(f"{url}/readyz") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-def _count(db: Path) -> tuple[int, int]:
-    """(messages, distinct idempotency keys) committed in the hub's SQLite file."""
-    if not db.exists():
-        return 0, 0
-    con = sqlite3.connect(db)
-    try:
-        return con.execute("SELECT count(*), count(DISTINCT idem_key) FROM messages").fetchone()
-    except sqlite3.OperationalError:  # the schema is not created yet
-        return 0, 0
-    finally:
-        con.close()
 
 
 async def test_sigkill_while_polling_loses_and_doubles_nothing(tmp_path: Path) -> None:
@@ -70,21 +37,23 @@ async def test_sigkill_while_polling_loses_and_doubles_nothing(tmp_path: Path) -
     db = tmp_path / "data" / "hub.db"
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "hub.log"
-    hub = _start(cfg, log)
+    hub = start_hub(cfg, log)
     try:
-        await wait_until(lambda: _ready(url), timeout=30, what="hub ready")
-        await wait_until(lambda: _count(db)[0] >= 300, timeout=60, what="300 records collected")
+        await wait_until(lambda: ready(url), timeout=30, what="hub ready")
+        await wait_until(
+            lambda: message_counts(db)[0] >= 300, timeout=60, what="300 records collected"
+        )
         hub.send_signal(signal.SIGKILL)
         hub.wait(timeout=10)
-        killed_at = _count(db)[0]
+        killed_at = message_counts(db)[0]
         assert 300 <= killed_at < N, "the kill must happen while the source is collecting"
-        hub = _start(cfg, log)
-        await wait_until(lambda: _count(db)[0] >= N, timeout=120, what="every record")
-        await wait_until(lambda: _ready(url), timeout=30, what="hub ready again")
+        hub = start_hub(cfg, log)
+        await wait_until(lambda: message_counts(db)[0] >= N, timeout=120, what="every record")
+        await wait_until(lambda: ready(url), timeout=30, what="hub ready again")
         requests = api.requests
         # more polls after it caught up: nothing new, nothing doubled
         await wait_until(lambda: api.requests > requests + 2, what="polls after catching up")
-        assert _count(db) == (N, N)
+        assert message_counts(db) == (N, N)
         con = sqlite3.connect(db)
         keys = {k for (k,) in con.execute("SELECT idem_key FROM messages")}
         con.close()
