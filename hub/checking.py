@@ -8,6 +8,7 @@ keys and for its adapter's and transport's options.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,8 @@ async def check_samples(
     for path, ds in files:
         spec = plug.datasets[ds]
         pipe = pipelines.get(ds) or Pipeline(sc.name, ds)
+        if not live:  # comparators consult other systems: only with --live
+            pipe = dataclasses.replace(pipe, comparators=[])
         try:
             records = _decode_sample(path, adapter, source)
         except HubError as err:
@@ -183,17 +186,6 @@ async def check_samples(
                 _payload, _pkey, canonical = checked(model, spec.partition_field, True)
                 out.canonical = canonical
                 if pipe.after:
-                    if not live:
-                        pipe = Pipeline(
-                            pipe.system,
-                            pipe.dataset,
-                            pipe.mapping,
-                            pipe.cleaner,
-                            pipe.key_fields,
-                            pipe.version_field,
-                            pipe.link_fields,
-                            [],
-                        )
                     governed = await pipe.govern(canonical or {}, out.notes)
                     out.notes = list(governed.notes)
                     if governed.business_key is not None:

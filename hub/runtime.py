@@ -641,23 +641,16 @@ class Hub:
                 new_message_id(), system, spec.name, spec.version, now, payload, key, pkey, tp
             )
             if governed is not None:
-                messages.append(
-                    NewMessage(
-                        envelope,
-                        targets,
-                        governed.business_key,
-                        governed.version,
-                        governed.notes,
-                        governed.subject,
-                        digest,
-                    )
+                bkey, version, gnotes, subject = (
+                    governed.business_key,
+                    governed.version,
+                    governed.notes,
+                    governed.subject,
                 )
-            elif notes is not None and notes[i]:
-                messages.append(NewMessage(envelope, targets, notes=tuple(notes[i]), digest=digest))
-            elif digest is not None:
-                messages.append(NewMessage(envelope, targets, digest=digest))
             else:
-                messages.append(NewMessage(envelope, targets))
+                bkey = version = subject = None
+                gnotes = tuple(notes[i]) if notes is not None else ()
+            messages.append(NewMessage(envelope, targets, bkey, version, gnotes, subject, digest))
             indexes.append(i)
         committed = await self.store.enqueue(messages) if messages else []
         woken: set[str] = set()
