@@ -439,3 +439,23 @@ def load_avg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "?"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_section(path: Path, name: str, report: str, *, heading: str, intro: str = "") -> None:
+    """Put ``report`` between the ``<!-- name:begin -->`` / ``<!-- name:end -->`` markers of
+    ``path`` (docs/PERFORMANCE.md); the text outside them is kept. When the markers are not
+    there yet, the section is appended under ``heading`` (and ``intro``)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{report.rstrip(chr(10))}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        lead = f"{intro}\n\n" if intro else ""
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{lead}{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -84,6 +84,7 @@ from common import (
     machine_info,
     write_bodies,
     write_hub_config,
+    write_section,
 )
 
 RECORDS_PATH = "/v1/systems/dept-a/records"
@@ -98,8 +99,6 @@ TARGET_BATCH_RATIO = 0.3
 MAX_REPEATS = 3  # measured runs repeated when a server process got no connection
 WORKERS = 2  # processes of the multi-process runs (jghub serve --workers, baseline --processes)
 POOL = 2  # hub.yaml ingest.validation_processes of the validation-pool batch run
-BEGIN = "<!-- bench:begin -->"
-END = "<!-- bench:end -->"
 WRK_INSTALL = "apt-get install -y wrk   (Debian/Ubuntu; macOS: brew install wrk)"
 
 
@@ -1052,27 +1051,6 @@ def build_report(
     return "\n".join(lines), all_ok
 
 
-def write_doc(path: Path, report: str) -> None:
-    block = f"{BEGIN}\n{report}\n{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
-            path.write_text(head + block + tail, encoding="utf-8")
-            return
-        path.write_text(text.rstrip("\n") + "\n\n" + block + "\n", encoding="utf-8")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Performance\n\n"
-        "Ingest benchmarks: `bench/ingest.py` (see its docstring). The section between the "
-        "markers is rewritten by every run; the rest of this file is kept.\n\n"
-        f"## Latest run\n\n{block}\n",
-        encoding="utf-8",
-    )
-
-
 def jghub_version() -> str:
     try:
         from hub import __version__
@@ -1241,7 +1219,14 @@ def main() -> int:
             print()
             print(report)
             if not args.no_write:
-                write_doc(args.out, report)
+                write_section(
+                    args.out,
+                    "bench",
+                    report,
+                    heading="## Latest run",
+                    intro="Ingest benchmarks: `bench/ingest.py` (see its docstring). The section "
+                    "between the markers is rewritten by every run; the rest of this file is kept.",
+                )
                 print(f"\nwritten to {os.path.relpath(args.out)}", file=sys.stderr)
 
         if args.profile or args.profile_only:

@@ -42,14 +42,13 @@ from lxml import etree
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import write_section  # noqa: E402
 from contracts import sample_inspection  # noqa: E402
 from hub.builtin import hub_register_transform_functions  # noqa: E402
 from hub.errors import MappingError  # noqa: E402
 from transforms.mapping import compile_mapping  # noqa: E402
 from transforms.xmljson import dict_to_xml, xml_to_dict  # noqa: E402
 
-BEGIN = "<!-- mapping:begin -->"
-END = "<!-- mapping:end -->"
 TARGET_RATIO = 0.7
 SALT = "bench-salt-0123456789"
 
@@ -299,28 +298,17 @@ def main() -> int:
     report = "\n".join(lines)
     print(report)
     if not args.no_write:
-        write_doc(args.out, report)
+        write_section(
+            args.out,
+            "mapping",
+            report,
+            heading="## Mapping and XML decode",
+            intro="`python bench/mapping.py` (see its docstring; about 20 s). A compiled mapping "
+            "is one generated Python function per mapping: renames are inline dict operations, "
+            "conversions are closures built at config load.",
+        )
         print(f"written to {args.out}")
     return 0
-
-
-def write_doc(path: Path, report: str) -> None:
-    block = f"{BEGIN}\n{report}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = (
-            text.rstrip("\n")
-            + "\n\n## Mapping and XML decode\n\n"
-            + "`python bench/mapping.py` (see its docstring; about 20 s). A compiled mapping "
-            + "is one generated Python function per mapping: renames are inline dict "
-            + "operations, conversions are closures built at config load.\n\n"
-            + block
-            + "\n"
-        )
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

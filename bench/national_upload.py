@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_section  # bench/ is the script's folder, first on sys.path
+
 from adapters.national.demo import write_national_setup
 from adapters.national.simulator import NationalSimulator
 from contracts.samples import sample_inspection
@@ -31,7 +33,6 @@ from hub.runtime import Hub
 from security.keystore import Keystore, ManagedKey
 
 REPO = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- national:begin -->", "<!-- national:end -->"
 #: the section added to a document that lacks the markers: (heading, introduction)
 SECTIONS = {
     "PERFORMANCE.md": (
@@ -98,21 +99,9 @@ async def main() -> None:
     print(report)
     if not args.no_write:
         for name in SECTIONS:
-            write_doc(REPO / "docs" / name, report)
+            heading, intro = SECTIONS[name]
+            write_section(REPO / "docs" / name, "national", report, heading=heading, intro=intro)
             print(f"written to docs/{name}")
-
-
-def write_doc(path: Path, report: str) -> None:
-    """Put ``report`` between the markers in ``path`` (the section is added when missing)."""
-    block = f"{BEGIN}\n{report}\n{END}"
-    text = path.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        heading, intro = SECTIONS[path.name]
-        text = text.rstrip("\n") + f"\n\n{heading}\n\n{intro}\n\n{block}\n"
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

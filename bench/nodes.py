@@ -33,6 +33,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import write_section  # noqa: E402
 from contracts.samples import sample_inspection  # noqa: E402
 from hub.peers.sink import Sink  # noqa: E402
 from hub.store import Outcome  # noqa: E402
@@ -40,7 +41,6 @@ from hub.store.postgres import PostgresStore, migrate  # noqa: E402
 from tests.pgnodes import BalancedSource, ready, start_node, stop_node  # noqa: E402
 
 DSN = os.environ.get("JGHUB_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-BEGIN, END = "<!-- nodes:begin -->", "<!-- nodes:end -->"
 
 
 def _free_port() -> int:
@@ -207,23 +207,6 @@ def report(
     return "\n".join(lines)
 
 
-def write_doc(path: Path, text: str) -> None:
-    block = f"{BEGIN}\n{text}\n{END}"
-    doc = path.read_text(encoding="utf-8")
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        path.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
-    else:
-        path.write_text(
-            doc.rstrip("\n")
-            + "\n\n## Several nodes on PostgreSQL\n\n`python bench/nodes.py` (see its docstring)."
-            + "\n\n"
-            + block
-            + "\n",
-            encoding="utf-8",
-        )
-
-
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=20_000)
@@ -241,7 +224,13 @@ async def main() -> int:
     text = report(results, claim, args)
     print(text)
     if not args.no_write:
-        write_doc(ROOT / "docs" / "PERFORMANCE.md", text)
+        write_section(
+            ROOT / "docs" / "PERFORMANCE.md",
+            "nodes",
+            text,
+            heading="## Several nodes on PostgreSQL",
+            intro="`python bench/nodes.py` (see its docstring).",
+        )
     return 0
 
 

@@ -37,6 +37,7 @@ from common import (
     jghub_command,
     machine_info,
     write_hub_config,
+    write_section,
 )
 
 BATCH = 1000
@@ -179,18 +180,14 @@ def main() -> int:
     print(section)
     if not args.no_write:
         doc_path = REPO / "docs" / "PERFORMANCE.md"
-        doc = doc_path.read_text()
-        begin, end = "<!-- queue:begin -->", "<!-- queue:end -->"
-        block = f"{begin}\n{section}\n{end}"
-        if begin in doc:
-            doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
-        else:
-            doc += (
-                "\n## A million deliveries queued: memory stays flat\n\n"
-                "The queue lives on disk. `python bench/queue_memory.py` (about a minute "
-                "for a million records):\n\n" + block + "\n"
-            )
-        doc_path.write_text(doc)
+        write_section(
+            doc_path,
+            "queue",
+            section,
+            heading="## A million deliveries queued: memory stays flat",
+            intro="The queue lives on disk. `python bench/queue_memory.py` (about a minute "
+            "for a million records):",
+        )
         print(f"written to {doc_path}")
     return 0
 

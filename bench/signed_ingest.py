@@ -30,9 +30,14 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 
 import orjson  # noqa: E402
 
-from bench.common import Server, free_port, jghub_command, machine_info  # noqa: E402
+from bench.common import (  # noqa: E402
+    Server,
+    free_port,
+    jghub_command,
+    machine_info,
+    write_section,
+)
 
-BEGIN, END = "<!-- signed-ingest:begin -->", "<!-- signed-ingest:end -->"
 KEY_ID = "dept-a-bench"
 
 
@@ -185,19 +190,12 @@ def main() -> int:
         f"aim < 25%: {'met' if ratio >= 0.75 else 'NOT met'}) |\n"
     )
     print("\n" + table)
-    text = a.doc.read_text(encoding="utf-8") if a.doc.exists() else "# Performance\n"
-    block = f"{BEGIN}\n{table}{END}"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = (
-            text.rstrip("\n")
-            + "\n\n## Signed ingest: what verifying a signature costs\n\n"
-            + block
-            + "\n"
-        )
-    a.doc.write_text(text, encoding="utf-8")
+    write_section(
+        a.doc,
+        "signed-ingest",
+        table,
+        heading="## Signed ingest: what verifying a signature costs",
+    )
     return 0
 
 

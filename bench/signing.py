@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import write_section  # noqa: E402
 from security.httpsig import sign_request, verify_request  # noqa: E402
 from security.keystore import Keystore, ManagedKey  # noqa: E402
 from security.signing import ALGORITHMS, generate_key, sm2_available  # noqa: E402
@@ -91,17 +92,13 @@ def main() -> int:
     print(section)
     if not args.no_write:
         doc_path = REPO / "docs" / "PERFORMANCE.md"
-        doc = doc_path.read_text()
-        begin, end = "<!-- signing:begin -->", "<!-- signing:end -->"
-        block = f"{begin}\n{section}\n{end}"
-        if begin in doc:
-            doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
-        else:
-            doc += (
-                "\n## Signatures: what a signed request costs\n\n"
-                "`python bench/signing.py` (about half a minute):\n\n" + block + "\n"
-            )
-        doc_path.write_text(doc)
+        write_section(
+            doc_path,
+            "signing",
+            section,
+            heading="## Signatures: what a signed request costs",
+            intro="`python bench/signing.py` (about half a minute):",
+        )
         print(f"written to {doc_path}")
     return 0
 
