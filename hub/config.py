@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.errors import ConfigError
+from hub.workdays import CalendarSettings, WorkCalendar
 
 __all__ = [
     "CircuitPolicy",
@@ -249,6 +250,10 @@ class HubConfig(_Model):
     ingest: IngestSettings = IngestSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     retention: RetentionSettings = RetentionSettings()
+    calendar: CalendarSettings = Field(
+        default_factory=CalendarSettings,
+        description="working-day calendar (工作日历): holidays, 调休 workdays, working hours",
+    )
     systems: list[str] = Field(
         default_factory=list, description="system files or folders, relative to this file"
     )
@@ -275,6 +280,10 @@ class HubConfig(_Model):
 
     def system(self, name: str) -> SystemConfig:
         return self.loaded_systems[name]
+
+    def work_calendar(self) -> WorkCalendar:
+        """The working-day calendar for deadlines (sharing reviews, 12345, 双公示)."""
+        return self.calendar.build()
 
     def store_path(self) -> Path:
         p = self.store.path
