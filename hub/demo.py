@@ -27,7 +27,7 @@ The summary shows per route and target what was accepted, delivered, retried and
 dead-lettered, per source what was accepted, rejected and recognised as a duplicate, the
 quarantine's first reasons, an exactly-once check at every target, and one message's trace.
 The exit code is 1 when an acknowledged record did not reach every target it was routed to,
-or when the national flow did not hold (catalog, uploads, warning, 对账).
+or when a platform flow (national connector, provincial platforms) did not hold.
 """
 
 from __future__ import annotations
@@ -611,23 +611,26 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
         hub.dispatcher.wake("national")
         ok = await _wait_settled(hub, timeout=120, replayed=True)
         _say(
-            "[8/9] the national 互联网+监管 system through the national connector (signed, "
-            "against its simulator): catalog push, 监管行为 upload, a risk warning issued, "
-            "routed and acknowledged, 对账 ..."
+            "[8/9] the national 互联网+监管 system and the provincial platforms, each through "
+            "its adapter against its simulator in a hub of its own: "
+            + ", ".join(label for label, *_ in PLATFORM_FLOWS)
+            + " ..."
         )
-        national_lines, national_ok = await _national_flow(work / "national")
+        flows = []
+        for label, module, func, sub, proves in PLATFORM_FLOWS:
+            lines, flow_ok = await _platform_flow(module, func, work / sub)
+            flows.append((label, proves, lines, flow_ok))
         _say(f"[9/9] done in {time.perf_counter() - t0:.1f} s\n")
         if not await _summary(hub, observer, peers):
             code = 1
         _say("")
-        for line in national_lines:
-            _say(f"national connector: {line}")
-        _say(
-            "check: national flow (catalog in order, 监管行为 accepted, warning routed and "
-            f"acknowledged, 对账 clean): {'yes' if national_ok else 'NO'}"
-        )
-        if not national_ok:
-            code = 1
+        for label, proves, lines, flow_ok in flows:
+            for line in lines:
+                _say(f"{label}: {line}")
+            _say(f"check: {label} ({proves}): {'yes' if flow_ok else 'NO'}")
+            _say("")
+            if not flow_ok:
+                code = 1
         dead_msgs = {d.message_id for d in dead}
         # The most telling life: retried, dead-lettered and replayed; else dead-lettered and
         # replayed; else retried.
@@ -661,18 +664,33 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
     return code
 
 
-async def _national_flow(work: Path) -> tuple[list[str], bool]:
-    """The national connector's flow (``adapters.national.demo.run_national_flow``) in its own
-    hub and folder; (summary lines, whether it all held). A failure is reported, not raised."""
-    from adapters.national.demo import run_national_flow
+#: the platform flows the demo runs after the main scenario, each in a hub of its own:
+#: (label, module, function, sub-folder, what the check proves). Each function takes the work
+#: folder and returns a report with ``lines()`` and ``ok``.
+PLATFORM_FLOWS: list[tuple[str, str, str, str, str]] = [
+    (
+        "national connector",
+        "adapters.national.demo",
+        "run_national_flow",
+        "national",
+        "catalog in order, 监管行为 accepted, warning routed and acknowledged, 对账 clean",
+    ),
+]
+
+
+async def _platform_flow(module: str, func: str, work: Path) -> tuple[list[str], bool]:
+    """One platform's flow (e.g. ``adapters.national.demo.run_national_flow``) in its own hub
+    and folder; (summary lines, whether it all held). A failure is reported, not raised."""
+    import importlib
 
     if work.exists():
         shutil.rmtree(work)
     try:
-        report = await run_national_flow(work)
+        run = getattr(importlib.import_module(module), func)
+        report = await run(work)
     except Exception as exc:  # the demo reports and exits 1
         return [f"FAILED: {type(exc).__name__}: {exc}"], False
-    return report.lines(), report.ok
+    return report.lines(), bool(report.ok)
 
 
 async def _post_json(

@@ -90,7 +90,7 @@ def test_demo_once_delivers_everything_and_summarises(tmp_path: Path) -> None:
         national[2],
     )
     assert (
-        "check: national flow (catalog in order, 监管行为 accepted, warning routed and "
+        "check: national connector (catalog in order, 监管行为 accepted, warning routed and "
         "acknowledged, 对账 clean): yes" in out
     )
     assert (work / "national" / "hub.yaml").exists()
