@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.validators import ChinaDatetime, RegionCode
+from hub.errors import SchemaError
 from hub.specs import DatasetSpec
 
 from .errors import AttachmentChecksumError, OrderStateError
@@ -130,7 +131,9 @@ class WorkOrder(BaseModel):  # 工单
     @model_validator(mode="after")
     def _dispatched_after_received(self) -> WorkOrder:
         if self.dispatched_at < self.received_at:
-            raise ValueError("dispatched_at (派单时间) is before received_at (受理时间)")
+            raise SchemaError(
+                "dispatched_at (派单时间) is before received_at (受理时间)", field="dispatched_at"
+            )
         return self
 
 
@@ -175,9 +178,13 @@ class WorkOrderEvent(BaseModel):  # 工单流转记录
         }
         need = needs.get(self.event)
         if need is not None and getattr(self, need[0]) in (None, ""):
-            raise ValueError(f"{need[0]} ({need[1]}) is required for event {self.event}")
+            raise SchemaError(
+                f"{need[0]} ({need[1]}) is required for event {self.event}", field=need[0]
+            )
         if self.new_deadline is not None and self.event != "extension_request":
-            raise ValueError("new_deadline is only for event extension_request (延期申请)")
+            raise SchemaError(
+                "new_deadline is only for event extension_request (延期申请)", field="new_deadline"
+            )
         if self.previous_state is not None:
             # a sender that says where the order was: the move must exist (E_ORDER_STATE)
             try:

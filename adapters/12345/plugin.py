@@ -33,13 +33,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.errors import ConfigError
 from hub.json_adapter import JsonAdapter
 from hub.plugins import hookimpl
-from hub.specs import AdapterSpec, ComparatorSpec, DatasetSpec
+from hub.specs import AdapterSpec, ComparatorSpec, DatasetSpec, TransformFunctionSpec
 
 from .book import COMPARATOR, Alert, OrderBook
 from .contracts import DATASETS
 from .deadlines import DeadlineRules
 
-__all__ = ["HotlineAdapter", "HotlineOptions", "HotlineWatch", "book_of", "watch_of"]
+__all__ = [
+    "HotlineAdapter",
+    "HotlineOptions",
+    "HotlineWatch",
+    "book_of",
+    "platform_time",
+    "watch_of",
+]
 
 log = logging.getLogger("jghub.hotline12345")
 
@@ -236,7 +243,31 @@ def _check_config(hub: Any) -> tuple[str, HotlineOptions] | None:
     return platform
 
 
+def platform_time(value: Any) -> str:
+    """An ISO 8601 time as the platform writes times: ``yyyyMMddHHmmss`` in China Standard
+    Time (``2026-11-28T09:30:00+08:00`` → ``20261128093000``)."""
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_CST)
+    return when.astimezone(_CST).strftime("%Y%m%d%H%M%S")
+
+
+_CST = dt.timezone(dt.timedelta(hours=8))
+
+
 # --------------------------------------------------------------------------- hooks
+
+
+@hookimpl
+def hub_register_transform_functions() -> list[TransformFunctionSpec]:
+    return [
+        TransformFunctionSpec(
+            "hotline12345_time",
+            platform_time,
+            "ISO time -> yyyyMMddHHmmss (China Standard Time), the 12345 platform's format",
+            kind="value",
+        )
+    ]
 
 
 @hookimpl
