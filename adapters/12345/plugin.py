@@ -145,6 +145,7 @@ class HotlineWatch:
         self._task: asyncio.Task[None] | None = None
         self.checks = 0
         self.emitted: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()  # the schedule and a manual check never overlap
 
     @hookimpl
     def hub_startup(self, hub: Any) -> None:
@@ -180,6 +181,10 @@ class HotlineWatch:
     async def check_now(self, now: dt.datetime | None = None) -> list[Alert]:
         """One deadline check at ``now`` (default: the hub's clock): refresh the metrics and
         emit a 督办 event for every deadline newly passed or near. Returns the alerts."""
+        async with self._lock:
+            return await self._check(now)
+
+    async def _check(self, now: dt.datetime | None) -> list[Alert]:
         when = now or dt.datetime.fromtimestamp(self.hub.clock(), self.book.calendar.tz)
         alerts = await self.book.scan(when)
         self.checks += 1
