@@ -13,7 +13,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["hotline12345"]
+__all__ = ["hotline12345"]  # noqa: F822 - provided by the module __getattr__
 
 _TARGETS = {"hotline12345": "adapters.12345.plugin"}
 

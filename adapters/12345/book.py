@@ -213,7 +213,9 @@ class OrderBook:
             self._step(order, f"{no}:accept", "accept", "new", _when(rec["received_at"]))
             order["state"] = "dispatched"
             self._dispatch(order, rec, dispatched)
-            self._step(order, f"{no}:dispatch:{_iso(dispatched)}", "dispatch", "received", dispatched)
+            self._step(
+                order, f"{no}:dispatch:{_iso(dispatched)}", "dispatch", "received", dispatched
+            )
             await self._save(order, False)
             return
         if (
@@ -357,6 +359,8 @@ class OrderBook:
                 snap.due_soon[dept] = snap.due_soon.get(dept, 0) + 1
             for kind, deadline in found:
                 if kind not in order["alerts"]:
-                    alerts.append(Alert(order["order_no"], order["department"], dept, kind, deadline))
+                    alerts.append(
+                        Alert(order["order_no"], order["department"], dept, kind, deadline)
+                    )
         self.snapshot = snap
         return alerts

@@ -70,7 +70,9 @@ class Attachment(BaseModel):  # 附件
 
     name: str = Field(description="附件名称", min_length=1, max_length=200)
     url: AnyHttpUrl = Field(description="附件地址 (fetched by the receiver)")
-    sha256: str = Field(description="SHA-256 of the bytes, lower-case hex", pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(
+        description="SHA-256 of the bytes, lower-case hex", pattern=r"^[0-9a-f]{64}$"
+    )
     size: int = Field(description="size in bytes", gt=0, le=200 * 1024 * 1024)
     media_type: str | None = Field(None, description="MIME type", max_length=100)
     content_base64: str | None = Field(
@@ -154,7 +156,9 @@ class WorkOrderEvent(BaseModel):  # 工单流转记录
     department: str = Field(description="承办单位", min_length=1, max_length=200)
     department_code: str = Field(description="承办单位代码", pattern=_DEPT_CODE)
     opinion: str | None = Field(None, description="处理意见 / 答复内容", max_length=10_000)
-    reason: str | None = Field(None, description="原因 (退回, 延期, 发回重办, 督办)", max_length=2000)
+    reason: str | None = Field(
+        None, description="原因 (退回, 延期, 发回重办, 督办)", max_length=2000
+    )
     satisfaction: Literal["satisfied", "basically_satisfied", "dissatisfied"] | None = Field(
         None, description="满意度 (评价): 满意 / 基本满意 / 不满意"
     )

@@ -87,9 +87,10 @@ def extension_in_time(
     """An extension asked at ``asked_at`` is in time when at least
     ``extension_notice_workdays`` full working days remain before the deadline's day."""
     asked_day = cal.local(asked_at).date()
-    return cal.add_workdays(asked_day, rules.extension_notice_workdays) <= cal.local(
-        answer_by
-    ).date() and asked_at <= answer_by
+    return (
+        cal.add_workdays(asked_day, rules.extension_notice_workdays) <= cal.local(answer_by).date()
+        and asked_at <= answer_by
+    )
 
 
 def return_in_time(returned_at: dt.datetime, return_by: dt.datetime) -> bool:

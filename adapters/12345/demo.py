@@ -29,12 +29,20 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXAMPLE", "HotlineFlowReport", "hotline_environment", "run_hotline_flow"]
+__all__ = [
+    "EXAMPLE",
+    "HotlineFlowReport",
+    "HotlineStack",
+    "copy_example",
+    "hotline_environment",
+    "hotline_stack",
+    "run_hotline_flow",
+]
 
 #: the example configuration the flow runs
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "platforms" / "12345"
@@ -144,8 +152,27 @@ def copy_example(work: Path) -> Path:
     return work / "hub.yaml"
 
 
-async def run_hotline_flow(work: Path, *, timeout: float = 30.0) -> HotlineFlowReport:
-    """Run the flow (module docstring) and return what happened."""
+@dataclass
+class HotlineStack:
+    """A running 12345 set-up: the hub (``hub``, its API at ``base``), the platform simulator
+    and the two department systems."""
+
+    hub: Any
+    app: Any
+    base: str
+    sim: Any
+    scjg: Any
+    water: Any
+    work: Path
+
+
+@contextlib.asynccontextmanager
+async def hotline_stack(
+    work: Path, *, edit: Callable[[Path], None] | None = None
+) -> AsyncIterator[HotlineStack]:
+    """Start the simulators and the hub on the example configuration copied into ``work``
+    (SQLite store there); stop everything on exit. ``edit(work)`` may change the copied files
+    before the hub loads them (tests shorten retry delays)."""
     from aiohttp import web
 
     from hub.api import HUB_KEY, create_app
@@ -162,13 +189,15 @@ async def run_hotline_flow(work: Path, *, timeout: float = 30.0) -> HotlineFlowR
         signer=HmacSha256Signer("zj12345-1", base64.b64decode(platform_secret)),
     )
     scjg = dept_mod.HotlineDepartment(
-        system="dept-scjg", title="上城区市场监督管理局", code="SCJG330102", token=tokens["dept-scjg"]
+        system="dept-scjg",
+        title="上城区市场监督管理局",
+        code="SCJG330102",
+        token=tokens["dept-scjg"],
     )
     water = dept_mod.HotlineDepartment(
         system="dept-water", title="杭州市水务集团", code="SWJT330100", token=tokens["dept-water"]
     )
     runner: web.AppRunner | None = None
-    report = HotlineFlowReport()
     try:
         for peer in (sim, scjg, water):
             await peer.start()
@@ -185,19 +214,29 @@ async def run_hotline_flow(work: Path, *, timeout: float = 30.0) -> HotlineFlowR
             "DEPT_SCJG_TOKEN": tokens["dept-scjg"],
             "DEPT_WATER_TOKEN": tokens["dept-water"],
         }
+        hub_file = copy_example(work)
+        if edit is not None:
+            edit(work)
         with hotline_environment(env):
-            app = create_app(load_config(copy_example(work)))
+            app = create_app(load_config(hub_file))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         base = f"http://127.0.0.1:{port}"
         sim.hub_url = scjg.hub_url = water.hub_url = base
-        await _flow(app[HUB_KEY], base, sim, scjg, water, report, timeout)
+        yield HotlineStack(app[HUB_KEY], app, base, sim, scjg, water, work)
     finally:
         if runner is not None:
             await runner.cleanup()
         for peer in (sim, scjg, water):
             await peer.stop()
+
+
+async def run_hotline_flow(work: Path, *, timeout: float = 30.0) -> HotlineFlowReport:
+    """Run the flow (module docstring) and return what happened."""
+    report = HotlineFlowReport()
+    async with hotline_stack(work) as st:
+        await _flow(st.hub, st.base, st.sim, st.scjg, st.water, report, timeout)
     return report
 
 
@@ -232,7 +271,9 @@ async def _flow(
         ("close", {"opinion": "来电人确认已收到退款，办结"}),
     ]
     for i, (event, extra) in enumerate(steps):
-        status, answer = await scjg.act(no, event, occurred_at=now + dt.timedelta(seconds=i), **extra)
+        status, answer = await scjg.act(
+            no, event, occurred_at=now + dt.timedelta(seconds=i), **extra
+        )
         if status != 202:
             raise RuntimeError(f"12345 flow: {event} refused: {answer}")
     await _until(lambda: len(sim.actions_of(no)) >= 4, "the lifecycle at the platform", timeout)
@@ -256,7 +297,9 @@ async def _flow(
     )
     report.urgent_order_no = urgent["GDBH"]
     await sim.dispatch(urgent)
-    await _until(lambda: urgent["GDBH"] in water.orders, "the urgent order at the water company", timeout)
+    await _until(
+        lambda: urgent["GDBH"] in water.orders, "the urgent order at the water company", timeout
+    )
     watch = plugin.watch_of(hub)
     assert watch is not None
     await watch.check_now()
@@ -266,8 +309,10 @@ async def _flow(
         if line.startswith('jghub_12345_orders_overdue{department="SWJT330100"}'):
             report.overdue_metric = float(line.rsplit(" ", 1)[1])
     await _until(
-        lambda: "督办" in sim.actions_of(urgent["GDBH"])
-        and any(e.get("event") == "supervise" for e in water.events),
+        lambda: (
+            "督办" in sim.actions_of(urgent["GDBH"])
+            and any(e.get("event") == "supervise" for e in water.events)
+        ),
         "the 督办 at the platform and the department",
         timeout,
     )

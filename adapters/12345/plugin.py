@@ -88,7 +88,9 @@ def book_of(hub: Any) -> OrderBook:
     spec = hub.registry.comparators.get(COMPARATOR, wanted_by="hotline12345")
     book = getattr(spec.check, "__self__", None)
     if not isinstance(book, OrderBook):
-        raise ConfigError(f"comparator {COMPARATOR!r} is not the 12345 order book", field=COMPARATOR)
+        raise ConfigError(
+            f"comparator {COMPARATOR!r} is not the 12345 order book", field=COMPARATOR
+        )
     return book
 
 

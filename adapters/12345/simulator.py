@@ -9,7 +9,7 @@ field      meaning                             field      meaning
 GDBH       工单编号                             SLQD       受理渠道 01 电话 … 07 其他
 SQLX       诉求类型 1 咨询 … 5 建议             JJCD       紧急程度 1 危及生命财产 2 水电气暖 3 一般
 BT / SQNR  标题 / 诉求内容                      XZQH       行政区划 (a number, as it stores it)
-SFDZ       事发地址                             LDRXM      来电人姓名 (clear text, masked by the hub)
+SFDZ       事发地址                             LDRXM      来电人姓名 (clear; masked by the hub)
 LXDH       联系电话 (clear)                     SFBM       是否保密 0/1
 FJ         附件 [{FJMC, FJDZ, SHA256, DX, LX}]  CBDW(DM)   承办单位 (代码)
 SLSJ/PDSJ  受理/派单时间 yyyyMMddHHmmss         LZBH       流转记录编号

@@ -77,10 +77,11 @@ def test_rules_are_configurable_and_validated() -> None:
                                     at(2026, 11, 23, 10))  # fmt: skip
     assert d.answer_by == at(2026, 11, 26, 17, 30)
     # a category without its own limit gets the longest one
-    d = deadlines.compute_deadlines(WorkCalendar(), rules, "report", "general", at(2026, 11, 23, 10))
+    d = deadlines.compute_deadlines(
+        WorkCalendar(), rules, "report", "general", at(2026, 11, 23, 10)
+    )
     assert d.answer_by == at(2026, 12, 7, 17, 30)
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
         deadlines.DeadlineRules(return_workdays=0)
-

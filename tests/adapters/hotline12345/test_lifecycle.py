@@ -181,9 +181,7 @@ async def test_transfer_and_redispatch_move_the_order(store: Store) -> None:
     assert err.field == "department_code"
     # a new dispatch while it is signed elsewhere is impossible
     await book.check("work_order_event", ev(3, "sign", **water))
-    err = await refused(
-        book, "work_order", order(dispatched_at="2026-11-27T09:00:00+08:00")
-    )
+    err = await refused(book, "work_order", order(dispatched_at="2026-11-27T09:00:00+08:00"))
     assert err.code == "E_ORDER_STATE" and "event dispatch" in err.message
 
 
