@@ -136,6 +136,11 @@ async def test_unsigned_and_forged_pushes_are_refused(st: Any) -> None:
     assert await plugin.book_of(st.hub).get(order["GDBH"]) is None
     status, _ = await st.sim.dispatch(order)
     assert status == 202
+    # nobody outside the hub can post as its deadline watch
+    fake = {"event_id": "DB-x", "order_no": order["GDBH"], "event": "supervise"}
+    watch_url = f"{st.base}/v1/systems/hotline-watch/records"
+    async with aiohttp.ClientSession() as s, s.post(watch_url, json=fake) as r:
+        assert r.status == 401 and (await r.json())["code"] == "E_SIGNATURE"
 
 
 async def test_malformed_orders_are_quarantined_with_their_codes(st: Any) -> None:
@@ -188,6 +193,39 @@ async def test_a_platform_outage_loses_nothing(st: Any) -> None:
     await st.sim.come_up()
     await wait_until(lambda: len(st.sim.lzjl.get(no, [])) == 3, timeout=15)
     assert st.sim.actions_of(no) == ["签收", "办理", "办理"]  # in order, once each
+
+
+async def test_a_slow_platform_gets_each_record_once(tmp_path: Path) -> None:
+    def short_timeout(work: Path) -> None:
+        fast_retries(work)
+        path = work / "systems" / "platform-12345.yaml"
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc["outbound"]["timeout"] = 0.3
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+    async with demo.hotline_stack(tmp_path, edit=short_timeout) as st:
+        no = await dispatched(st)
+        st.sim.behaviour.latency = 0.5  # slower than the hub waits: the hub times out, retries
+        status, answer = await st.scjg.act(no, "sign")
+        assert status == 202
+        first = answer["id"]
+
+        async def timed_out() -> bool:
+            trace = await st.hub.store.trace(first)
+            return trace is not None and any(
+                "timeout" in (d.last_error or "") for d in trace.deliveries
+            )
+
+        await wait_until(timed_out, timeout=10, what="a timed-out attempt")
+        st.sim.behaviour.latency = 0.0
+
+        async def delivered() -> bool:
+            trace = await st.hub.store.trace(first)
+            return trace is not None and trace.status() == "delivered"
+
+        await wait_until(delivered, timeout=10, what="the delivery")
+        # the platform applied it once, however often it was sent (de-duplicated on LZBH)
+        assert st.sim.actions_of(no) == ["签收"] and len(st.sim.receipts) == 1
 
 
 async def test_a_refused_record_is_dead_lettered_and_replayed(st: Any) -> None:
