@@ -157,6 +157,46 @@ class HotlineWatch:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     @hookimpl
+    def hub_setup_app(self, hub: Any, app: Any) -> None:
+        if hub is not self.hub:
+            return
+        app.router.add_get("/v1/hotline12345/orders", self._get_open)
+        app.router.add_get("/v1/hotline12345/orders/{order_no}", self._get_order)
+
+    async def _allow(self, request: Any) -> None:
+        # the orders belong to the platform: its own credentials, ops and admin may read
+        # them (metadata: states, times, department codes; no requester data)
+        from hub.api import _guard
+
+        await _guard(request, "messages.read", system=self.platform)
+
+    async def _get_order(self, request: Any) -> Any:
+        """``GET /v1/hotline12345/orders/{order_no}``: the order's state, deadlines and
+        history (全程留痕), or 404 ``E_NOT_FOUND``."""
+        from aiohttp import web
+
+        from hub.errors import NotFound
+
+        await self._allow(request)
+        no = request.match_info["order_no"]
+        order = await self.book.get(no)
+        if order is None:
+            raise NotFound(f"no 12345 work order {no!r} is known to this hub", field="order_no")
+        order.pop("event_ids", None)
+        return web.json_response(order)
+
+    async def _get_open(self, request: Any) -> Any:
+        """``GET /v1/hotline12345/orders``: the open orders (state, department, deadlines)."""
+        from aiohttp import web
+
+        await self._allow(request)
+        items = [
+            {k: v for k, v in o.items() if k not in ("events", "event_ids")}
+            for o in await self.book.open_orders()
+        ]
+        return web.json_response({"items": items})
+
+    @hookimpl
     async def hub_shutdown(self, hub: Any) -> None:
         if hub is not self.hub or self._task is None:
             return

@@ -119,6 +119,16 @@ async def test_an_order_travels_and_its_handling_returns(st: Any) -> None:
     await wait_until(lambda: sum(e["event"] == "reopen" for e in st.scjg.events) == 1, timeout=10)
     assert [e["event"] for e in st.scjg.events] == ["revisit", "evaluate", "reopen"]
     assert (await book.get(no))["state"] == "dispatched"
+    # the history over HTTP (全程留痕), and the open orders
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{st.base}/v1/hotline12345/orders/{no}") as r:
+            doc = await r.json()
+        assert r.status == 200 and doc["state"] == "dispatched" and len(doc["events"]) == 10
+        assert doc["events"][-1]["name"] == "发回重办" and "event_ids" not in doc
+        async with s.get(f"{st.base}/v1/hotline12345/orders") as r:
+            assert [o["order_no"] for o in (await r.json())["items"]] == [no]
+        async with s.get(f"{st.base}/v1/hotline12345/orders/ZJ-NONE") as r:
+            assert r.status == 404 and (await r.json())["code"] == "E_NOT_FOUND"
 
 
 async def test_unsigned_and_forged_pushes_are_refused(st: Any) -> None:
