@@ -42,8 +42,9 @@ COMPARATOR = "hotline12345_lifecycle"
 SCOPE = "hotline12345"
 _INDEX = "__open__"
 
-#: events a department sends for the order it holds (its department_code must match)
-_DEPARTMENT_EVENTS = frozenset(
+#: events that must name the department holding the order (its department_code must match):
+#: the department's own steps, and 督办, 回访, 评价 about its handling
+_HOLDER_EVENTS = frozenset(
     {"sign", "handle", "reply", "extension_request", "return", "close", "supervise", "revisit",
      "evaluate"}
 )  # fmt: skip
@@ -152,9 +153,9 @@ class OrderBook:
     # ------------------------------------------------------------------ the comparator
 
     async def check(self, dataset: str, rec: dict[str, Any]) -> str | None:
-        """Governance comparator: record the step or raise ``E_ORDER_STATE`` /
-        ``E_ORDER_DEADLINE``. Returns None (agrees) or a note-worthy mismatch text never: a
-        refusal is an exception carrying its own code."""
+        """Governance comparator: record the step, or raise ``E_ORDER_STATE`` /
+        ``E_ORDER_DEADLINE``. It never returns a mismatch text (which the hub would report as
+        ``E_MISMATCH``): a refusal is raised with its own code, so always None."""
         async with self._lock:
             if dataset == "work_order":
                 await self._work_order(rec)
@@ -257,7 +258,7 @@ class OrderBook:
                 state=before,
                 attempted=event,
             )
-        if event in _DEPARTMENT_EVENTS and rec["department_code"] != order["department_code"]:
+        if event in _HOLDER_EVENTS and rec["department_code"] != order["department_code"]:
             raise OrderStateError(
                 f"work order {no}: event {event} names department {rec['department_code']}, "
                 f"but the order is with {order['department_code']} ({order['department']})",
