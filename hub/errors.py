@@ -68,6 +68,12 @@ ERROR_CODES: dict[str, str] = {
     "E_NATIONAL_REJECT": "the national system refused a record (its national code and field named)",
     "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
     "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
+    # 12345 hotline
+    "E_ORDER_STATE": "a 12345 work-order event is impossible in the order's current state "
+    "(order, state and event named)",
+    "E_ORDER_DEADLINE": "a 12345 work-order event came after its time limit (延期申请 later than "
+    "1 working day before the deadline, 退回 after 2 working days)",
+    "E_ATTACHMENT_CHECKSUM": "an attachment's content does not match its SHA-256 checksum or size",
 }
 
 

@@ -158,22 +158,34 @@ METRICS: tuple[MetricDoc, ...] = (
         ("key_id",),
         "days until a key of the keystore ends (valid_until); keys without an end are absent",
     ),
-    # designed now, emitted when the feature lands
+    # 12345 hotline (adapters/12345): set by its deadline watch on this registry
     MetricDoc(
         "jghub_12345_orders_overdue",
         "gauge",
         ("department",),
-        "12345 hotline work orders (工单) past their deadline; NOT EMITTED YET (no 12345 "
-        "feature in this hub)",
-        emitted=False,
+        "12345 hotline work orders (工单) past their signing (签收) or answer (答复) deadline, "
+        "by department code, at the last deadline check",
     ),
     MetricDoc(
         "jghub_12345_orders_open",
         "gauge",
         ("department",),
-        "12345 work orders open; NOT EMITTED YET",
-        emitted=False,
+        "12345 work orders not yet closed (办结), by department code",
     ),
+    MetricDoc(
+        "jghub_12345_orders_due_soon",
+        "gauge",
+        ("department",),
+        "12345 work orders within the near-deadline window (临期) of their answer deadline",
+    ),
+    MetricDoc(
+        "jghub_12345_supervisions_total",
+        "counter",
+        ("department", "kind"),
+        "督办 (supervision) events the deadline watch emitted: sign_overdue, answer_overdue, "
+        "answer_due_soon",
+    ),
+    # designed now, emitted when the feature lands
     MetricDoc(
         "jghub_sharing_applications_overdue",
         "gauge",
