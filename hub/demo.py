@@ -675,6 +675,14 @@ PLATFORM_FLOWS: list[tuple[str, str, str, str, str]] = [
         "national",
         "catalog in order, 监管行为 accepted, warning routed and acknowledged, 对账 clean",
     ),
+    (
+        "12345 hotline",
+        "adapters.12345.demo",
+        "run_hotline_flow",
+        "12345",
+        "an order dispatched to a department and its handling back at 12345, an impossible "
+        "transition refused, an overdue order supervised",
+    ),
 ]
 
 
