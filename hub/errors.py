@@ -68,6 +68,9 @@ ERROR_CODES: dict[str, str] = {
     "E_NATIONAL_REJECT": "the national system refused a record (its national code and field named)",
     "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
     "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
+    # trading
+    "E_XSD": "an XML document does not validate against its XSD (line and element named)",
+    "E_XML_NAMESPACE": "an XML document's root element or namespace is not an expected one",
 }
 
 
