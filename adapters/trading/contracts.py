@@ -58,7 +58,9 @@ class Attachment(BaseModel):  # 附件引用
     model_config = _CONFIG
 
     name: str = Field(description="附件名称", min_length=1, max_length=200)
-    uri: str = Field(description="附件地址 (http/https)", pattern=r"^https?://\S+$", max_length=1000)
+    uri: str = Field(
+        description="附件地址 (http/https)", pattern=r"^https?://\S+$", max_length=1000
+    )
     sha256: str = Field(description="SHA-256 摘要 (lower-case hex)", pattern=r"^[0-9a-f]{64}$")
     size: int = Field(description="大小 (bytes)", gt=0, le=1024**3)
     media_type: str | None = Field(None, description="类型", max_length=100)
@@ -110,9 +112,13 @@ class TenderAnnouncement(BaseModel):  # 招标公告
     @model_validator(mode="after")
     def _order(self) -> TenderAnnouncement:
         if self.bid_deadline < self.published_at:
-            raise ValueError("投标截止时间 (bid_deadline) must not be before 发布时间 (published_at)")
+            raise ValueError(
+                "投标截止时间 (bid_deadline) must not be before 发布时间 (published_at)"
+            )
         if self.opening_time < self.bid_deadline:
-            raise ValueError("开标时间 (opening_time) must not be before 投标截止时间 (bid_deadline)")
+            raise ValueError(
+                "开标时间 (opening_time) must not be before 投标截止时间 (bid_deadline)"
+            )
         return self
 
 
@@ -179,7 +185,9 @@ class AwardResult(BaseModel):  # 中标结果 / 中标候选人公示
     region_code: RegionCode = Field(description="行政区划代码")
     publicity_start: date | None = Field(None, description="公示开始日期")
     publicity_end: date | None = Field(None, description="公示截止日期")
-    candidates: list[Candidate] = Field(default_factory=list, description="中标候选人", max_length=10)
+    candidates: list[Candidate] = Field(
+        default_factory=list, description="中标候选人", max_length=10
+    )
     attachments: list[Attachment] = Field(default_factory=list, description="附件", max_length=100)
     document_id: str | None = Field(None, description="平台文件编号", max_length=64)
 

@@ -279,8 +279,9 @@ async def _flow(setup: TradingSetup, report: TradingFlowReport, timeout: float) 
     report.attachments_verified = sum(len(d.verified_attachments) for d in depts.values())
     # receipts, as the hub's trace keeps them
     for ds_doc, result_no in ((flow[3], "JG-330106-2024-0001"), (flow[5], "JG-330106-2024-0002")):
-        wjbh = _wjbh(ds_doc)
-        trace = await hub.store.trace(platform.acknowledged[wjbh])
+        mid = platform.acknowledged[_wjbh(ds_doc)]
+        await _until(lambda m=mid: _delivered(hub, m), f"delivery of {result_no}", timeout)
+        trace = await hub.store.trace(mid)
         for ev in trace.events if trace is not None else []:
             if "receipt=" in ev.detail:
                 report.receipts[result_no] = ev.detail.split("receipt=", 1)[1].split(";")[0]
@@ -299,6 +300,11 @@ async def _flow(setup: TradingSetup, report: TradingFlowReport, timeout: float) 
         and all(d.refused == [] for d in depts.values())
         and any(key and key.startswith("zjj") for _m, _p, _s, key in platform.requests)
     )
+
+
+async def _delivered(hub: Any, message_id: str) -> bool:
+    trace = await hub.store.trace(message_id)
+    return trace is not None and all(d.state.name == "DELIVERED" for d in trace.deliveries)
 
 
 def _wjbh(document: bytes) -> str:

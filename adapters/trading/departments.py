@@ -169,7 +169,9 @@ class SupervisingDepartment(PeerServer):
             got = hashlib.sha256(content).hexdigest()
             if got != digest or len(content) != int(size):
                 return self._refuse(
-                    422, "BM423", f"{where}: 附件摘要或大小不符 (sha256 {got}, {len(content)} bytes)"
+                    422,
+                    "BM423",
+                    f"{where}: 附件摘要或大小不符 (sha256 {got}, {len(content)} bytes)",
                 )
             self.verified_attachments[str(uri)] = got
         return None

@@ -215,11 +215,15 @@ def award_document(
         "jy:GSJZRQ": "2024-06-02",
         "jy:HXRLB": {
             "jy:HXR": [
-                {"jy:PM": str(k + 1), "jy:MC": b["jy:MC"], "jy:TYDM": b["jy:TYDM"],
-                 "jy:TBBJ": b["jy:TBBJ"]}
+                {
+                    "jy:PM": str(k + 1),
+                    "jy:MC": b["jy:MC"],
+                    "jy:TYDM": b["jy:TYDM"],
+                    "jy:TBBJ": b["jy:TBBJ"],
+                }
                 for k, b in enumerate(bs)
             ]
-        },  # fmt: skip
+        },
         **_attachments(attachments or []),
     }
     return _document("ZBJG", f"WJ-JG-{i:06d}-{bbh or 1}", content, bbh)
@@ -262,7 +266,7 @@ def hostile_document(kind: str, i: int = 1) -> bytes:
         ).encode()
     if kind == "billion_laughs":
         ents = '<!ENTITY a0 "ha">' + "".join(
-            f'<!ENTITY a{n} "{("&a%d;" % (n - 1)) * 10}">' for n in range(1, 10)
+            f'<!ENTITY a{n} "{f"&a{n - 1};" * 10}">' for n in range(1, 10)
         )
         return (
             f"{decl}\n<!DOCTYPE jy:ZBJG [{ents}]>\n" + body.replace("<jy:XMMC>", "<jy:XMMC>&a9;", 1)
@@ -440,9 +444,7 @@ class TradingPlatform(PeerServer):
 
             sign_request("POST", url, headers, body, signer=self.signer, created=self.clock())
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         try:
             async with self._session.post(url, data=body, headers=headers) as resp:
                 text = await resp.read()

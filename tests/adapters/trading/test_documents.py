@@ -104,7 +104,7 @@ def test_a_missing_required_element_is_e_xsd_naming_line_and_element(
     root: str, element: str, named: str
 ) -> None:
     text = DOCUMENTS[root]().decode()
-    line = next(n for n, l in enumerate(text.splitlines(), 1) if f"<{element}>" in l)
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if f"<{element}>" in t)
     err = _code(_without(text, element))
     assert err.code == "E_XSD"
     assert err.field == named
@@ -192,9 +192,7 @@ def test_a_child_in_the_wrong_namespace_is_e_xsd() -> None:
 # --------------------------------------------------------------------------- hostile XML
 
 
-@pytest.mark.parametrize(
-    "kind", [k for k, code in sim.HOSTILE_KINDS.items() if code != "E_SCHEMA"]
-)
+@pytest.mark.parametrize("kind", [k for k, code in sim.HOSTILE_KINDS.items() if code != "E_SCHEMA"])
 def test_hostile_and_malformed_documents_are_refused_with_their_code(kind: str) -> None:
     err = _code(sim.hostile_document(kind), max_depth=32)
     assert err.code == sim.HOSTILE_KINDS[kind]
@@ -205,9 +203,8 @@ def test_xxe_is_refused_before_any_file_is_read(tmp_path: Path) -> None:
     secret.write_text("TOP-SECRET")
     text = DOCUMENTS["JYXM"]().decode()
     decl, rest = text.split("\n", 1)
-    doc = (
-        f'{decl}\n<!DOCTYPE jy:JYXM [<!ENTITY s SYSTEM "file://{secret}">]>\n'
-        + rest.replace("<jy:XMMC>", "<jy:XMMC>&s;", 1)
+    doc = f'{decl}\n<!DOCTYPE jy:JYXM [<!ENTITY s SYSTEM "file://{secret}">]>\n' + rest.replace(
+        "<jy:XMMC>", "<jy:XMMC>&s;", 1
     )
     err = _code(doc.encode())
     assert err.code == "E_XML_UNSAFE" and "TOP-SECRET" not in err.message
@@ -285,9 +282,15 @@ def test_bid_opening_refuses_a_bidder_twice_and_bad_check_characters() -> None:
 
 
 def test_an_announcement_closing_before_it_opens_is_refused() -> None:
-    ann = {"announcement_no": "GG-0001", "project_code": "JY-0001", "project_type": "other",
-           "title": "公告", "published_at": "2024-05-08T10:00:00+08:00",
-           "bid_deadline": "2024-05-01T09:30:00+08:00", "opening_time": "2024-05-28T09:30:00"}  # fmt: skip
+    ann = {
+        "announcement_no": "GG-0001",
+        "project_code": "JY-0001",
+        "project_type": "other",
+        "title": "公告",
+        "published_at": "2024-05-08T10:00:00+08:00",
+        "bid_deadline": "2024-05-01T09:30:00+08:00",
+        "opening_time": "2024-05-28T09:30:00",
+    }
     with pytest.raises(ValidationError, match="bid_deadline"):
         TenderAnnouncement.model_validate(ann)
 
