@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,7 @@ from hub.specs import DatasetSpec
 
 __all__ = [
     "DATASETS",
+    "Amount",
     "Attachment",
     "AwardResult",
     "BidOpening",
@@ -36,7 +37,8 @@ _CONFIG = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name
 
 #: codes of the documents: project numbers, announcement and result numbers (项目编号 …)
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9\-]{3,63}$"
-_AMOUNT = {"ge": 0, "max_digits": 18, "decimal_places": 6}
+#: an amount in 万元 (ten thousand yuan), at most 6 decimals
+Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
 
 
 class ProjectType(CodeTable):
@@ -86,7 +88,7 @@ class TradingProject(BaseModel):  # 交易项目
     tenderer: Party = Field(description="招标人 (采购人 / 出让人 / 转让方)")
     agency: Party | None = Field(None, description="招标代理机构")
     region_code: RegionCode = Field(description="行政区划代码")
-    budget: Decimal = Field(description="预算金额 (万元)", **_AMOUNT)  # type: ignore[arg-type]
+    budget: Amount = Field(description="预算金额 (万元)")
     registered_at: ChinaDatetime = Field(description="登记时间")
     attachments: list[Attachment] = Field(default_factory=list, description="附件", max_length=100)
     document_id: str | None = Field(None, description="平台文件编号", max_length=64)
@@ -127,7 +129,7 @@ class Bidder(BaseModel):  # 投标人
 
     name: str = Field(description="投标人名称", min_length=1, max_length=200)
     uscc: USCC = Field(description="投标人统一社会信用代码")
-    bid_price: Decimal = Field(description="投标报价 (万元)", **_AMOUNT)  # type: ignore[arg-type]
+    bid_price: Amount = Field(description="投标报价 (万元)")
     duration_days: int | None = Field(None, description="工期 (日历天)", gt=0)
 
 
@@ -162,7 +164,7 @@ class Candidate(BaseModel):  # 中标候选人
     rank: int = Field(description="排名", ge=1, le=10)
     name: str = Field(description="候选人名称", min_length=1, max_length=200)
     uscc: USCC = Field(description="候选人统一社会信用代码")
-    bid_price: Decimal = Field(description="投标报价 (万元)", **_AMOUNT)  # type: ignore[arg-type]
+    bid_price: Amount = Field(description="投标报价 (万元)")
 
 
 class AwardResult(BaseModel):  # 中标结果 / 中标候选人公示
@@ -180,7 +182,7 @@ class AwardResult(BaseModel):  # 中标结果 / 中标候选人公示
     )
     tenderer: Party = Field(description="招标人")
     winner: Party = Field(description="中标人")
-    award_amount: Decimal = Field(description="中标金额 (万元)", **_AMOUNT)  # type: ignore[arg-type]
+    award_amount: Amount = Field(description="中标金额 (万元)")
     award_date: date = Field(description="中标日期")
     region_code: RegionCode = Field(description="行政区划代码")
     publicity_start: date | None = Field(None, description="公示开始日期")

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,7 @@ async def _flow(setup: TradingSetup, report: TradingFlowReport, timeout: float) 
     # receipts, as the hub's trace keeps them
     for ds_doc, result_no in ((flow[3], "JG-330106-2024-0001"), (flow[5], "JG-330106-2024-0002")):
         mid = platform.acknowledged[_wjbh(ds_doc)]
-        await _until(lambda m=mid: _delivered(hub, m), f"delivery of {result_no}", timeout)
+        await _until(partial(_delivered, hub, mid), f"delivery of {result_no}", timeout)
         trace = await hub.store.trace(mid)
         for ev in trace.events if trace is not None else []:
             if "receipt=" in ev.detail:

@@ -71,7 +71,7 @@ PROJECT_TYPES = {
     "KY": "矿业权",
     "QT": "其他",
 }
-_NSMAP = {"jy": NS_JY, "fj": NS_FJ}
+_NSMAP: dict[str | None, str] = {"jy": NS_JY, "fj": NS_FJ}
 #: root element -> the dataset the hub is told (``?dataset=``)
 _DATASET_OF = {
     "JYXM": "trading_project",
