@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.trading.documents import read_document
+from adapters.trading.feed import FeedOptions
 from hub.errors import UnsupportedMediaType
 
 __all__ = ["XML_TYPES", "TradingAdapter", "TradingAdapterOptions"]
@@ -31,6 +32,10 @@ class TradingAdapterOptions(BaseModel):
     max_depth: int = Field(32, ge=4, le=64, description="deepest element nesting accepted")
     xsd: Path | None = Field(
         None, description="the XSD to validate with (default: the one shipped, xsd/jy.xsd)"
+    )
+    feed: FeedOptions | None = Field(
+        None,
+        description="also pull the platform's document feed (catch-up; adapters/trading/feed.py)",
     )
 
 

@@ -215,6 +215,7 @@ async def start_trading(work: Path, *, config_dir: Path = EXAMPLE_DIR) -> Tradin
             "TRADING_HUB_PORT": "0",
             "TRADING_KEYS": str(work / "keys"),
             "TRADING_TOKEN": token,
+            "TRADING_FEED_URL": platform.base_url,  # for a configuration that pulls the feed
             **{f"TRADING_{n.upper()}_URL": d.url for n, d in departments.items()},
         }
         with _environment(env):
