@@ -32,6 +32,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[TradingSetup]:
     system.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     s = await start_trading(tmp_path / "work", config_dir=config)
     try:
+        # the plugin started the pull from adapter_options.feed; it runs once at start, then
+        # the tests pull themselves
+        feed = feeds(s.hub)["trading"]
+        await wait_until(lambda: feed.scheduled_runs >= 1, what="the first scheduled pull")
+        await feed.stop_schedule()
         yield s
     finally:
         await s.stop()
@@ -51,9 +56,9 @@ def _offline(setup: TradingSetup) -> str:
 
 async def test_the_feed_catches_up_what_the_pushes_missed(setup: TradingSetup) -> None:
     hub, platform = setup.hub, setup.platform
-    feed = feeds(hub)["trading"]  # started by the plugin from adapter_options.feed
-    await wait_until(lambda: feed.scheduled_runs >= 1, what="the first scheduled pull")
-    await feed.stop_schedule()  # from here on the test pulls
+    feed = feeds(hub)["trading"]
+    # its scheduled run at start read the (then empty) feed, signed with the hub's key
+    assert ("GET", "/ggzy/v1/wj", 200, "jghub-trading-1") in platform.requests
     real = _offline(setup)
     for doc in (sim.project_document(70), sim.award_document(70), sim.award_document(71, "CG")):
         assert (await platform.publish(doc)).status is None
