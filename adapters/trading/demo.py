@@ -71,6 +71,8 @@ class TradingFlowReport:
     quarantined: int = 0
     #: deliveries and messages after the refusals equal those before (nothing harmed)
     unharmed: bool = False
+    #: the code a push signed with a key that is not the platform's was refused with
+    forged_push: str = ""
     signatures_checked: bool = False
 
     @property
@@ -86,6 +88,7 @@ class TradingFlowReport:
             and self.refused == {"missing_checksum": "E_XSD", "bad_uscc": "E_SCHEMA"}
             and self.quarantined >= 1
             and self.unharmed
+            and self.forged_push == "E_SIGNATURE"
             and self.signatures_checked
         )  # fmt: skip
 
@@ -93,7 +96,7 @@ class TradingFlowReport:
         """A readable summary."""
         out = [
             "公共资源交易平台 → hub (signed XML, XSD-checked): "
-            + ", ".join(f"{ds} {mid[:8]}…" for ds, mid in self.accepted.items()),
+            + ", ".join(f"{ds} …{mid[-8:]}" for ds, mid in self.accepted.items()),
         ]
         for result_no, depts in self.award_routed_to.items():
             receipt = self.receipts.get(result_no, "-")
@@ -107,7 +110,10 @@ class TradingFlowReport:
             + ", ".join(f"{k} → {v}" for k, v in self.refused.items())
             + f"; quarantined {self.quarantined}; accepted records unharmed: {self.unharmed}"
         )
-        out.append(f"signatures checked both ways: {self.signatures_checked}")
+        out.append(
+            f"a push signed with another key: {self.forged_push}; hub → departments and "
+            f"departments → platform signatures verified: {self.signatures_checked}"
+        )
         return out
 
 
@@ -292,16 +298,24 @@ async def _flow(setup: TradingSetup, report: TradingFlowReport, timeout: float) 
     for kind in ("missing_checksum", "bad_uscc"):
         push = await platform.publish(sim.hostile_document(kind), check=False)
         report.refused[kind] = ",".join(platform.refused_by_hub.get(push.wjbh, ["accepted!"]))
+    # a document pushed with a key that is not the platform's (same key id): E_SIGNATURE
+    from security.signing import generate_key
+
+    real_key = platform.signer
+    platform.signer = generate_key("ed25519", PLATFORM_KEY_ID)
+    try:
+        push = await platform.publish(sim.award_document(3, "GC"))
+    finally:
+        platform.signer = real_key
+    report.forged_push = ",".join(platform.refused_by_hub.get(push.wjbh, ["accepted!"]))
     await asyncio.sleep(0.3)  # give a wrongly routed record the time to show up
     report.quarantined = len(await hub.store.quarantined("trading"))
     report.unharmed = (await _snapshot(hub, depts)) == before
-    # 4. signatures: the hub verified the platform's pushes (inbound.signed), the departments
-    # the hub's deliveries, the platform the departments' attachment downloads
-    report.signatures_checked = (
-        bool(hub.config.system("trading").inbound.signed)
-        and all(d.refused == [] for d in depts.values())
-        and any(key and key.startswith("zjj") for _m, _p, _s, key in platform.requests)
-    )
+    # 4. signatures: the departments verified the hub's deliveries (they refuse with BM401
+    # otherwise), the platform the departments' signed attachment downloads
+    report.signatures_checked = all(
+        d.keys is not None and d.refused == [] for d in depts.values()
+    ) and {key for _m, _p, status, key in platform.requests if status == 200} >= {"zjj-1", "czj-1"}
 
 
 async def _delivered(hub: Any, message_id: str) -> bool:

@@ -29,6 +29,7 @@ async def test_the_trading_flow_runs_clean(tmp_path: Path) -> None:
     assert report.attachments_verified == 2
     assert report.refused == {"missing_checksum": "E_XSD", "bad_uscc": "E_SCHEMA"}
     assert report.quarantined == 1 and report.unharmed and report.signatures_checked
+    assert report.forged_push == "E_SIGNATURE"
     assert report.ok
     lines = report.lines()
     assert any("JG-330106-2024-0001 → ['zjj']" in line for line in lines)
