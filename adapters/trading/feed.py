@@ -108,15 +108,22 @@ class TradingFeed:
             )
         headers: dict[str, str] = {}
         sign_request("GET", url, headers, b"", signer=current())
-        async with session.get(url, headers=headers) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise SourceError(
-                    f"{self.system} feed: GET {url} answered {resp.status}: "
-                    f"{body[:300].decode('utf-8', 'replace')}",
-                    field="feed.url",
-                )
-            signature = resp.headers.get("X-JY-Signature")
+        try:
+            async with session.get(url, headers=headers) as resp:
+                body = await resp.read()
+                status = resp.status
+                signature = resp.headers.get("X-JY-Signature")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SourceError(
+                f"{self.system} feed: GET {url} failed: {type(exc).__name__}: {exc}",
+                field="feed.url",
+            ) from None
+        if status != 200:
+            raise SourceError(
+                f"{self.system} feed: GET {url} answered {status}: "
+                f"{body[:300].decode('utf-8', 'replace')}",
+                field="feed.url",
+            )
         if not signature:
             raise SourceError(
                 f"{self.system} feed: GET {url} carries no X-JY-Signature", field="X-JY-Signature"

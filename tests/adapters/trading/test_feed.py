@@ -109,3 +109,26 @@ async def test_the_platform_refuses_a_hub_it_does_not_know(setup: TradingSetup) 
         await feed.pull_once()
     assert info.value.code == "E_SOURCE" and "JY4010" in info.value.message
     assert platform.refusals == ["JY4010"]
+
+
+async def test_a_slow_or_absent_platform_fails_the_pull_and_keeps_the_cursor(
+    setup: TradingSetup,
+) -> None:
+    hub, platform = setup.hub, setup.platform
+    _offline(setup)
+    await platform.publish(sim.award_document(90))
+    quick = FeedOptions(url=platform.base_url, timeout=0.2)  # type: ignore[arg-type]
+    feed = TradingFeed(hub, "trading", quick)
+    platform.behaviour.latency = 1.0  # slower than the feed waits
+    with pytest.raises(HubError) as info:
+        await feed.pull_once()
+    assert info.value.code == "E_SOURCE" and "TimeoutError" in info.value.message
+    platform.behaviour.latency = 0.0
+    await platform.go_down()
+    with pytest.raises(HubError) as info:
+        await feed.pull_once()
+    assert info.value.code == "E_SOURCE" and info.value.field == "feed.url"
+    assert await hub.store.get_state("trading-feed:trading", "cursor") is None
+    await platform.come_up()
+    report = await feed.pull_once()  # back: nothing was skipped
+    assert report.accepted == 1 and report.cursor == 1
