@@ -42,6 +42,7 @@ from lxml import etree
 
 from adapters.trading.documents import NS_FJ, NS_JY, validate_document
 from contracts.samples import make_uscc
+from contracts.validators import USCC_ALPHABET
 from hub.errors import HubError
 from hub.peers import PeerServer
 from hub.specs import Signer
@@ -248,8 +249,9 @@ HOSTILE_KINDS = {
 
 
 def _bad_check_char(uscc: str) -> str:
-    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-    return uscc[:17] + alphabet[(alphabet.index(uscc[17]) + 1) % len(alphabet)]
+    """The same USCC with another (wrong) check character."""
+    a = USCC_ALPHABET
+    return uscc[:17] + a[(a.index(uscc[17]) + 1) % len(a)]
 
 
 def hostile_document(kind: str, i: int = 1) -> bytes:
