@@ -74,6 +74,9 @@ ERROR_CODES: dict[str, str] = {
     "E_ORDER_DEADLINE": "a 12345 work-order event came after its time limit (延期申请 later than "
     "1 working day before the deadline, 退回 after 2 working days)",
     "E_ATTACHMENT_CHECKSUM": "an attachment's content does not match its SHA-256 checksum or size",
+    # trading
+    "E_XSD": "an XML document does not validate against its XSD (line and element named)",
+    "E_XML_NAMESPACE": "an XML document's root element or namespace is not an expected one",
 }
 
 
