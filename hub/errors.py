@@ -68,6 +68,9 @@ ERROR_CODES: dict[str, str] = {
     "E_NATIONAL_REJECT": "the national system refused a record (its national code and field named)",
     "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
     "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
+    # market
+    "E_MARKET_REJECT": "the market supervision platform refused a record (its code and field named)",
+    "E_MARKET_FEED": "a market platform feed page is unusable (bad signature, shape or cursor)",
 }
 
 
