@@ -168,9 +168,11 @@ class MarketSimulator(PeerServer):
 
     def _signed(self, doc: Any, status: int = 200, **headers: str) -> web.Response:
         """A JSON answer with the platform's detached signature of its bytes."""
+        return self._signed_bytes(orjson.dumps(doc), status, **headers)
+
+    def _signed_bytes(self, body: bytes, status: int = 200, **headers: str) -> web.Response:
         from security.httpsig import sign_detached
 
-        body = orjson.dumps(doc)
         if self.signer is not None:
             signed = body
             if self.behaviour.bad_signature_next > 0:
@@ -388,12 +390,10 @@ class MarketSimulator(PeerServer):
             "data": {"records": page, "nextCursor": nxt, "hasMore": nxt < len(changes)},
         }
         b = self.behaviour
-        if b.malformed_next > 0:
+        if b.malformed_next > 0:  # a broken page, signed as sent (the bug is upstream)
             b.malformed_next -= 1
             body = orjson.dumps(doc)
-            return web.Response(
-                body=body[: len(body) // 2], status=200, content_type="application/json"
-            )
+            return self._signed_bytes(body[: len(body) // 2])
         if b.wrong_shape_next > 0:
             b.wrong_shape_next -= 1
             doc["data"]["records"] = {"error": "内部错误"}
