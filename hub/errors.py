@@ -69,7 +69,7 @@ ERROR_CODES: dict[str, str] = {
     "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
     "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
     # market
-    "E_MARKET_REJECT": "the market supervision platform refused a record (its code and field named)",
+    "E_MARKET_REJECT": "the market platform refused a record (its code and field named)",
     "E_MARKET_FEED": "a market platform feed page is unusable (bad signature, shape or cursor)",
 }
 

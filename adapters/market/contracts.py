@@ -131,9 +131,7 @@ class InspectionTask(BaseModel):  # 双随机抽查任务
     region_code: RegionCode = Field(description="行政区划代码")
     items: list[str] = Field(description="抽查事项", min_length=1, max_length=50)
     objects: list[InspectionObject] = Field(description="检查对象", min_length=1, max_length=500)
-    inspectors: list[TaskInspector] = Field(
-        description="执法检查人员", min_length=2, max_length=20
-    )
+    inspectors: list[TaskInspector] = Field(description="执法检查人员", min_length=2, max_length=20)
     issued_at: ChinaDatetime = Field(description="下发时间")
     deadline: date = Field(description="完成期限")
 
@@ -163,9 +161,7 @@ class TaskResult(BaseModel):  # 双随机抽查结果
     inspected_on: date = Field(description="检查日期")
     department: str = Field(description="实施部门", min_length=1, max_length=200)
     department_code: USCC = Field(description="实施部门统一社会信用代码")
-    inspectors: list[TaskInspector] = Field(
-        description="执法检查人员", min_length=2, max_length=20
-    )
+    inspectors: list[TaskInspector] = Field(description="执法检查人员", min_length=2, max_length=20)
     reported_at: ChinaDatetime = Field(description="填报时间 (orders corrections)")
 
     @field_validator("reported_at")
@@ -191,8 +187,8 @@ class AbnormalListEntry(BaseModel):  # 经营异常名录
     uscc: USCC = Field(description="统一社会信用代码")
     name: str = Field(description="市场主体名称", min_length=1, max_length=200)
     action: Literal["list", "remove"] = Field(description="列入 / 移出")
-    reason: Literal["annual_report", "false_information", "unreachable", "not_published"] = (
-        Field(description="列入原因")
+    reason: Literal["annual_report", "false_information", "unreachable", "not_published"] = Field(
+        description="列入原因"
     )
     reason_text: str | None = Field(None, description="列入 / 移出原因说明", max_length=1000)
     decided_on: date = Field(description="作出决定日期 (列入日期 or 移出日期)")

@@ -230,9 +230,13 @@ async def _flow(
     sim.change_entity(ENTITY_A, QYMC=NEW_NAME)
     await _until(lambda: name_is(NEW_NAME), "the renamed entity in the registry", timeout)
     report.registry_names.append(NEW_NAME)
-    status, doc = await post_record(base, "dept-a", "inspection", inspection_of(ENTITY_A, OLD_NAME, 1))
+    status, doc = await post_record(
+        base, "dept-a", "inspection", inspection_of(ENTITY_A, OLD_NAME, 1)
+    )
     report.old_name_refused = str(doc.get("code", "")) if status >= 400 else ""
-    status, _ = await post_record(base, "dept-a", "inspection", inspection_of(ENTITY_A, NEW_NAME, 2))
+    status, _ = await post_record(
+        base, "dept-a", "inspection", inspection_of(ENTITY_A, NEW_NAME, 2)
+    )
     report.new_name_accepted = status == 202
     links = await hub.store.subject_messages(ENTITY_A)
     report.subject_history = sum(1 for x in links if x.dataset == "market_entity")

@@ -139,7 +139,11 @@ class EntityRegistry:
             if cur is None or not cur.newer_than(e):
                 latest[e.uscc] = e
         held = await asyncio.gather(*(self.get(u) for u in latest))
-        fresh = [e for e, old in zip(latest.values(), held, strict=True) if not (old and old.newer_than(e))]
+        fresh = [
+            e
+            for e, old in zip(latest.values(), held, strict=True)
+            if not (old and old.newer_than(e))
+        ]
         await asyncio.gather(*(store.put_state(SCOPE, e.uscc, e.to_json()) for e in fresh))
         return fresh
 

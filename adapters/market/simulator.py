@@ -130,9 +130,7 @@ class MarketSimulator(PeerServer):
     port: int = 0
     clock: Callable[[], float] = time.time
     #: feed changes by topic, in 变更序号 order
-    feeds: dict[str, list[dict[str, Any]]] = field(
-        default_factory=lambda: {t: [] for t in TOPICS}
-    )
+    feeds: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in TOPICS})
     #: the platform's own view: USCC -> current entity record
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -384,11 +382,8 @@ class MarketSimulator(PeerServer):
         changes = self.feeds[topic]
         page = changes[cursor : cursor + size]  # BGXH n is changes[n - 1]
         nxt = page[-1]["BGXH"] if page else cursor
-        doc = {
-            "code": "00000",
-            "msg": "成功",
-            "data": {"records": page, "nextCursor": nxt, "hasMore": nxt < len(changes)},
-        }
+        data: dict[str, Any] = {"records": page, "nextCursor": nxt, "hasMore": nxt < len(changes)}
+        doc = {"code": "00000", "msg": "成功", "data": data}
         b = self.behaviour
         if b.malformed_next > 0:  # a broken page, signed as sent (the bug is upstream)
             b.malformed_next -= 1
@@ -396,7 +391,7 @@ class MarketSimulator(PeerServer):
             return self._signed_bytes(body[: len(body) // 2])
         if b.wrong_shape_next > 0:
             b.wrong_shape_next -= 1
-            doc["data"]["records"] = {"error": "内部错误"}
+            data["records"] = {"error": "内部错误"}
         return self._signed(doc)
 
     # ------------------------------------------------------------------ results

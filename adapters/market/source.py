@@ -216,9 +216,7 @@ class MarketFeedSource:
             after = parse_retry_after(got.get("retry-after"))
             raise _Retry(f"HTTP {status}: {_platform_said(body)}", after)
         if status >= 300:
-            raise SourceError(
-                f"{url} answered HTTP {status}: {_platform_said(body)}", field="url"
-            )
+            raise SourceError(f"{url} answered HTTP {status}: {_platform_said(body)}", field="url")
         return body, got
 
     def _page(self, topic: str, cursor: int, body: bytes) -> tuple[list[Any], int, bool]:
@@ -229,7 +227,9 @@ class MarketFeedSource:
         except orjson.JSONDecodeError as exc:
             raise FeedError(f"{where}: not JSON ({exc})", field="body") from None
         if not isinstance(doc, dict) or doc.get("code") != "00000":
-            raise SourceError(f"{where}: the platform answered {_platform_said(body)}", field="code")
+            raise SourceError(
+                f"{where}: the platform answered {_platform_said(body)}", field="code"
+            )
         rows = dig(doc, o.records_path)
         if not isinstance(rows, list):
             raise FeedError(
@@ -279,7 +279,9 @@ class MarketFeedSource:
             canonical = spec.model.model_validate(rec).model_dump(mode="json")
             entities.append(RegisteredEntity.from_record(canonical))
         written = await registry.put(entities)
-        log.info("%s: market entity registry: %d of %d kept", self.system, len(written), len(entities))
+        log.info(
+            "%s: market entity registry: %d of %d kept", self.system, len(written), len(entities)
+        )
 
 
 def _platform_said(body: bytes) -> str:

@@ -183,4 +183,3 @@ def test_jghub_check_reports_the_invalid_samples_with_codes() -> None:
     assert "0 of 4 sample records ok" in out
     assert any("E_SCHEMA [object_uscc]" in x for x in out.splitlines())
     assert any("E_SCHEMA [counterpart_code]" in x for x in out.splitlines())
-

@@ -86,11 +86,11 @@ async def test_a_task_reaches_its_department_and_the_result_returns_with_a_recei
     (task,) = dept_a.applied.values()
     # mapped from the platform's schema into the canonical task
     assert task["task_no"] == "SJRW0001" and task["department_code"] == DEPT_A_CODE
-    assert task["objects"][0] == {"uscc": A, "name": "甲（杭州）餐饮有限公司",
-                                  "address": "杭州市上城区解放路1号"}  # fmt: skip
+    first = {"uscc": A, "name": "甲（杭州）餐饮有限公司", "address": "杭州市上城区解放路1号"}
+    assert task["objects"][0] == first
     assert task["items"] == ["营业执照（登记证）规范使用情况的检查", "年度报告公示信息的检查"]
-    assert [i["law_enforcement_cert_no"] for i in task["inspectors"]] == ["33010200101",
-                                                                           "33010200102"]  # fmt: skip
+    certs = [i["law_enforcement_cert_no"] for i in task["inspectors"]]
+    assert certs == ["33010200101", "33010200102"]
     assert task["deadline"] == f"{deadline[:4]}-{deadline[4:6]}-{deadline[6:]}"
     assert env.sinks["dept-b"].applied == {}  # drawn for dept-a only
     # the result: the name may differ in bracket width only
@@ -202,9 +202,7 @@ async def test_abnormal_list_entry_and_removal_reach_every_department_in_order(
         sink = env.sinks[name]
         return [(sink.applied[k]["action"], sink.applied[k].get("listed_on")) for k in sink.order]
 
-    await wait_until(
-        lambda: all(len(actions(n)) == 2 for n in env.sinks), what="entry and removal"
-    )
+    await wait_until(lambda: all(len(actions(n)) == 2 for n in env.sinks), what="entry and removal")
     for name in env.sinks:
         assert actions(name) == [("list", "2026-07-01"), ("remove", "2026-07-01")]
     removal = env.sinks["dept-a"].applied[env.sinks["dept-a"].order[-1]]

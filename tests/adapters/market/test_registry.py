@@ -42,7 +42,9 @@ async def test_an_older_version_never_overwrites_a_newer_one(registry: EntityReg
     got = await registry.get(A)
     assert got is not None and got.name == "新名称有限公司"
     # several versions in one page: the newest wins, whatever the order
-    assert await registry.put([entity(B, "乙", "2026-02-01T00:00:00Z"), entity(B, "甲", "2026-01-01T00:00:00Z")])
+    assert await registry.put(
+        [entity(B, "乙", "2026-02-01T00:00:00Z"), entity(B, "甲", "2026-01-01T00:00:00Z")]
+    )
     got = await registry.get(B)
     assert got is not None and got.name == "乙"
     # durable: the store's state table holds it (a new registry object on the same store)
@@ -64,9 +66,16 @@ async def test_name_comparator_judges_records_against_the_registry(
     assert await registry.check_name("inspection", rec) is None
     # a 双随机 result names its object with other fields
     result = {"object_uscc": A.lower(), "object_name": "别的公司"}
-    assert "object_name '别的公司'" in (await registry.check_name("market_inspection_result", result) or "")
+    assert "object_name '别的公司'" in (
+        await registry.check_name("market_inspection_result", result) or ""
+    )
     # not judged: a USCC the registry does not hold, a natural person, the registry's own feed
-    assert await registry.check_name("inspection", {**rec, "counterpart_code": B, "counterpart_name": "x"}) is None
+    assert (
+        await registry.check_name(
+            "inspection", {**rec, "counterpart_code": B, "counterpart_name": "x"}
+        )
+        is None
+    )
     person = {**rec, "counterpart_code": make_id_card("330102", 3), "counterpart_name": "王伟"}
     assert await registry.check_name("inspection", person) is None
     assert await registry.check_name("market_entity", {"uscc": A, "name": "x"}) is None
@@ -81,14 +90,21 @@ async def test_active_comparator_refuses_unknown_and_deregistered_entities(
             entity(B, "乙有限公司", "2026-06-15T14:00:00+08:00", status="cancelled"),
         ]
     )
-    assert await registry.check_active("inspection", {"counterpart_code": A, "counterpart_name": "甲"}) is None
+    assert (
+        await registry.check_active("inspection", {"counterpart_code": A, "counterpart_name": "甲"})
+        is None
+    )
     gone = await registry.check_active("abnormal", {"uscc": B, "name": "乙有限公司"})
     assert gone is not None and "cancelled" in gone
-    unknown = await registry.check_active("inspection", {"counterpart_code": "91330102108077384H", "counterpart_name": "丙"})
+    unknown = await registry.check_active(
+        "inspection", {"counterpart_code": "91330102108077384H", "counterpart_name": "丙"}
+    )
     assert unknown is not None and "not in the market entity registry" in unknown
 
 
 async def test_an_unbound_registry_says_so() -> None:
     with pytest.raises(StateError) as exc:
-        await EntityRegistry().check_name("inspection", {"counterpart_code": A, "counterpart_name": "x"})
+        await EntityRegistry().check_name(
+            "inspection", {"counterpart_code": A, "counterpart_name": "x"}
+        )
     assert exc.value.code == "E_STATE" and exc.value.field == "market_registry"
