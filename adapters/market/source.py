@@ -275,9 +275,13 @@ class MarketFeedSource:
         entities = []
         for i in accepted:
             raw = rows[i]
-            rec = pipe.prepare(raw, i, None, max_bytes=None, depth=64)[0] if pipe else raw
-            canonical = spec.model.model_validate(rec).model_dump(mode="json")
-            entities.append(RegisteredEntity.from_record(canonical))
+            try:
+                rec = pipe.prepare(raw, i, None, max_bytes=None, depth=64)[0] if pipe else raw
+                # the hub accepted it already: take its canonical form as the hub did
+                model = spec.model.model_validate(rec, context={"uscc_strict": False})
+                entities.append(RegisteredEntity.from_record(model.model_dump(mode="json")))
+            except Exception:  # committed anyway; one odd record must not stop the feed
+                log.exception("%s: entity %d of the page not kept in the registry", self.system, i)
         written = await registry.put(entities)
         log.info(
             "%s: market entity registry: %d of %d kept", self.system, len(written), len(entities)
