@@ -194,3 +194,37 @@ async def test_a_badly_signed_page_is_refused_with_its_code(env: Env) -> None:
             assert (await hub.store.counts())["messages"] == 0
     finally:
         await hub.stop()
+
+
+async def test_a_bad_record_in_a_page_is_quarantined_and_the_feed_moves_on(env: Env) -> None:
+    """The platform's data has errors too: a record failing its contract is kept in the
+    quarantine of the market system with its reason; the rest of the page is taken."""
+    bad = entity(1)[:-1] + ("0" if entity(1)[-1] != "0" else "1")  # wrong check character
+    env.sim.register_entity(entity(0), "好的商贸有限公司")
+    env.sim.register_entity(bad, "坏代码商贸有限公司")
+    env.sim.register_entity(entity(2), "也好的商贸有限公司")
+    async with Hub(load_config(env.path)) as hub:
+        await wait_until(lambda: _cursor_is(hub, "ztxx", "3"), what="the page taken")
+        (q,) = await hub.store.quarantined("market")
+        assert (q.dataset, q.code, q.field) == ("market_entity", "E_SCHEMA", "uscc")
+        assert q.key == "ztxx:2" and bad in q.raw and "ztxx cursor=0" in q.origin
+        names = await registered_names(hub, [entity(0), bad, entity(2)])
+        assert names == {entity(0): "好的商贸有限公司", bad: None, entity(2): "也好的商贸有限公司"}
+
+
+async def test_a_slow_platform_times_out_and_is_polled_again(env: Env) -> None:
+    import yaml
+
+    sysfile = env.path.parent / "systems" / "market.yaml"
+    doc = yaml.safe_load(sysfile.read_text(encoding="utf-8"))
+    doc["inbound"]["source"]["timeout"] = 0.3
+    sysfile.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    env.sim.register_entity(entity(0), "慢速商贸有限公司")
+    env.sim.behaviour.latency = 1.0  # longer than the source's timeout
+    async with Hub(load_config(env.path)) as hub:
+        source = hub_source(hub)
+        await wait_until(lambda: source.last_error is not None, what="a timed-out poll")
+        assert "timeout after 0.3 s" in (source.last_error or "")
+        assert await hub.store.get_state(SCOPE, "cursor:ztxx") is None
+        env.sim.behaviour.latency = 0.0
+        await wait_until(lambda: _all_named(hub, [entity(0)]), what="the entity once fast again")
