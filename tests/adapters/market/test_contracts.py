@@ -183,3 +183,21 @@ def test_jghub_check_reports_the_invalid_samples_with_codes() -> None:
     assert "0 of 4 sample records ok" in out
     assert any("E_SCHEMA [object_uscc]" in x for x in out.splitlines())
     assert any("E_SCHEMA [counterpart_code]" in x for x in out.splitlines())
+
+
+def test_the_example_hub_file_checks_once_its_keys_exist(tmp_path: Path) -> None:
+    """The hub file names key files an operator provides; with them (the demo's copy writes
+    fresh ones) the whole set-up passes ``jghub check``: plugins, routes, filters, keys."""
+    from adapters.market.demo import write_market_setup
+
+    path, _, _ = write_market_setup(
+        tmp_path,
+        market_url="http://127.0.0.1:9/scjg/open/v1",
+        dept_urls={"dept-a": "http://127.0.0.1:9/a", "dept-b": "http://127.0.0.1:9/b"},
+    )
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "keys" / "scjg-1.pub.pem").unlink()
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 1 and "E_CONFIG" in result.output
+    assert "keys.peers.market" in result.output or "scjg-1" in result.output
