@@ -49,8 +49,15 @@ def hub_register_comparators() -> list[ComparatorSpec]:
 
 
 @hookimpl
-def hub_startup(hub: Any) -> None:
+def hub_instance_plugins(hub: Any) -> list[object] | None:
+    # Bind this hub's registry to its store while the hub is built: hub_startup is not called
+    # in the extra ingest processes of ``serve --workers``, which run governance too.
     registry_of(hub).bind(hub.store)
+    return None
+
+
+@hookimpl
+def hub_startup(hub: Any) -> None:
     for target in hub.targets.values():
         if isinstance(target.transport, MarketTransport):
             target.transport.attach(hub)

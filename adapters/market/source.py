@@ -37,7 +37,7 @@ from adapters.market.simulator import SIGNATURE_HEADER
 from hub.errors import ConfigError, HubError, SourceError
 from hub.specs import SourceContext, SourceSpec
 from hub.transports.http_json import parse_retry_after
-from hub.transports.http_pull import dig
+from hub.transports.http_pull import _unless_stopping, dig
 
 __all__ = ["FeedOptions", "MarketFeedOptions", "MarketFeedSource", "spec"]
 
@@ -158,7 +158,10 @@ class MarketFeedSource:
         state_key = f"cursor:{feed.topic}"
         cursor = int(await ctx.get_state(state_key) or 0)
         url = f"{self.base}/feed/{feed.topic}?cursor={cursor}&pageSize={o.page_size}"
-        body, headers = await self._get(session, url, signer)
+        got = await _unless_stopping(ctx, self._get(session, url, signer))
+        if got is None:  # the hub is stopping: the page is read again next time
+            return False
+        body, headers = got
         if o.verify_signatures:
             sig = headers.get(SIGNATURE_HEADER.lower())
             if not sig:

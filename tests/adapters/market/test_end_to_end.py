@@ -212,3 +212,24 @@ async def test_abnormal_list_entry_and_removal_reach_every_department_in_order(
     assert len(found) == 1
     trace = await hub.store.trace(found[0].message_id)
     assert trace is not None and b'"action":"remove"' in trace.payload
+
+
+async def test_an_ingest_worker_process_compares_against_the_registry_too(env: Env) -> None:
+    """``serve --workers`` runs extra ingest processes without the start-up hooks: their
+    governance must still consult the registry the node keeps."""
+    env.sim.register_entity(A, "甲（杭州）餐饮有限公司")
+    async with Hub(load_config(env.path)) as node:
+        await wait_until(lambda: _synced(node, [A]), what="the entity in the registry")
+        worker = Hub(load_config(env.path), role="ingest")
+        await worker.start()
+        try:
+            res = await worker.ingest_records(
+                "dept-a", [inspection_of(A, "甲餐饮有限公司", 7)], dataset="inspection"
+            )
+            assert [e.error.code for e in res.errors] == ["E_MISMATCH"]
+            res = await worker.ingest_records(
+                "dept-a", [inspection_of(A, "甲(杭州)餐饮有限公司", 8)], dataset="inspection"
+            )
+            assert res.errors == [] and len(res.ids) == 1
+        finally:
+            await worker.stop()
