@@ -109,8 +109,11 @@ class MarketBehaviour:
     malformed_next: int = 0
     #: the next N feed pages are sent with a record list that is not a list
     wrong_shape_next: int = 0
-    #: the next N answers are signed over different bytes (the signature fails)
+    #: the next N feed pages are signed over different bytes (the signature fails)
     bad_signature_next: int = 0
+    #: the next N answers to result uploads are signed over different bytes (the results are
+    #: kept: the hub must not trust the answer, and its re-send gets the same receipts)
+    bad_result_signature_next: int = 0
     #: largest page and batch
     max_page: int = 500
     max_batch: int = 200
@@ -164,18 +167,20 @@ class MarketSimulator(PeerServer):
     def _now(self) -> str:
         return datetime.fromtimestamp(self.clock(), _CST).strftime("%Y-%m-%d %H:%M:%S")
 
-    def _signed(self, doc: Any, status: int = 200, **headers: str) -> web.Response:
+    def _signed(
+        self, doc: Any, status: int = 200, *, tamper: bool = False, **headers: str
+    ) -> web.Response:
         """A JSON answer with the platform's detached signature of its bytes."""
-        return self._signed_bytes(orjson.dumps(doc), status, **headers)
+        return self._signed_bytes(orjson.dumps(doc), status, tamper=tamper, **headers)
 
-    def _signed_bytes(self, body: bytes, status: int = 200, **headers: str) -> web.Response:
+    def _signed_bytes(
+        self, body: bytes, status: int = 200, *, tamper: bool = False, **headers: str
+    ) -> web.Response:
+        """``tamper``: sign other bytes than those sent (the signature will not verify)."""
         from security.httpsig import sign_detached
 
         if self.signer is not None:
-            signed = body
-            if self.behaviour.bad_signature_next > 0:
-                self.behaviour.bad_signature_next -= 1
-                signed = body + b" "
+            signed = body + b" " if tamper else body
             headers[SIGNATURE_HEADER] = sign_detached(signed, self.signer, created=self.clock())
         return web.Response(
             body=body, status=status, content_type="application/json", headers=headers
@@ -392,7 +397,10 @@ class MarketSimulator(PeerServer):
         if b.wrong_shape_next > 0:
             b.wrong_shape_next -= 1
             data["records"] = {"error": "内部错误"}
-        return self._signed(doc)
+        tamper = b.bad_signature_next > 0
+        if tamper:
+            b.bad_signature_next -= 1
+        return self._signed(doc, tamper=tamper)
 
     # ------------------------------------------------------------------ results
 
@@ -446,4 +454,9 @@ class MarketSimulator(PeerServer):
             receipt = f"SCHZ{self._receipts:010d}"
             self.results[rid] = {"data": rec, "receipt": receipt}
             out.append({"JLBS": rid, "ZT": "1", "HZBH": receipt})
-        return self._signed({"code": "00000", "msg": "成功", "data": {"results": out}})
+        tamper = self.behaviour.bad_result_signature_next > 0
+        if tamper:
+            self.behaviour.bad_result_signature_next -= 1
+        return self._signed(
+            {"code": "00000", "msg": "成功", "data": {"results": out}}, tamper=tamper
+        )

@@ -233,3 +233,32 @@ async def test_an_ingest_worker_process_compares_against_the_registry_too(env: E
             assert res.errors == [] and len(res.ids) == 1
         finally:
             await worker.stop()
+
+
+async def test_an_answer_whose_signature_fails_is_not_trusted_and_the_result_sent_again(
+    env: Env, api: TestClient[Any, Any]
+) -> None:
+    hub = api.app[HUB_KEY]
+    env.sim.issue_task(
+        "SJRW0003", objects=[B], inspectors=INSPECTORS, department="上城区市场监督管理局",
+        department_code=DEPT_A_CODE, deadline=(TODAY + dt.timedelta(days=9)).strftime("%Y%m%d"),
+    )  # fmt: skip
+    env.sim.behaviour.bad_result_signature_next = 1
+    status, doc = await post(
+        api, "dept-a", "market_inspection_result", result_of("SJRW0003", B, "乙食品销售有限公司")
+    )
+    assert status == 202
+    mid = doc["id"]
+
+    async def delivered() -> bool:
+        trace = await hub.store.trace(mid)
+        return trace is not None and trace.status() == "delivered"
+
+    await wait_until(delivered, what="the result delivered after the re-send")
+    trace = await hub.store.trace(mid)
+    assert trace is not None
+    details = [e.detail for e in trace.events]
+    assert any("E_SIGNATURE" in d or "signature" in d for d in details)  # the first answer
+    receipt = env.sim.results[mid]["receipt"]
+    assert any(f"receipt={receipt}" in d for d in details)  # the same receipt, sent again
+    assert list(env.sim.results) == [mid] and trace.deliveries[0].attempts == 2
