@@ -180,6 +180,14 @@ async def test_governance_checks_department_records_against_the_registry(
     trace = await hub.store.trace(doc["id"])
     assert trace is not None
     assert any("compare market_name_matches_uscc flagged" in e.detail for e in trace.events)
+    # an entity the registry does not know: accepted, flagged by market_entity_active
+    unknown = entity(9)
+    status, doc = await post(api, "dept-a", "inspection", inspection_of(unknown, "丁有限公司", 4))
+    assert status == 202
+    trace = await hub.store.trace(doc["id"])
+    assert trace is not None
+    flagged = [e.detail for e in trace.events if "market_entity_active flagged" in e.detail]
+    assert len(flagged) == 1 and "not in the market entity registry" in flagged[0]
     # GET /v1/subjects/{uscc}: both registration versions next to the records about it
     resp = await api.get(f"/v1/subjects/{C}")
     assert resp.status == 200
