@@ -77,6 +77,9 @@ ERROR_CODES: dict[str, str] = {
     # trading
     "E_XSD": "an XML document does not validate against its XSD (line and element named)",
     "E_XML_NAMESPACE": "an XML document's root element or namespace is not an expected one",
+    # market
+    "E_MARKET_REJECT": "the market platform refused a record (its code and field named)",
+    "E_MARKET_FEED": "a market platform feed page is unusable (bad signature, shape or cursor)",
 }
 
 

@@ -1,0 +1,3 @@
+from tests.adapters.market.kit import env
+
+__all__ = ["env"]
