@@ -683,6 +683,22 @@ PLATFORM_FLOWS: list[tuple[str, str, str, str, str]] = [
         "an order dispatched to a department and its handling back at 12345, an impossible "
         "transition refused, an overdue order supervised",
     ),
+    (
+        "market supervision",
+        "adapters.market.demo",
+        "run_market_flow",
+        "market",
+        "an entity renamed at the registry checked by governance, a 双随机 task to a "
+        "department and its result back, an 经营异常名录 entry and removal distributed",
+    ),
+    (
+        "public resource trading",
+        "adapters.trading.demo",
+        "run_trading_flow",
+        "trading",
+        "project, announcement, bid opening and award result in; the award at the supervising "
+        "department in its own schema; an invalid document refused",
+    ),
 ]
 
 
