@@ -68,6 +68,8 @@ ERROR_CODES: dict[str, str] = {
     "E_NATIONAL_REJECT": "the national system refused a record (its national code and field named)",
     "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
     "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
+    # credit
+    "E_CREDIT_REJECT": "the credit platform (信用平台) refused a record (its code and field named)",
 }
 
 
