@@ -23,8 +23,9 @@ It speaks its own schema, the field names of the 双公示 templates (``XK_XDR_M
   key to the hub;
 * **联合奖惩反馈**: ``POST /xyzg/api/v1/lhjc/feedback`` takes a department's feedback on a
   list entry it published (unknown entry: 422 ``XY4041``);
-* **faults on demand** (:class:`CreditBehaviour`): an outage (503 ``XY5030`` until cleared),
-  the next N requests 503 or 429 with ``Retry-After``, hung requests, a delay on every request.
+* **faults on demand** (:class:`CreditBehaviour`): maintenance (503 ``XY5030`` until cleared),
+  the next N requests 503 or 429 with ``Retry-After``, hung requests, a delay on every request;
+  a real outage with :meth:`go_down` (connection refused) and :meth:`come_up`.
 
 Everything it accepted or refused is kept in attributes so tests can compare.
 """
@@ -45,7 +46,7 @@ from aiohttp import web
 
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
-from hub.peers import bound_port
+from hub.peers import PeerServer
 from hub.specs import Signer
 from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
@@ -109,8 +110,8 @@ class CreditBehaviour:
     """How the platform misbehaves; tests change the fields while it runs. Counters count
     requests down to zero."""
 
-    #: every request answered 503 XY5030 until set back to False (维护中 / outage)
-    down: bool = False
+    #: every request answered 503 XY5030 until set back to False (维护中)
+    maintenance: bool = False
     #: the next N requests answered 503
     fail_next: int = 0
     #: the next N requests answered 429 with ``Retry-After: retry_after``
@@ -126,8 +127,10 @@ class CreditBehaviour:
 
 
 @dataclass
-class CreditSimulator:
-    """Start with ``await sim.start()``; ``sim.base_url`` is the API root."""
+class CreditSimulator(PeerServer):
+    """Start with ``await sim.start()``; ``sim.base_url`` is the API root. ``go_down()`` /
+    ``come_up()`` (:class:`hub.peers.PeerServer`) make it vanish (connection refused) and come
+    back on the same port."""
 
     #: keys that verify the hub's requests (a :class:`security.keystore.Keystore`)
     keys: KeyResolver
@@ -158,8 +161,7 @@ class CreditSimulator:
     refused: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self.down = False
         self._session: aiohttp.ClientSession | None = None
         self._nonces = MemoryNonceCache()
         self._answers: dict[str, tuple[int, bytes]] = {}
@@ -180,21 +182,14 @@ class CreditSimulator:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        if self.port == 0:
-            self.port = bound_port(self._site)
+        await super().start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await super().stop()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -216,7 +211,7 @@ class CreditSimulator:
                 b.timeout_next -= 1
                 await asyncio.sleep(b.hang)
             resp: web.StreamResponse
-            if b.down:
+            if b.maintenance:
                 resp = self._error(503, "XY5030", "平台维护中 (platform down for maintenance)")
             elif b.fail_next > 0:
                 b.fail_next -= 1
