@@ -264,7 +264,7 @@ class CreditSimulator(PeerServer):
     def _answer(self, request: web.Request, doc: dict[str, Any], status: int = 200) -> web.Response:
         body = orjson.dumps(doc)
         key = request.headers.get("Idempotency-Key")
-        if key:
+        if key and status < 300:  # a refused request changed nothing: a re-send is judged again
             self._answers[key] = (status, body)
         headers = {"X-Receipt-Id": str(doc["hzbh"])} if doc.get("hzbh") else None
         return web.Response(
@@ -383,11 +383,14 @@ class CreditSimulator(PeerServer):
         listed_on: str = "",
         valid_until: str = "",
         measures: list[str] | None = None,
-        remove: str | None = None,
+        entry_id: str | None = None,
+        remove: bool = False,
     ) -> dict[str, Any]:
-        """Publish a list entry (列入), or with ``remove`` = an entry id its removal (移出);
-        add it to the feed and push it to ``push_url`` if set. Returns it as the platform
-        sends it."""
+        """Publish a list entry (列入; ``entry_id`` or a new 名单记录编号), or with ``remove``
+        the removal (移出) of entry ``entry_id``; add it to the feed and push it to
+        ``push_url`` if set. Returns it as the platform sends it."""
+        if remove and not entry_id:
+            raise ValueError("remove needs the entry_id of the entry to remove")
         if list_type not in LIST_TYPES:
             raise ValueError(f"list_type must be one of {LIST_TYPES}")
         now = dt.datetime.fromtimestamp(self.clock(), dt.timezone(dt.timedelta(hours=8)))
@@ -395,7 +398,7 @@ class CreditSimulator(PeerServer):
         today = now.strftime("%Y/%m/%d")
         entry: dict[str, Any] = {
             "XH": seq,
-            "MDBH": remove or f"MD{now:%Y%m%d}{seq:06d}",
+            "MDBH": entry_id or f"MD{now:%Y%m%d}{seq:06d}",
             "MDLX": list_type,
             "CZ": "YC" if remove else "LR",
             "ZTMC": name,
@@ -423,7 +426,7 @@ class CreditSimulator(PeerServer):
 
         assert self._session is not None and self.push_url is not None and self.signer
         body = orjson.dumps(entries)
-        key = f"{entries[0]['MDBH']}@{entries[0]['GXSJ']}"
+        key = f"{entries[0]['MDBH']}#{entries[0]['XH']}"  # one key per published version
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         sign_request("POST", self.push_url, headers, body, signer=self.signer)
         status: int | None
