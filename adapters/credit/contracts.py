@@ -96,9 +96,7 @@ class _Disclosure(BaseModel):
     counterpart_cert_no: str | None = Field(
         None, description="证件号码 of a natural person (自然人) counterpart", max_length=64
     )
-    change_type: DisclosureChange = Field(
-        DisclosureChange.CREATE, description="新增 / 更正 / 撤销"
-    )
+    change_type: DisclosureChange = Field(DisclosureChange.CREATE, description="新增 / 更正 / 撤销")
     change_reason: str | None = Field(None, description="更正或撤销原因", max_length=1000)
     updated_at: ChinaDatetime = Field(description="数据更新时间 (orders the versions)")
 
@@ -120,14 +118,13 @@ class _Disclosure(BaseModel):
     def _check_disclosure(self, category: CounterpartNature) -> None:
         """Rules across fields, shared by licences and penalties (called by their validator)."""
         if category is CounterpartNature.ORGANISATION and self.counterpart_uscc is None:
-            raise ValueError(
-                "counterpart_uscc (统一社会信用代码) is required for 法人及非法人组织"
-            )
+            raise ValueError("counterpart_uscc (统一社会信用代码) is required for 法人及非法人组织")
         if category is CounterpartNature.INDIVIDUAL_BUSINESS and not (
             self.counterpart_uscc or self.business_reg_no
         ):
             raise ValueError(
-                "个体工商户 needs counterpart_uscc (统一社会信用代码) or business_reg_no (工商注册号)"
+                "个体工商户 needs counterpart_uscc (统一社会信用代码) or business_reg_no "
+                "(工商注册号)"
             )
         if category is CounterpartNature.NATURAL_PERSON and not (
             self.counterpart_cert_type and self.counterpart_cert_no
@@ -152,9 +149,7 @@ class LicenceRecord(_Disclosure):  # 行政许可
 
     counterpart_name: str = Field(description="行政相对人名称", min_length=1, max_length=200)
     counterpart_category: CounterpartNature = Field(description="行政相对人类别")
-    decision_doc_name: str = Field(
-        description="行政许可决定文书名称", min_length=1, max_length=64
-    )
+    decision_doc_name: str = Field(description="行政许可决定文书名称", min_length=1, max_length=64)
     decision_doc_no: str = Field(
         "", description="行政许可决定文书号 (许可编号 when it has none)", max_length=64
     )
@@ -288,7 +283,9 @@ class JointFeedback(BaseModel):  # 联合奖惩反馈
     subject_id_no: IdCardNumber | None = Field(None, description="身份证号码 (自然人)")
     measure_kind: MeasureKind = Field(description="激励 / 惩戒")
     measure: str = Field(description="采取的奖惩措施", min_length=1, max_length=2000)
-    matter: str | None = Field(None, description="办理事项 (the matter it acted on)", max_length=500)
+    matter: str | None = Field(
+        None, description="办理事项 (the matter it acted on)", max_length=500
+    )
     department: str = Field(description="反馈部门", min_length=1, max_length=200)
     department_code: USCC = Field(description="反馈部门统一社会信用代码")
     acted_on: date = Field(description="措施实施日期")

@@ -81,9 +81,12 @@ _CATEGORIES = ("法人及非法人组织", "自然人", "个体工商户")
 _CERT_TYPES = ("01", "02", "03", "04", "05")
 _LICENCE_TYPES = ("01", "02", "03", "04", "05", "06")
 _PENALTY_TYPES = frozenset(
-    "警告 通报批评 罚款 没收违法所得 没收非法财物 暂扣许可证件 降低资质等级 吊销许可证件 "
-    "限制开展生产经营活动 责令停产停业 责令关闭 限制从业 行政拘留 其他".split()
-)
+    (
+        "警告", "通报批评", "罚款", "没收违法所得", "没收非法财物", "暂扣许可证件",
+        "降低资质等级", "吊销许可证件", "限制开展生产经营活动", "责令停产停业", "责令关闭",
+        "限制从业", "行政拘留", "其他",
+    )
+)  # fmt: skip
 _DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
@@ -306,9 +309,14 @@ class CreditSimulator(PeerServer):
             value = rec.get(name)
             if value not in (None, "") and uscc_error(str(value)) is not None:
                 return ("XY4002", name, f"统一社会信用代码校验失败: {uscc_error(str(value))}")
-        if rec[f"{p}XDR_LB"] != "自然人" and not rec.get(f"{p}XDR_SHXYM"):
-            if rec[f"{p}XDR_LB"] == "法人及非法人组织" or not rec.get(f"{p}XDR_GSZC"):
-                return ("XY4001", f"{p}XDR_SHXYM", "法人及非法人组织须填统一社会信用代码")
+        category, uscc = rec[f"{p}XDR_LB"], rec.get(f"{p}XDR_SHXYM")
+        # an organisation needs its USCC; an 个体工商户 its USCC or its 工商注册号
+        if (
+            category != "自然人"
+            and not uscc
+            and (category == "法人及非法人组织" or not rec.get(f"{p}XDR_GSZC"))
+        ):
+            return ("XY4001", f"{p}XDR_SHXYM", "法人及非法人组织须填统一社会信用代码")
         for t, n in ((f"{p}XDR_ZJLX", f"{p}XDR_ZJHM"), (f"{p}FR_ZJLX", f"{p}FR_ZJHM")):
             if rec.get(t) not in (None, "") and rec[t] not in _CERT_TYPES:
                 return ("XY4002", t, f"证件类型不在代码表中: {rec[t]!r}")

@@ -72,8 +72,10 @@ async def subject_status(
         if entry.action is ListAction.LISTED and not expired and entry.listed_on <= today:
             active.append(item)
         else:
-            item["inactive_because"] = "removed" if entry.action is ListAction.REMOVED else (
-                "expired" if expired else "not yet effective"
+            item["inactive_because"] = (
+                "removed"
+                if entry.action is ListAction.REMOVED
+                else ("expired" if expired else "not yet effective")
             )
             history.append(item)
     punish = [a for a in active if not ListType(a["list_type"]).rewarding]
@@ -97,9 +99,7 @@ def list_recipients(hub: Any) -> set[str]:
         if route.dataset == "credit_list_entry":
             out.update(t.system for t in route.targets)
     return {
-        s
-        for s in out
-        if getattr(hub.targets.get(s), "transport_name", None) != "credit_registry"
+        s for s in out if getattr(hub.targets.get(s), "transport_name", None) != "credit_registry"
     }
 
 
@@ -136,11 +136,13 @@ async def _get_status(request: web.Request) -> web.Response:
     subject = _check_subject(request.match_info["subject"])
     calendar = hub.config.work_calendar()
     today = dt.datetime.fromtimestamp(hub.clock(), calendar.tz).date()
+    from adapters.credit.transport import RegistryTransport
+
     book = next(
         (
             t.transport.options.book
             for t in hub.targets.values()
-            if t.transport_name == "credit_registry"
+            if isinstance(t.transport, RegistryTransport)
         ),
         DEFAULT_BOOK,
     )

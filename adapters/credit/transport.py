@@ -79,7 +79,7 @@ def overdue_counter(hub: Any) -> Any:
     for plugin in hub.pm.get_plugins():
         metrics = getattr(plugin, "metrics", None)
         registry = getattr(metrics, "registry", None)
-        if registry is None:
+        if metrics is None or registry is None:
             continue
         counter = getattr(metrics, "credit_overdue", None)
         if counter is None:

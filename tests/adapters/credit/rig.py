@@ -60,9 +60,7 @@ class Rig:
 
 
 @asynccontextmanager
-async def credit_rig(
-    work: Path, *, clock: Callable[[], float] | None = None
-) -> AsyncIterator[Rig]:
+async def credit_rig(work: Path, *, clock: Callable[[], float] | None = None) -> AsyncIterator[Rig]:
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
     await inbox.start()

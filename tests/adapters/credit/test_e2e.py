@@ -27,7 +27,9 @@ async def _receipt(rig: Rig, message_id: str) -> str:
     found: list[str] = []
 
     async def got() -> bool:
-        found[:] = [m for d in await rig.events(message_id) for m in re.findall(r"receipt=(\S+)", d)]
+        found[:] = [
+            m for d in await rig.events(message_id) for m in re.findall(r"receipt=(\S+)", d)
+        ]
         return bool(found)
 
     await wait_until(got, what=f"receipt of {message_id}")
@@ -163,9 +165,10 @@ async def test_unsigned_or_forged_pushes_are_refused(tmp_path: Path) -> None:
         ) as resp:
             assert resp.status == 401 and (await resp.json())["code"] == "E_SIGNATURE"
         # the platform refuses a request the hub did not sign, in its own words
-        async with aiohttp.ClientSession() as s, s.post(
-            f"{rig.sim.base_url}/sgs/xzcf", json={"CF_WSH": "x"}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"{rig.sim.base_url}/sgs/xzcf", json={"CF_WSH": "x"}) as resp,
+        ):
             doc = await resp.json()
         assert resp.status == 401 and doc["code"] == "XY4010"
         assert rig.sim.refused and rig.sim.disclosures["xzcf"] == {}
@@ -182,6 +185,7 @@ async def test_feedback_returns_to_the_platform_and_a_refusal_is_kept_for_replay
         await wait_until(lambda: any(r[2] == "XY4041" for r in rig.sim.rejected), what="XY4041")
         _, dlq = await rig.get("/v1/dlq")
         [dead] = dlq["items"]
+        assert "E_CREDIT_REJECT" in dead["reason"] and dead["target"] == "credit"
         assert dead["reason"].startswith("permanent error 422: E_CREDIT_REJECT XY4041 [MDBH]")
         # the entry is published; the operator replays: accepted, nothing was lost
         entry = await _publish(rig, entry_id="MD20261129999999")
@@ -216,6 +220,7 @@ async def test_outage_maintenance_and_throttling_lose_nothing(tmp_path: Path) ->
         )
         rig.sim.behaviour.maintenance = False
         rig.sim.behaviour.throttle = 2
+
         async def settled() -> bool:
             return (await rig.hub.store.counts()).get("delivered", 0) == 5
 
@@ -242,7 +247,10 @@ async def test_malformed_and_invalid_input_is_refused_with_codes_and_quarantined
         status, doc = await rig.post("dept-amr", "credit_penalty", [good, bad, worse], AMR)
         assert status == 207 and doc["code"] == "E_BATCH" and doc["accepted_indexes"] == [0]
         codes = {(r["index"], r["code"], r["field"]) for r in doc["rejected"]}
-        assert codes == {(1, "E_SCHEMA", "penalty_category"), (2, "E_MAPPING", "counterpart_category")}
+        assert codes == {
+            (1, "E_SCHEMA", "penalty_category"),
+            (2, "E_MAPPING", "counterpart_category"),
+        }
         _, q = await rig.get("/v1/systems/dept-amr/quarantine", headers=AMR)
         assert {i["code"] for i in q["items"]} == {"E_SCHEMA", "E_MAPPING"}
         await wait_until(lambda: len(rig.sim.disclosures["xzcf"]) == 1, what="the valid one")
