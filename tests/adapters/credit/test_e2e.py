@@ -182,7 +182,11 @@ async def test_feedback_returns_to_the_platform_and_a_refusal_is_kept_for_replay
         early = zjj_feedback(1, "MD20261129999999", SUBJECT, "杭州失信样例建筑有限公司", D)
         status, doc = await rig.post("dept-zjj", "credit_feedback", early, ZJJ)
         assert status == 202
-        await wait_until(lambda: any(r[2] == "XY4041" for r in rig.sim.rejected), what="XY4041")
+        async def dead_lettered() -> bool:
+            return bool((await rig.get("/v1/dlq"))[1]["items"])
+
+        await wait_until(dead_lettered, what="the refused feedback in the dead letters")
+        assert rig.sim.rejected[-1][2:] == ("XY4041", "MDBH")
         _, dlq = await rig.get("/v1/dlq")
         [dead] = dlq["items"]
         assert "E_CREDIT_REJECT" in dead["reason"] and dead["target"] == "credit"
