@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from adapters.credit.demo import prepare_credit_setup
@@ -60,7 +61,11 @@ class Rig:
 
 
 @asynccontextmanager
-async def credit_rig(work: Path, *, clock: Callable[[], float] | None = None) -> AsyncIterator[Rig]:
+async def credit_rig(
+    work: Path, *, clock: Callable[[], float] | None = None, pull: bool = False
+) -> AsyncIterator[Rig]:
+    """``pull``: the hub polls the platform's list feed (``http_pull``, as the comment in
+    systems/credit.yaml shows) and the platform pushes nothing."""
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
     await inbox.start()
@@ -73,6 +78,21 @@ async def credit_rig(work: Path, *, clock: Callable[[], float] | None = None) ->
         sim.signer = platform_key
         base = f"http://127.0.0.1:{port}"
         sim.push_url = f"{base}/v1/systems/credit/records?dataset=credit_list_entry"
+        if pull:
+            sim.push_url = None
+            path = work / "systems" / "credit.yaml"
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc["inbound"]["source"] = {
+                "kind": "http_pull",
+                "url": f"{sim.base_url}/md/entries",
+                "mode": "page_token",
+                "records_path": "data",
+                "id_field": "XH",
+                "token": sim.feed_token,
+                "interval": 0.05,
+                "min_backoff": 0.05,
+            }
+            path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
         saved = {k: os.environ.get(k) for k in ("CREDIT_URL", "DEPT_ZJJ_URL", "JGHUB_PORT")}
         os.environ.update(
             {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}

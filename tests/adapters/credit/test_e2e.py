@@ -150,6 +150,24 @@ async def test_lists_reach_the_departments_and_answer_status_queries(tmp_path: P
         assert (code, err["code"]) == (404, "E_UNKNOWN_SYSTEM")
 
 
+async def test_the_hub_can_pull_the_list_feed_instead(tmp_path: Path) -> None:
+    async with credit_rig(tmp_path, pull=True) as rig:
+        entry = await _publish(rig)
+        await _publish(rig, entry_id=entry["MDBH"], remove=True, reason="信用修复")
+        assert rig.sim.pushes == []  # nothing pushed: the hub polls
+        await wait_until(lambda: len(rig.inbox.applied) == 2, what="both versions at dept-zjj")
+        assert [r["cz"] for r in rig.inbox.applied.values()] == ["列入", "移出"]
+        path = f"/v1/credit/subjects/{SUBJECT}/status"
+
+        async def removed() -> bool:
+            _, doc = await rig.get(path, params={"system": "dept-zjj"}, headers=ZJJ)
+            return [h.get("inactive_because") for h in doc["history"]] == ["removed"]
+
+        await wait_until(removed, what="the removal in the registry")
+        # the poller asked with the platform's feed token, page by page
+        assert any(m == "GET" and s == 200 for _, m, _, s in rig.sim.requests)
+
+
 async def _listed(doc: object) -> bool:
     got = await doc  # type: ignore[misc]
     return bool(got["listed"])
@@ -182,6 +200,7 @@ async def test_feedback_returns_to_the_platform_and_a_refusal_is_kept_for_replay
         early = zjj_feedback(1, "MD20261129999999", SUBJECT, "杭州失信样例建筑有限公司", D)
         status, doc = await rig.post("dept-zjj", "credit_feedback", early, ZJJ)
         assert status == 202
+
         async def dead_lettered() -> bool:
             return bool((await rig.get("/v1/dlq"))[1]["items"])
 
