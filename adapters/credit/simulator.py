@@ -140,6 +140,8 @@ class CreditSimulator(PeerServer):
     #: the platform's own key: signs pushes to ``push_url``
     signer: Signer | None = None
     push_url: str | None = None
+    #: bearer token it presents with its pushes (the hub's token for the credit system)
+    push_token: str | None = None
     #: bearer token of the list feed (GET), for a hub that pulls
     feed_token: str = "credit-feed-token"
     behaviour: CreditBehaviour = field(default_factory=CreditBehaviour)
@@ -436,6 +438,8 @@ class CreditSimulator(PeerServer):
         body = orjson.dumps(entries)
         key = f"{entries[0]['MDBH']}#{entries[0]['XH']}"  # one key per published version
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self.push_token:
+            headers["Authorization"] = f"Bearer {self.push_token}"
         sign_request("POST", self.push_url, headers, body, signer=self.signer)
         status: int | None
         try:

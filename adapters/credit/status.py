@@ -7,7 +7,7 @@ expired), the entries removed or expired (history), and whether the departments 
 (激励), punish (惩戒) or neither. The caller authenticates as the department system named by
 ``system=`` (its bearer token, or a ``system`` role token with the ``security:`` section) and
 that system must be a recipient of the credit lists (a route of ``credit_list_entry`` to it);
-every answer is audited (``credit.status.read``).
+every answer is audited (``data.access``, ``what: credit.status``).
 """
 
 from __future__ import annotations
@@ -148,10 +148,10 @@ async def _get_status(request: web.Request) -> web.Response:
     )
     doc = await subject_status(hub.store, subject, today, book=book)
     await hub.guard.record(
-        "credit.status.read",
+        "data.access",
         principal,
         object=f"subject {subject}",
-        details={"system": system, "listed": doc["listed"]},
+        details={"what": "credit.status", "system": system, "listed": doc["listed"]},
     )
     return web.json_response(doc, dumps=lambda o: orjson.dumps(o).decode())
 

@@ -62,10 +62,15 @@ class Rig:
 
 @asynccontextmanager
 async def credit_rig(
-    work: Path, *, clock: Callable[[], float] | None = None, pull: bool = False
+    work: Path,
+    *,
+    clock: Callable[[], float] | None = None,
+    pull: bool = False,
+    security: bool = False,
 ) -> AsyncIterator[Rig]:
     """``pull``: the hub polls the platform's list feed (``http_pull``, as the comment in
-    systems/credit.yaml shows) and the platform pushes nothing."""
+    systems/credit.yaml shows) and the platform pushes nothing. ``security``: the hub file
+    gets a ``security:`` section (role tokens, audit log)."""
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
     await inbox.start()
@@ -78,6 +83,14 @@ async def credit_rig(
         sim.signer = platform_key
         base = f"http://127.0.0.1:{port}"
         sim.push_url = f"{base}/v1/systems/credit/records?dataset=credit_list_entry"
+        if security:
+            doc = yaml.safe_load(hub_file.read_text(encoding="utf-8"))
+            doc["security"] = {
+                "db": {"path": "data/security.db", "durability": "normal"},
+                "tokens": {"pepper_env": None},
+                "audit": {"checkpoint_key": "jghub-credit-1", "checkpoint_every": 50},
+            }
+            hub_file.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
         if pull:
             sim.push_url = None
             path = work / "systems" / "credit.yaml"

@@ -168,6 +168,44 @@ async def test_the_hub_can_pull_the_list_feed_instead(tmp_path: Path) -> None:
         assert any(m == "GET" and s == 200 for _, m, _, s in rig.sim.requests)
 
 
+async def test_status_queries_with_role_tokens_are_checked_and_audited(tmp_path: Path) -> None:
+    async with credit_rig(tmp_path, security=True) as rig:
+        tokens = rig.hub.guard.authenticator.tokens
+
+        async def token(role: str, system: str | None = None) -> dict[str, str]:
+            issued = await tokens.create(
+                name=f"{role}-{system}", roles=[role], department="330102-zjj", system=system
+            )
+            return {"Authorization": f"Bearer {issued.token}"}
+
+        # with the security section the platform presents a system token with its pushes
+        rig.sim.push_token = (await token("system", "credit"))["Authorization"][7:]
+        await _publish(rig)
+        assert rig.sim.pushes[-1][1] == 202
+        path = f"/v1/credit/subjects/{SUBJECT}/status"
+        as_zjj = {"params": {"system": "dept-zjj"}}
+        own = await token("system", "dept-zjj")
+
+        async def listed() -> bool:
+            code, doc = await rig.get(path, headers=own, **as_zjj)
+            return code == 200 and doc["listed"] is True
+
+        await wait_until(listed, what="the entry in the registry")
+        # another system's token, an operator, a reviewer: refused for dept-zjj
+        for who in (await token("system", "dept-amr"), await token("ops"), await token("reviewer")):
+            code, err = await rig.get(path, headers=who, **as_zjj)
+            assert (code, err["code"]) == (403, "E_FORBIDDEN")
+        code, err = await rig.get(path, **as_zjj)
+        assert (code, err["code"]) == (401, "E_AUTH")
+        actions = []
+        async for line in rig.hub.guard.audit.export(dt.date(2000, 1, 1), dt.date(2100, 1, 1)):
+            doc = orjson.loads(line)
+            if doc.get("type", "entry") == "entry" and "action" in doc:
+                actions.append((doc["action"], doc.get("object")))
+        assert ("data.access", f"subject {SUBJECT}") in actions
+        assert sum(1 for a, _ in actions if a == "access.denied") >= 3
+
+
 async def _listed(doc: object) -> bool:
     got = await doc  # type: ignore[misc]
     return bool(got["listed"])
