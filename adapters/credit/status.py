@@ -117,6 +117,8 @@ def _check_subject(subject: str) -> str:
 
 
 async def _get_status(request: web.Request) -> web.Response:
+    # the records routes' own check (static token, or role policy with security:), reused so
+    # that this route authenticates exactly like them
     from hub.api import HUB_KEY, _guard
 
     hub = request.app[HUB_KEY]

@@ -281,6 +281,7 @@ async def test_outage_maintenance_and_throttling_lose_nothing(tmp_path: Path) ->
         )
         rig.sim.behaviour.maintenance = False
         rig.sim.behaviour.throttle = 2
+        rig.sim.behaviour.delay = 0.05  # and slow
 
         async def settled() -> bool:
             return (await rig.hub.store.counts()).get("delivered", 0) == 5
