@@ -118,12 +118,9 @@ async def test_lists_reach_the_departments_and_answer_status_queries(tmp_path: P
         assert doc["advice"] == "punish" and doc["advice_label"] == "惩戒"
         [active] = doc["active"]  # type: ignore[misc]
         assert active["entry_id"] == entry["MDBH"] and active["list_name"].startswith("失信惩戒")
-        green = await status_of(f"/v1/credit/subjects/{red['TYSHXYDM']}/status")
-        await wait_until(
-            lambda: _listed(status_of(f"/v1/credit/subjects/{red['TYSHXYDM']}/status")),
-            what="red entry",
-        )
-        green = await status_of(f"/v1/credit/subjects/{red['TYSHXYDM']}/status")
+        red_path = f"/v1/credit/subjects/{red['TYSHXYDM']}/status"
+        await wait_until(lambda: _listed(status_of(red_path)), what="the red-list entry")
+        green = await status_of(red_path)
         assert green["advice"] == "reward"
         # the entry is removed (信用修复): a newer version of the same entry
         await _publish(rig, entry_id=entry["MDBH"], remove=True, reason="已支付全部拖欠工资")
@@ -137,6 +134,8 @@ async def test_lists_reach_the_departments_and_answer_status_queries(tmp_path: P
         # a subject never listed, and the lower-case form of a code
         nobody = await status_of(f"/v1/credit/subjects/{make_uscc('91', REGION, 9)}/status")
         assert nobody["listed"] is False and nobody["active"] == []
+        lower = await status_of(f"/v1/credit/subjects/{str(red['TYSHXYDM']).lower()}/status")
+        assert lower["subject"] == red["TYSHXYDM"] and lower["advice"] == "reward"
         # refusals: a bad code, no credentials, a system that receives no lists, none named
         code, err = await rig.get(f"/v1/credit/subjects/{SUBJECT[:-1]}0/status", **ask)
         assert (code, err["code"], err["field"]) == (400, "E_PARAM", "subject")
