@@ -49,13 +49,15 @@ class CodeTable(StrEnum):
 
 class CertificateType(CodeTable):
     """证件类型 (certificate type of the 行政相对人). 001 统一社会信用代码, 111 居民身份证,
-    414 普通护照, 511 台湾居民来往大陆通行证, 516 港澳居民来往内地通行证, 999 其他."""
+    414 普通护照, 511 台湾居民来往大陆通行证, 516 港澳居民来往内地通行证, 553 外国人永久居留身份证,
+    999 其他."""
 
     USCC = "001", "统一社会信用代码"
     RESIDENT_ID_CARD = "111", "居民身份证"
     PASSPORT = "414", "普通护照"
     TAIWAN_PERMIT = "511", "台湾居民来往大陆通行证"
     HK_MACAO_PERMIT = "516", "港澳居民来往内地通行证"
+    FOREIGN_PERMANENT_RESIDENCE = "553", "外国人永久居留身份证"
     OTHER = "999", "其他"
 
 

@@ -80,6 +80,8 @@ ERROR_CODES: dict[str, str] = {
     # market
     "E_MARKET_REJECT": "the market platform refused a record (its code and field named)",
     "E_MARKET_FEED": "a market platform feed page is unusable (bad signature, shape or cursor)",
+    # credit
+    "E_CREDIT_REJECT": "the credit platform (信用平台) refused a record (its code and field named)",
 }
 
 

@@ -158,6 +158,13 @@ METRICS: tuple[MetricDoc, ...] = (
         ("key_id",),
         "days until a key of the keystore ends (valid_until); keys without an end are absent",
     ),
+    MetricDoc(
+        "jghub_credit_disclosures_overdue_total",
+        "counter",
+        ("target", "dataset"),
+        "双公示 records (licences, penalties) that reached the credit platform more than 7 "
+        "working days after their decision (公示超期); counted by the credit adapter's transport",
+    ),
     # 12345 hotline (adapters/12345): set by its deadline watch on this registry
     MetricDoc(
         "jghub_12345_orders_overdue",
