@@ -684,6 +684,15 @@ PLATFORM_FLOWS: list[tuple[str, str, str, str, str]] = [
         "transition refused, an overdue order supervised",
     ),
     (
+        "public credit",
+        "adapters.credit.demo",
+        "run_credit_flow",
+        "credit",
+        "a penalty disclosed to the credit platform with its receipt, a black-list entry at "
+        "the departments, a status query and the measure fed back, an overdue disclosure "
+        "flagged",
+    ),
+    (
         "market supervision",
         "adapters.market.demo",
         "run_market_flow",
