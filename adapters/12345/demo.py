@@ -96,7 +96,8 @@ class HotlineFlowReport:
             f"lifecycle back at the platform: {' → '.join(self.platform_actions)} "
             f"({self.receipts} receipts)",
             f"history in the hub: {' → '.join(self.history)}",
-            f"impossible transition refused: {self.refused_code} ({self.refused_detail[:90]})",
+            f"impossible transition refused: {self.refused_code} "
+            f"({self.refused_detail.split(';')[0]})",
             f"overdue {self.urgent_order_no}: jghub_12345_orders_overdue={self.overdue_metric:g}, "
             f"督办 at the platform: {self.supervision_at_platform}, at the department: "
             f"{self.supervision_at_department}",
