@@ -68,6 +68,11 @@ ERROR_CODES: dict[str, str] = {
     "E_NATIONAL_REJECT": "the national system refused a record (its national code and field named)",
     "E_VERSION_CONFLICT": "a catalog update conflicts with the national version; not overwritten",
     "E_RECONCILE": "a reconciliation (对账) with the national system found unrepaired differences",
+    # data sharing (数据共享)
+    "E_FILTER": "a row filter expression is invalid or too large (position and token named)",
+    "E_FIELD_NOT_GRANTED": "a requested, filtered or sorted field is not in the caller's grant",
+    "E_CURSOR": "a paging cursor is malformed, was altered or belongs to another query",
+    "E_QUOTA": "the grant's daily request or record quota is used up (see Retry-After)",
 }
 
 

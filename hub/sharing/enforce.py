@@ -1,0 +1,502 @@
+"""Governed projection (受控访问): what a grant lets a query read, and nothing else.
+
+Public interface::
+
+    GrantScope(dataset, fields, row_filter=None, masks=(), valid_from=None, valid_until=None,
+               grant_id="")                        # what a grant (授权) allows
+        .active(now) -> bool                       # inside [valid_from, valid_until)
+    plan_query(scope, *, fields=None, filter=None, sort=None, principal=None) -> Plan
+        # FieldNotGranted (E_FIELD_NOT_GRANTED, 403) naming the first field, parameter and
+        # path that asks for more than the grant; FilterError (E_FILTER); BadParameter (E_PARAM)
+    Plan
+        .fields: tuple[str, ...]       # output columns: requested ∩ granted, in request order
+        .filter: Expr | None           # grant row filter AND request filter
+        .sort: tuple[SortKey, ...]
+        .matches(record) -> bool       # the combined row filter
+        .project(record) -> dict       # whitelist projection, then masks (脱敏)
+        .apply(record) -> dict | None  # matches + project
+        .sort_key(key, record) -> tuple
+        .fingerprint: str              # binds cursors to this dataset/grant/filter/sort
+        .where_sql(dialect, column) -> (sql, params) | None   # the combined filter as SQL
+        .page(rows, limit, cursor=None, codec) -> Page(items, next_cursor)
+    parse_fields(text) -> tuple[str, ...]          # "a,b.c"        (E_PARAM)
+    parse_sort(text) -> tuple[SortKey, ...]        # "-decided,id"  (E_PARAM)
+    CursorCodec(secret).encode(fingerprint, position) / .decode(token, fingerprint)
+        # opaque, HMAC-SHA256 tamper-evident; CursorError (E_CURSOR) on anything wrong
+
+Rules that keep an ungranted value from leaving:
+
+* Output is built by **copying granted paths** into a new dict (a whitelist), never by deleting
+  ungranted ones from a copy. A granted ``a`` covers the whole of ``a``; a granted ``a.b``
+  covers only ``a.b`` (asking for ``a`` is then refused).
+* Every field the request names — in ``fields``, in ``filter`` and in ``sort`` — must be
+  granted, else ``E_FIELD_NOT_GRANTED`` naming it. Unknown fields get the same answer, so a
+  requester cannot probe the schema.
+* A masked field (a mask rule not revealed to the principal) may be returned masked but not
+  filtered or sorted on: ``id_card like '110105194912%'`` would read the clear value one
+  character at a time.
+* The grant's own row filter may read fields the requester does not see (e.g. a region code);
+  it is applied on the server and never echoed.
+* Validity (``valid_from`` / ``valid_until``) is checked by the caller with :meth:`active`
+  (the workflow raises its own grant error); a plan does not outlive a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import heapq
+import hmac
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+
+from hub.errors import BadParameter, HubError
+from hub.sharing.filterlang import (
+    Dialect,
+    Expr,
+    compile_predicate,
+    conjoin,
+    fields_of,
+    parse,
+    to_sql,
+    unparse,
+)
+from security.fieldcrypt import split_path
+from security.masking import MaskRule, mask_record
+from security.roles import Principal
+
+__all__ = [
+    "CursorCodec",
+    "CursorError",
+    "FieldNotGranted",
+    "GrantScope",
+    "Page",
+    "Plan",
+    "SortKey",
+    "parse_fields",
+    "parse_sort",
+    "plan_query",
+]
+
+MAX_FIELDS = 200
+MAX_SORT_KEYS = 5
+MAX_PAGE = 1000
+
+
+class FieldNotGranted(HubError):
+    """The request names a field (in ``fields``, ``filter`` or ``sort``) its grant does not
+    cover, or filters / sorts on a masked field."""
+
+    code = "E_FIELD_NOT_GRANTED"
+    status = 403
+    title = "Field not granted"
+
+
+class CursorError(HubError):
+    """A paging cursor that is malformed, altered, or made for another query."""
+
+    code = "E_CURSOR"
+    status = 400
+    title = "Invalid cursor"
+
+
+# --------------------------------------------------------------------------- paths
+
+_SEGMENT = re.compile(r"[^\W\d]\w*|\d+")
+
+
+def _check_path(path: str, param: str) -> str:
+    path = path.strip()
+    parts = path.split(".")
+    if not path or not all(_SEGMENT.fullmatch(p) for p in parts):
+        raise BadParameter(
+            f"{param}: {path!r} is not a field path (names joined by '.')", field=param
+        )
+    return path
+
+
+def _covered(path: str, granted: Iterable[str]) -> bool:
+    """``path`` is ``g`` or lies under ``g`` for some granted ``g``."""
+    return any(path == g or path.startswith(g + ".") for g in granted)
+
+
+def _normalise(paths: Iterable[str]) -> tuple[str, ...]:
+    """Drop duplicates and paths under another one, keep the first order."""
+    out: list[str] = []
+    for p in paths:
+        if p not in out:
+            out.append(p)
+    return tuple(p for p in out if not any(p.startswith(q + ".") for q in out if q != p))
+
+
+def parse_fields(text: str) -> tuple[str, ...]:
+    """``"a, b.c"`` -> ``("a", "b.c")`` (``E_PARAM`` on an empty or malformed path)."""
+    items = text.split(",")
+    if len(items) > MAX_FIELDS:
+        raise BadParameter(f"fields: more than {MAX_FIELDS} fields", field="fields")
+    return tuple(dict.fromkeys(_check_path(p, "fields") for p in items))
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    field: str
+    descending: bool = False
+
+
+def parse_sort(text: str) -> tuple[SortKey, ...]:
+    """``"-decided,id"`` -> decided descending, then id ascending (``E_PARAM`` when malformed,
+    repeated or more than :data:`MAX_SORT_KEYS`)."""
+    keys: list[SortKey] = []
+    for item in text.split(","):
+        item = item.strip()
+        desc = item.startswith("-")
+        name = _check_path(item[1:] if desc or item.startswith("+") else item, "sort")
+        if any(k.field == name for k in keys):
+            raise BadParameter(f"sort: {name!r} appears twice", field="sort")
+        keys.append(SortKey(name, desc))
+    if len(keys) > MAX_SORT_KEYS:
+        raise BadParameter(f"sort: more than {MAX_SORT_KEYS} keys", field="sort")
+    return tuple(keys)
+
+
+# --------------------------------------------------------------------------- grant scope
+
+
+@dataclass(frozen=True)
+class GrantScope:
+    """What one grant (授权) lets its holder read of ``dataset``."""
+
+    dataset: str
+    fields: tuple[str, ...]
+    row_filter: Expr | None = None
+    masks: tuple[MaskRule, ...] = ()
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+    grant_id: str = ""
+
+    def __post_init__(self) -> None:
+        for p in self.fields:
+            _check_path(p, "fields")
+        object.__setattr__(self, "fields", _normalise(self.fields))
+
+    def active(self, now: dt.datetime) -> bool:
+        """Whether the grant is in force at ``now`` (``valid_until`` is exclusive)."""
+        if self.valid_from is not None and now < self.valid_from:
+            return False
+        return self.valid_until is None or now < self.valid_until
+
+    def masked_paths(self, principal: Principal | None) -> tuple[str, ...]:
+        """Paths masked for ``principal`` (their ``[]`` list markers dropped)."""
+        return tuple(
+            ".".join(s for s in split_path(m.path) if s != "[]")
+            for m in self.masks
+            if not m.reveals_to(principal)
+        )
+
+
+# --------------------------------------------------------------------------- ordering
+
+
+_RANK = {"null": 0, "bool": 1, "number": 2, "string": 3, "other": 4}
+
+
+def _order_value(v: Any) -> tuple[int, Any]:
+    """A total order over JSON values: missing/null < booleans < numbers < strings < other."""
+    if v is None:
+        return (0, 0)
+    if isinstance(v, bool):
+        return (1, v)
+    if isinstance(v, int | float):
+        return (2, v)
+    if isinstance(v, str):
+        return (3, v)
+    return (4, orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+
+
+class _Desc:
+    """Reverses the order of what it wraps (descending sort keys of any type)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: _Desc) -> bool:
+        return bool(other.v < self.v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and bool(self.v == other.v)
+
+    def __hash__(self) -> int:
+        return hash(self.v)
+
+
+def _get(record: Mapping[str, Any], path: str) -> Any:
+    node: Any = record
+    for p in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(p)
+    return node
+
+
+# --------------------------------------------------------------------------- cursor
+
+
+class CursorCodec:
+    """Opaque, tamper-evident paging cursors: ``base64url(json) . base64url(hmac)``.
+
+    The payload is ``{"v": 1, "q": fingerprint, "p": position}`` where ``position`` is the
+    sort key of the last row served (values of granted, unmasked fields and the record key,
+    nothing the requester could not see). The MAC (HMAC-SHA256 with the hub's secret) makes any
+    change detectable; the fingerprint makes a cursor of one query useless for another."""
+
+    VERSION = 1
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the cursor secret must be at least 16 bytes")
+        self._secret = secret
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._secret, b"jghub-cursor:v1\x00" + body, hashlib.sha256).digest()
+
+    def encode(self, fingerprint: str, position: list[Any]) -> str:
+        body = orjson.dumps({"v": self.VERSION, "q": fingerprint, "p": position})
+        return f"{_b64(body)}.{_b64(self._mac(body))}"
+
+    def decode(self, token: str, fingerprint: str) -> list[Any]:
+        """The position in ``token``; ``CursorError`` when it is malformed, altered or was
+        made for another query."""
+        if not isinstance(token, str) or len(token) > 4096 or token.count(".") != 1:
+            raise CursorError("the cursor is malformed", field="cursor")
+        body_text, mac_text = token.split(".")
+        try:
+            body, mac = _unb64(body_text), _unb64(mac_text)
+        except ValueError:
+            raise CursorError("the cursor is malformed", field="cursor") from None
+        if not hmac.compare_digest(mac, self._mac(body)):
+            raise CursorError("the cursor was altered or is not from this hub", field="cursor")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise CursorError("the cursor is malformed", field="cursor") from None
+        if not isinstance(doc, dict) or doc.get("v") != self.VERSION:
+            raise CursorError("the cursor has an unknown version", field="cursor")
+        if doc.get("q") != fingerprint:
+            raise CursorError(
+                "the cursor belongs to another query (dataset, grant, filter or sort differ)",
+                field="cursor",
+            )
+        position = doc.get("p")
+        if not isinstance(position, list):
+            raise CursorError("the cursor is malformed", field="cursor")
+        return position
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked query: build it with :func:`plan_query`, never directly."""
+
+    scope: GrantScope
+    fields: tuple[str, ...]
+    filter: Expr | None
+    sort: tuple[SortKey, ...] = ()
+    principal: Principal | None = None
+    _masks: tuple[MaskRule, ...] = field(default=(), repr=False)
+
+    @cached_property
+    def _predicate(self) -> Any:
+        return compile_predicate(self.filter)
+
+    @cached_property
+    def _paths(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(p.split(".")) for p in self.fields)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        doc = {
+            "dataset": self.scope.dataset,
+            "grant": self.scope.grant_id,
+            "filter": None if self.filter is None else unparse(self.filter),
+            "sort": [[k.field, k.descending] for k in self.sort],
+        }
+        return hashlib.sha256(orjson.dumps(doc)).hexdigest()[:32]
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        """The grant's row filter AND the request's filter."""
+        return bool(self._predicate(record))
+
+    def project(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A new dict holding only :attr:`fields` (absent ones are left out), masked."""
+        out: dict[str, Any] = {}
+        for parts in self._paths:
+            node: Any = record
+            for p in parts:
+                if not isinstance(node, Mapping) or p not in node:
+                    break
+                node = node[p]
+            else:
+                target = out
+                for p in parts[:-1]:
+                    nxt = target.get(p)
+                    if not isinstance(nxt, dict):
+                        nxt = target[p] = {}
+                    target = nxt
+                target[parts[-1]] = node
+        if self._masks:
+            out = mask_record(out, self._masks, self.principal)
+        return out
+
+    def apply(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The projected record when it passes the row filter, else ``None``."""
+        return self.project(record) if self._predicate(record) else None
+
+    def sort_key(self, key: str, record: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Order of a row: the sort fields, then the record key (unique, so the order is
+        total and keyset paging never skips or repeats a row)."""
+        parts: list[Any] = []
+        for k in self.sort:
+            v = _order_value(_get(record, k.field))
+            parts.append(_Desc(v) if k.descending else v)
+        parts.append(key)
+        return tuple(parts)
+
+    def _position(self, key: str, record: Mapping[str, Any]) -> list[Any]:
+        return [*(_get(record, k.field) for k in self.sort), key]
+
+    def _key_of_position(self, position: list[Any]) -> tuple[Any, ...]:
+        if len(position) != len(self.sort) + 1 or not isinstance(position[-1], str):
+            raise CursorError("the cursor does not fit this query", field="cursor")
+        parts: list[Any] = []
+        for k, v in zip(self.sort, position, strict=False):
+            ov = _order_value(v)
+            parts.append(_Desc(ov) if k.descending else ov)
+        parts.append(position[-1])
+        return tuple(parts)
+
+    def where_sql(
+        self, dialect: Dialect = "sqlite", column: str = "payload"
+    ) -> tuple[str, list[Any]] | None:
+        """The combined row filter as a SQL condition with bound parameters (``None`` when
+        there is no filter). The store may pre-select with it; :meth:`apply` stays the
+        authority (records are checked again in Python)."""
+        return None if self.filter is None else to_sql(self.filter, dialect, column)
+
+    def page(
+        self,
+        rows: Iterable[tuple[str, Mapping[str, Any]]],
+        limit: int,
+        codec: CursorCodec,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of ``(key, record)`` rows in :meth:`sort_key` order after ``cursor``.
+
+        ``rows`` may come in any order and is read once; memory stays bounded by ``limit``
+        (a heap keeps the ``limit + 1`` smallest rows), so a store can stream the whole
+        dataset through it."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadParameter(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        after = None
+        if cursor is not None:
+            after = self._key_of_position(codec.decode(cursor, self.fingerprint))
+
+        def candidates() -> Iterator[tuple[tuple[Any, ...], str, Mapping[str, Any]]]:
+            for key, record in rows:
+                if not self._predicate(record):
+                    continue
+                sk = self.sort_key(key, record)
+                if after is None or after < sk:
+                    yield sk, key, record
+
+        best = heapq.nsmallest(limit + 1, candidates(), key=lambda t: t[0])
+        more = len(best) > limit
+        best = best[:limit]
+        items = [self.project(record) for _, _, record in best]
+        next_cursor = None
+        if more and best:
+            _, key, record = best[-1]
+            next_cursor = codec.encode(self.fingerprint, self._position(key, record))
+        return Page(items, next_cursor)
+
+
+def _refuse(path: str, param: str, why: str) -> FieldNotGranted:
+    return FieldNotGranted(f"{param}: {why} {path!r}", field=param, path=path)
+
+
+def plan_query(
+    scope: GrantScope,
+    *,
+    fields: str | Iterable[str] | None = None,
+    filter: str | Expr | None = None,
+    sort: str | Iterable[SortKey] | None = None,
+    principal: Principal | None = None,
+) -> Plan:
+    """Check a request against ``scope`` and build its :class:`Plan`.
+
+    ``fields`` (default: every granted field), ``filter`` and ``sort`` may be the raw query
+    parameters or already parsed. Any named field outside the grant, or a filter/sort on a
+    masked field, raises :class:`FieldNotGranted` naming the parameter and the path."""
+    granted = scope.fields
+    if fields is None or fields == "":
+        wanted = granted
+    else:
+        wanted = parse_fields(fields) if isinstance(fields, str) else tuple(fields)
+        for p in wanted:
+            _check_path(p, "fields")
+            if not _covered(p, granted):
+                raise _refuse(p, "fields", "the grant does not cover field")
+        wanted = _normalise(wanted)
+    request_filter = parse(filter) if isinstance(filter, str) else filter
+    keys = (
+        ()
+        if sort is None or sort == ""
+        else parse_sort(sort)
+        if isinstance(sort, str)
+        else tuple(sort)
+    )
+    masked = scope.masked_paths(principal)
+
+    def readable(p: str, param: str) -> None:
+        if not _covered(p, granted):
+            raise _refuse(p, param, "the grant does not cover field")
+        if any(p == m or p.startswith(m + ".") or m.startswith(p + ".") for m in masked):
+            raise _refuse(p, param, "masked (脱敏) fields cannot be filtered or sorted on:")
+
+    for p in sorted(fields_of(request_filter)):
+        readable(p, "filter")
+    for k in keys:
+        readable(k.field, "sort")
+    return Plan(
+        scope=scope,
+        fields=wanted,
+        filter=conjoin(scope.row_filter, request_filter),
+        sort=keys,
+        principal=principal,
+        _masks=scope.masks,
+    )
