@@ -245,6 +245,8 @@ class Hub:
         self.record_targets: dict[str, Callable[[dict[str, Any]], Sequence[TargetRef]]] = {}
         self.dispatcher = Dispatcher(self)
         self.started = False
+        #: the data-sharing service (hub.sharing.plugin), set by that plugin when it is loaded
+        self.sharing: Any = None
         hooks = self.pm.hook
         for objs in hooks.hub_instance_plugins(hub=self):  # per-hub plugins (monitoring)
             for obj in objs or ():

@@ -141,7 +141,7 @@ class CatalogResource(_Model):
         "", max_length=4000, description="不予共享的法律依据 (required for not_shared)"
     )
     share_methods: list[ShareMethod] = Field(
-        default_factory=lambda: ["query"], description="共享方式"
+        default_factory=lambda: list[ShareMethod](["query"]), description="共享方式"
     )
     open_attribute: OpenAttribute = Field(OpenAttribute.CLOSED, description="开放属性")
     update_cycle: str = Field("实时", min_length=1, max_length=40, description="更新周期")
@@ -168,7 +168,9 @@ class CatalogResource(_Model):
         if self.share_type is ShareType.NOT_SHARED and not self.not_shared_basis.strip():
             raise ValueError("a not_shared (不予共享) resource needs not_shared_basis (法律依据)")
         if self.share_type is ShareType.CONDITIONAL and not self.share_conditions.strip():
-            raise ValueError("a conditional (有条件共享) resource needs share_conditions (共享条件)")
+            raise ValueError(
+                "a conditional (有条件共享) resource needs share_conditions (共享条件)"
+            )
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise ValueError("a field (信息项) is listed twice")
@@ -195,8 +197,12 @@ class SharingSettings(_Model):
     review_workdays: int = Field(
         10, ge=1, le=60, description="working days the provider has to decide an application"
     )
-    overdue_check_seconds: float = Field(
-        300.0, gt=0, description="how often overdue applications are counted for metrics"
+    refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="how often a node re-reads the grants of its subscriptions (revocations "
+        "made on other nodes of a shared store)",
     )
     page_limit: int = Field(1000, ge=1, le=10_000, description="most records in one query page")
 
@@ -276,8 +282,7 @@ def build_catalog(
         for r in resources:
             if r.code in cat.resources:
                 raise ConfigError(
-                    f"catalog resource {r.code!r} of {where} is also declared by "
-                    f"{owner[r.code]}",
+                    f"catalog resource {r.code!r} of {where} is also declared by {owner[r.code]}",
                     field="sharing.catalog.code",
                 )
             if r.dataset not in known:

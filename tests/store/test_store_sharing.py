@@ -98,9 +98,7 @@ async def test_quota_counters_add_up_per_grant_and_day(store: Store) -> None:
 
 def rec(i: int, dataset: str = "inspection", *, bkey: str | None = None, v: int = 0) -> NewMessage:
     return NewMessage(
-        Envelope(
-            new_message_id(), "src", dataset, "1.0", 1.0, orjson.dumps({"i": i, "v": v})
-        ),
+        Envelope(new_message_id(), "src", dataset, "1.0", 1.0, orjson.dumps({"i": i, "v": v})),
         [TargetRef("t1", "r1")],
         business_key=bkey,
         version=None if bkey is None else f"{v:04d}",
