@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.config import CircuitPolicy, RetryPolicy
 from hub.errors import ConfigError, NotFound
 
 __all__ = [
@@ -204,7 +205,13 @@ class SharingSettings(_Model):
         description="how often a node re-reads the grants of its subscriptions (revocations "
         "made on other nodes of a shared store)",
     )
-    page_limit: int = Field(1000, ge=1, le=10_000, description="most records in one query page")
+    page_limit: int = Field(1000, ge=1, le=1000, description="most records in one query page")
+    subscription_retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="retries of deliveries to a subscriber"
+    )
+    subscription_circuit: CircuitPolicy = Field(
+        default_factory=CircuitPolicy, description="circuit breaker of each subscriber"
+    )
 
 
 @dataclass(slots=True)

@@ -82,7 +82,13 @@ class SharingService:
         )
         self.meter = QuotaMeter(StoreCounters(hub.store), hub.config.calendar)
         self.reader = GovernedReader(hub.store, hub.guard.ciphers, self.meter)
-        self.subscriptions = Subscriptions(hub, self.workflow, hub.clock)
+        self.subscriptions = Subscriptions(
+            hub,
+            self.workflow,
+            hub.clock,
+            self.settings.subscription_retry,
+            self.settings.subscription_circuit,
+        )
         self.codec: CursorCodec | None = None
         #: manifests of finished exports by id (also kept in the store's state table)
         self._task: asyncio.Task[None] | None = None

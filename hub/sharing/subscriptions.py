@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from hub.config import SystemConfig
+from hub.config import CircuitPolicy, RetryPolicy, SystemConfig
 from hub.errors import ApplicationStateError, BadParameter, GrantError, NotFound
 from hub.routing import RouteTargetRuntime
 from hub.sharing.access import subscription_plan
@@ -73,8 +73,17 @@ class _Live:
 class Subscriptions:
     """The subscriptions of one hub: targets at ingest, projection at send time."""
 
-    def __init__(self, hub: Any, workflow: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        hub: Any,
+        workflow: Any,
+        clock: Callable[[], float],
+        retry: RetryPolicy | None = None,
+        circuit: CircuitPolicy | None = None,
+    ) -> None:
         self.hub = hub
+        self.retry = retry or RetryPolicy()
+        self.circuit = circuit or CircuitPolicy()
         self.workflow = workflow
         self.clock = clock
         self.live: dict[str, _Live] = {}
@@ -109,6 +118,8 @@ class Subscriptions:
             title=f"subscription {rec.id} of {rec.holder}",
             adapter="json",
             outbound={"transport": "webhook", "url": d["url"], "secret": d["secret"]},
+            retry=self.retry,
+            circuit=self.circuit,
         )
         await self.hub.add_target(sc)
         route = f"sharing-{rec.id}"
