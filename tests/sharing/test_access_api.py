@@ -15,7 +15,7 @@ import pytest
 
 from hub.peers.subscriber import Subscriber
 from tests.helpers import wait_until
-from tests.sharing.kit import AiohttpClient, Sharing, application, licence, start_sharing
+from tests.sharing.kit import AiohttpClient, Sharing, licence, start_sharing
 from tests.sharing.test_workflow_api import approved_grant
 
 SOURCE = {
@@ -237,6 +237,7 @@ async def test_subscriptions_survive_a_restart_and_can_be_cancelled(
             st, doc, _ = await s.call(
                 "POST", "/v1/subscriptions", "requester", {"dataset": "licenses", "url": sub.url}
             )
+            assert st == 201
             sid = doc["id"]
             sub.secret = doc["secret"]
             tokens = s.tokens
