@@ -226,10 +226,6 @@ class Catalog:
             raise NotFound(f"no catalog resource with code {code!r}", field="code")
         return r
 
-    def for_dataset(self, dataset: str) -> CatalogResource | None:
-        """The resource sharing ``dataset`` (the first declared, when several do)."""
-        return next((r for r in self.resources.values() if r.dataset == dataset), None)
-
     def search(
         self,
         *,
