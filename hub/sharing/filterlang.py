@@ -735,8 +735,10 @@ class _Sql:
                 return f"({self.present(e.field)} AND NOT {self.like(e.field, e.pattern)})"
             return self.like(e.field, e.pattern)
         if isinstance(e, In):
+            # parameters are collected in text order: the presence test comes first
+            present = self.present(e.field) if e.negated else ""
             any_eq = "(" + " OR ".join(self.eq(e.field, v) for v in e.values) + ")"
-            return f"({self.present(e.field)} AND NOT {any_eq})" if e.negated else any_eq
+            return f"({present} AND NOT {any_eq})" if e.negated else any_eq
         if e.op == "=":
             return self.eq(e.field, e.value)
         if e.op == "!=":
