@@ -68,7 +68,7 @@ from hub.sharing.filterlang import (
     unparse,
 )
 from security.fieldcrypt import split_path
-from security.masking import MaskRule, mask_record
+from security.masking import MaskRule, mask_record, mask_value
 from security.roles import Principal
 
 __all__ = [
@@ -339,6 +339,26 @@ class Plan:
         return tuple(tuple(p.split(".")) for p in self.fields)
 
     @cached_property
+    def _flat(self) -> tuple[str, ...] | None:
+        """The output keys when every field is top-level (the fast path), else ``None``."""
+        return None if any(len(p) > 1 for p in self._paths) else tuple(p[0] for p in self._paths)
+
+    @cached_property
+    def _maskers(self) -> tuple[tuple[str | None, MaskRule], ...]:
+        """Mask rules that apply to this principal and can touch the output: ``(key, rule)``
+        with ``key`` set for a top-level field (masked in place), ``None`` for deeper paths."""
+        out: list[tuple[str | None, MaskRule]] = []
+        for rule in self._masks:
+            if rule.reveals_to(self.principal):
+                continue
+            parts = split_path(rule.path)
+            path = ".".join(s for s in parts if s != "[]")
+            if not any(_covered(path, [f]) or f.startswith(path + ".") for f in self.fields):
+                continue  # not in the output
+            out.append((parts[0] if len(parts) == 1 else None, rule))
+        return tuple(out)
+
+    @cached_property
     def fingerprint(self) -> str:
         doc = {
             "dataset": self.scope.dataset,
@@ -355,22 +375,34 @@ class Plan:
     def project(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """A new dict holding only :attr:`fields` (absent ones are left out), masked."""
         out: dict[str, Any] = {}
-        for parts in self._paths:
-            node: Any = record
-            for p in parts:
-                if not isinstance(node, Mapping) or p not in node:
-                    break
-                node = node[p]
+        flat = self._flat
+        if flat is not None:
+            for k in flat:
+                if k in record:
+                    out[k] = record[k]
+        else:
+            for parts in self._paths:
+                node: Any = record
+                for p in parts:
+                    if not isinstance(node, Mapping) or p not in node:
+                        break
+                    node = node[p]
+                else:
+                    target = out
+                    for p in parts[:-1]:
+                        nxt = target.get(p)
+                        if not isinstance(nxt, dict):
+                            nxt = target[p] = {}
+                        target = nxt
+                    target[parts[-1]] = node
+        for key, rule in self._maskers:
+            if key is not None:
+                if key in out:
+                    out[key] = mask_value(
+                        out[key], rule.kind, keep_start=rule.keep_start, keep_end=rule.keep_end
+                    )
             else:
-                target = out
-                for p in parts[:-1]:
-                    nxt = target.get(p)
-                    if not isinstance(nxt, dict):
-                        nxt = target[p] = {}
-                    target = nxt
-                target[parts[-1]] = node
-        if self._masks:
-            out = mask_record(out, self._masks, self.principal)
+                out = mask_record(out, (rule,), self.principal)
         return out
 
     def apply(self, record: Mapping[str, Any]) -> dict[str, Any] | None:

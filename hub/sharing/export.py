@@ -100,14 +100,17 @@ class ExportDigest:
 
 
 def _cell(v: Any) -> str:
+    t = type(v)
+    if t is str:
+        return v  # type: ignore[no-any-return]
     if v is None:
         return ""
-    if isinstance(v, bool):
+    if t is bool:
         return "true" if v else "false"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, int | float):
+    if t is int or t is float:
         return repr(v)
+    if isinstance(v, str):
+        return str(v)
     return orjson.dumps(v).decode("utf-8")
 
 
@@ -170,6 +173,13 @@ class ExportStream:
             self._iter = self._body()
         return await self._iter.__anext__()
 
+    async def aclose(self) -> None:
+        """Stop the export (the client went away); the manifest stays unknown."""
+        self._started = True
+        if self._iter is not None:
+            it, self._iter = self._iter, None
+            await it.aclose()  # type: ignore[attr-defined]
+
     def manifest(self) -> dict[str, Any]:
         """The manifest; only once the stream has ended (``E_STATE`` before)."""
         if not self.digest.complete:
@@ -187,6 +197,7 @@ class ExportStream:
         size = 0
         writer = None
         paths = tuple(tuple(p.split(".")) for p in plan.fields)
+        flat = None if any(len(p) > 1 for p in paths) else tuple(p[0] for p in paths)
         if buf is not None:
             writer = csv.writer(buf, lineterminator="\r\n")
             writer.writerow(plan.fields)
@@ -199,7 +210,10 @@ class ExportStream:
                 break
             d.count += 1
             if writer is not None and buf is not None:
-                writer.writerow([_cell(_at(out, p)) for p in paths])
+                if flat is not None:
+                    writer.writerow([_cell(out.get(k)) for k in flat])
+                else:
+                    writer.writerow([_cell(_at(out, p)) for p in paths])
                 if buf.tell() >= self._chunk:
                     chunk = buf.getvalue().encode("utf-8")
                     buf.seek(0)

@@ -491,7 +491,7 @@ def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
     parts = path.split(".")
     if len(parts) == 1:
         key = parts[0]
-        return lambda r: r.get(key, _MISSING) if isinstance(r, Mapping) else _MISSING
+        return lambda r: r.get(key, _MISSING)
 
     def get(r: Mapping[str, Any]) -> Any:
         node: Any = r
@@ -536,14 +536,6 @@ def like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-_ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "<": lambda a, b: bool(a < b),
-    "<=": lambda a, b: bool(a <= b),
-    ">": lambda a, b: bool(a > b),
-    ">=": lambda a, b: bool(a >= b),
-}
-
-
 def _present(v: Any) -> bool:
     return v is not _MISSING and v is not None
 
@@ -583,12 +575,40 @@ def _compile(e: Expr) -> Callable[[Mapping[str, Any]], bool]:
             return lambda r: _present(v := get(r)) and not any(_typed_eq(v, x) for x in lits)
         return lambda r: any(_typed_eq(get(r), x) for x in lits)
     lit, kind = e.value, _kind(e.value)
+    # specialised per literal type: these closures run once per record
+    same: Callable[[Any], bool]
+    if kind == "string":
+        same = _is_str
+    elif kind == "number":
+        same = _is_number
+    else:
+        same = _is_bool
     if e.op == "=":
-        return lambda r: _typed_eq(get(r), lit)
+        return lambda r: same(v := get(r)) and v == lit
     if e.op == "!=":
-        return lambda r: _present(v := get(r)) and not _typed_eq(v, lit)
-    cmp = _ORDER[e.op]
-    return lambda r: _kind(v := get(r)) == kind and cmp(v, lit)
+        return lambda r: _present(v := get(r)) and not (same(v) and v == lit)
+    if e.op == "<":
+        return lambda r: same(v := get(r)) and v < lit  # type: ignore[operator]
+    if e.op == "<=":
+        return lambda r: same(v := get(r)) and v <= lit  # type: ignore[operator]
+    if e.op == ">":
+        return lambda r: same(v := get(r)) and v > lit  # type: ignore[operator]
+    return lambda r: same(v := get(r)) and v >= lit  # type: ignore[operator]
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in _NUMBER_TYPES
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
 
 
 def evaluate(expr: Expr | None, record: Mapping[str, Any]) -> bool:

@@ -124,7 +124,9 @@ def test_masked_fields_are_not_filtered_or_sorted_on() -> None:
 
 def test_deeper_paths_under_a_granted_field_are_granted() -> None:
     scope = GrantScope("d", fields=("owner", "id"))
-    plan = plan_query(scope, fields="owner.name", filter="owner.phone like '138%'", sort="owner.bank")
+    plan = plan_query(
+        scope, fields="owner.name", filter="owner.phone like '138%'", sort="owner.bank"
+    )
     assert plan.apply(PERSON) == {"owner": {"name": "李四"}}
     assert plan_query(scope).apply(PERSON) == {"owner": PERSON["owner"], "id": "r1"}
 
@@ -252,7 +254,9 @@ def test_where_sql_preselects_the_same_rows() -> None:
     assert where is not None
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE t (id INTEGER, payload TEXT)")
-    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, orjson.dumps(r)) for i, r in enumerate(records)])
+    db.executemany(
+        "INSERT INTO t VALUES (?, ?)", [(i, orjson.dumps(r)) for i, r in enumerate(records)]
+    )
     ids = {i for (i,) in db.execute(f"SELECT id FROM t WHERE {where[0]}", where[1])}
     assert ids == {i for i, r in enumerate(records) if plan.matches(r)}
     assert 0 < len(ids) < len(records)
