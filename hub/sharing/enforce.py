@@ -17,8 +17,11 @@ Public interface::
         .apply(record) -> dict | None  # matches + project
         .sort_key(key, record) -> tuple
         .fingerprint: str              # binds cursors to this dataset/grant/filter/sort
-        .where_sql(dialect, column) -> (sql, params) | None   # the combined filter as SQL
-        .page(rows, limit, cursor=None, codec) -> Page(items, next_cursor)
+        .where_sql(dialect, column, stored_as) -> (sql, params) | None   # the filter as SQL
+        .page(rows, limit, codec, cursor=None) -> Page(items, next_cursor)  # any sort, in memory
+        .decode_cursor(codec, token) -> list   # [sort values..., key]; [key] with no sort
+        .encode_cursor(codec, key, record) -> str
+        # no sort: page in SQL by key (WHERE key > ? AND <where_sql> ORDER BY key LIMIT n)
     parse_fields(text) -> tuple[str, ...]          # "a,b.c"        (E_PARAM)
     parse_sort(text) -> tuple[SortKey, ...]        # "-decided,id"  (E_PARAM)
     CursorCodec(secret).encode(fingerprint, position) / .decode(token, fingerprint)
@@ -60,6 +63,7 @@ from hub.errors import BadParameter, HubError
 from hub.sharing.filterlang import (
     Dialect,
     Expr,
+    StoredAs,
     compile_predicate,
     conjoin,
     fields_of,
@@ -433,12 +437,26 @@ class Plan:
         return tuple(parts)
 
     def where_sql(
-        self, dialect: Dialect = "sqlite", column: str = "payload"
+        self, dialect: Dialect = "sqlite", column: str = "payload", stored_as: StoredAs = "json"
     ) -> tuple[str, list[Any]] | None:
         """The combined row filter as a SQL condition with bound parameters (``None`` when
         there is no filter). The store may pre-select with it; :meth:`apply` stays the
         authority (records are checked again in Python)."""
-        return None if self.filter is None else to_sql(self.filter, dialect, column)
+        if self.filter is None:
+            return None
+        return to_sql(self.filter, dialect, column, stored_as)
+
+    def decode_cursor(self, codec: CursorCodec, token: str) -> list[Any]:
+        """The position in a cursor of this query: the last row's sort values, then its key
+        (``E_CURSOR`` when altered or from another query). With no ``sort`` it is ``[key]``,
+        so a store pages in key order with ``WHERE key > ? ORDER BY key LIMIT n``."""
+        position = codec.decode(token, self.fingerprint)
+        self._key_of_position(position)  # the right shape for this query
+        return position
+
+    def encode_cursor(self, codec: CursorCodec, key: str, record: Mapping[str, Any]) -> str:
+        """The cursor that continues after the row ``(key, record)`` (the last one served)."""
+        return codec.encode(self.fingerprint, self._position(key, record))
 
     def page(
         self,

@@ -8,7 +8,8 @@ Public interface::
     compile_predicate(expr) -> Callable[[Mapping[str, Any]], bool]
     evaluate(expr, record: Mapping[str, Any]) -> bool
     conjoin(a: Expr | None, b: Expr | None) -> Expr | None   # a AND b (None = no filter)
-    to_sql(expr, dialect="sqlite"|"postgres", column="payload") -> (sql, params)
+    to_sql(expr, dialect="sqlite"|"postgres", column="payload", stored_as="json"|"text"|"bytes")
+        -> (sql, params)                         # same rows as evaluate; all values bound
     Expr = Compare | In | Like | IsNull | And | Or | Not   (frozen dataclasses)
 
 Syntax (keywords are case-insensitive)::
@@ -57,6 +58,7 @@ __all__ = [
     "MAX_NODES",
     "And",
     "Compare",
+    "Dialect",
     "Expr",
     "FilterError",
     "In",
@@ -64,6 +66,7 @@ __all__ = [
     "Like",
     "Not",
     "Or",
+    "StoredAs",
     "Value",
     "compile_predicate",
     "conjoin",
@@ -666,12 +669,24 @@ def _like_pg(pattern: str) -> str:
     return "".join(out)
 
 
+StoredAs = Literal["json", "text", "bytes"]
+
+
 class _Sql:
-    def __init__(self, dialect: Dialect, column: str) -> None:
+    def __init__(self, dialect: Dialect, column: str, stored_as: StoredAs) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?", column):
             raise ValueError(f"unsafe column name {column!r}")
+        if stored_as not in ("json", "text", "bytes"):
+            raise ValueError(f"unknown column storage {stored_as!r}")
         self.pg = dialect == "postgres"
-        self.col = column
+        if self.pg:
+            self.col = {
+                "json": column,
+                "text": f"({column})::jsonb",
+                "bytes": f"convert_from({column}, 'UTF8')::jsonb",
+            }[stored_as]
+        else:
+            self.col = f"CAST({column} AS TEXT)" if stored_as == "bytes" else column
         self.params: list[Any] = []
         self.ph = "%s" if self.pg else "?"
 
@@ -767,14 +782,20 @@ class _Sql:
 
 
 def to_sql(
-    expr: Expr, dialect: Dialect = "sqlite", column: str = "payload"
+    expr: Expr,
+    dialect: Dialect = "sqlite",
+    column: str = "payload",
+    stored_as: StoredAs = "json",
 ) -> tuple[str, list[Any]]:
     """A SQL condition over a JSON column with the same meaning as :func:`evaluate`, and its
     bound parameters (``?`` for SQLite, ``%s`` for psycopg). Every literal and every field path
-    is a parameter; ``column`` must be a plain (optionally table-qualified) identifier. The
-    PostgreSQL form expects ``column`` to be ``jsonb``; the SQLite form needs the JSON1
-    functions (built in since SQLite 3.38)."""
+    is a parameter; ``column`` must be a plain (optionally table-qualified) identifier.
+
+    ``stored_as`` says what the column holds: ``json`` (PostgreSQL ``jsonb``, SQLite JSON
+    text), ``text`` (JSON in a ``text`` column) or ``bytes`` (UTF-8 JSON in ``bytea`` / a BLOB,
+    as the hub's message store keeps payloads). The SQLite form needs the JSON1 functions
+    (built in since SQLite 3.38)."""
     if dialect not in ("sqlite", "postgres"):
         raise ValueError(f"unknown SQL dialect {dialect!r}")
-    b = _Sql(dialect, column)
+    b = _Sql(dialect, column, stored_as)
     return b.sql(expr), b.params

@@ -261,3 +261,35 @@ def test_where_sql_preselects_the_same_rows() -> None:
     assert ids == {i for i, r in enumerate(records) if plan.matches(r)}
     assert 0 < len(ids) < len(records)
     assert plan_query(GrantScope("d", ("a",))).where_sql() is None
+
+
+def test_paging_in_sql_by_key_with_cursors() -> None:
+    """With no sort, a store pages in key order in SQL; the cursor carries only the key."""
+    records = sample_records(150, seed=5)
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (key TEXT PRIMARY KEY, payload TEXT)")
+    db.executemany(
+        "INSERT INTO t VALUES (?, ?)",
+        [(f"k{i:04d}", orjson.dumps(r)) for i, r in enumerate(records)],
+    )
+    scope = GrantScope("d", ("a", "b"), row_filter=parse("c is not null"), grant_id="g-9")
+    plan = plan_query(scope, filter="b != 1")
+    where, params = plan.where_sql() or ("1", [])
+    served: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        after = "" if cursor is None else plan.decode_cursor(CODEC, cursor)[0]
+        rows = db.execute(
+            f"SELECT key, payload FROM t WHERE key > ? AND {where} ORDER BY key LIMIT 20",
+            [after, *params],
+        ).fetchall()
+        page = [(k, orjson.loads(p)) for k, p in rows]
+        served += [out for _, r in page if (out := plan.apply(r)) is not None]
+        if len(page) < 20:
+            break
+        cursor = plan.encode_cursor(CODEC, *page[-1])
+    assert served == [plan.project(r) for r in records if plan.matches(r)]
+    assert 20 < len(served) < len(records)
+    sorted_plan = plan_query(scope, sort="a")
+    with pytest.raises(CursorError, match="another query"):
+        sorted_plan.decode_cursor(CODEC, plan.encode_cursor(CODEC, "k0001", records[1]))

@@ -102,6 +102,31 @@ def test_random_filters_select_the_same_rows_in_sqlite_and_postgres(
     assert _pg_ids(pg, expr) == want
 
 
+def test_payloads_stored_as_text_or_bytes(pg: psycopg.Connection[Any]) -> None:
+    """The hub's message store keeps payloads as bytes (BLOB / bytea): same rows."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    db.executemany(
+        "INSERT INTO m VALUES (?, ?)", [(i, orjson.dumps(r)) for i, r in enumerate(RECORDS)]
+    )
+    pg.execute("CREATE TEMP TABLE IF NOT EXISTS m (id int, b bytea, t text)")
+    with pg.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO m VALUES (%s, %s, %s)",
+            [(i, orjson.dumps(r), orjson.dumps(r).decode()) for i, r in enumerate(RECORDS)],
+        )
+    for text in EXAMPLES:
+        expr = parse(text)
+        want = _expected(expr)
+        sql, params = to_sql(expr, "sqlite", "payload", stored_as="bytes")
+        assert {i for (i,) in db.execute(f"SELECT id FROM m WHERE {sql}", params)} == want
+        for column, stored_as in (("b", "bytes"), ("t", "text")):
+            sql, params = to_sql(expr, "postgres", column, stored_as=stored_as)  # type: ignore[arg-type]
+            assert {i for (i,) in pg.execute(f"SELECT id FROM m WHERE {sql}", params)} == want
+    with pytest.raises(ValueError, match="unknown column storage"):
+        to_sql(parse("a = 1"), "sqlite", stored_as="xml")  # type: ignore[arg-type]
+
+
 def test_nothing_of_the_value_reaches_the_sql_text() -> None:
     expr = parse("a = 'x'') or 1=1 --' and o.x like '%secret%'")
     for dialect in ("sqlite", "postgres"):
