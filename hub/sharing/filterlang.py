@@ -672,6 +672,13 @@ def _like_pg(pattern: str) -> str:
 StoredAs = Literal["json", "text", "bytes"]
 
 
+def _plain_text(v: Value) -> bool:
+    """A string SQLite's ``json_extract`` can only equal when the JSON value is that string:
+    it returns numbers and booleans as numbers (never equal to text without affinity) and
+    objects and arrays as their JSON text (which starts with ``{`` or ``[``)."""
+    return isinstance(v, str) and not v.startswith(("{", "["))
+
+
 class _Sql:
     def __init__(self, dialect: Dialect, column: str, stored_as: StoredAs) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?", column):
@@ -735,7 +742,23 @@ class _Sql:
                 want = self.bind("true" if lit else "false")
                 return f"COALESCE({value} = {want}::jsonb, FALSE)"
             return f"COALESCE({self.jtype(field)} = {self.bind('true' if lit else 'false')}, 0)"
+        if not self.pg and _plain_text(lit):
+            return f"COALESCE({self.text(field)} = {self.bind(lit)}, 0)"
         return self.guarded(field, kind, "=", lit)
+
+    def any_eq(self, field: str, values: tuple[Value, ...]) -> str:
+        if self.pg:
+            return "(" + " OR ".join(self.eq(field, v) for v in values) + ")"
+        # SQLite: the plain strings in one IN over a single extraction
+        plain = [v for v in values if _plain_text(v)]
+        rest = [v for v in values if not _plain_text(v)]
+        parts = []
+        if plain:
+            value = self.text(field)  # bound before the values: parameters go in text order
+            marks = ", ".join(self.bind(v) for v in plain)
+            parts.append(f"COALESCE({value} IN ({marks}), 0)")
+        parts += [self.eq(field, v) for v in rest]
+        return "(" + " OR ".join(parts) + ")"
 
     def guarded(self, field: str, kind: str, op: str, lit: Value) -> str:
         # CASE keeps the cast from running on values of another type (PostgreSQL).
@@ -772,7 +795,7 @@ class _Sql:
         if isinstance(e, In):
             # parameters are collected in text order: the presence test comes first
             present = self.present(e.field) if e.negated else ""
-            any_eq = "(" + " OR ".join(self.eq(e.field, v) for v in e.values) + ")"
+            any_eq = self.any_eq(e.field, e.values)
             return f"({present} AND NOT {any_eq})" if e.negated else any_eq
         if e.op == "=":
             return self.eq(e.field, e.value)

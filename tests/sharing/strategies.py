@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hub.sharing.filterlang import And, Compare, Expr, In, IsNull, Like, Not, Or, Value
 
 #: Characters that matter to LIKE/GLOB/regex/SQL quoting, plus non-ASCII ones.
-TRICKY = "ab%_\\'\"*?[]. 张丰é\n"
+TRICKY = "ab%_\\'\"*?[]{}1. 张丰é\n"
 FIELDS = ["a", "b", "c", "o.x", "o", "missing"]
 
 scalar_values: st.SearchStrategy[Value] = st.one_of(
@@ -60,7 +60,7 @@ def _value(rng: random.Random, depth: int = 0) -> Any:
     if kind == 6:
         return None
     if kind == 7:
-        return rng.choice(["a%", "b_", "[x]", "张丰", "a\\b"])
+        return rng.choice(["a%", "b_", "[x]", "张丰", "a\\b", '{"x":1}', "[1]", "1", "true"])
     if kind == 8:
         return {"x": _value(rng, 1), "y": _value(rng, 1)}
     return [_value(rng, 1) for _ in range(rng.randrange(3))]

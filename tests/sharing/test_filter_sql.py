@@ -72,6 +72,8 @@ EXAMPLES = [
     "o is not null and o != 'x'",
     "missing != 1 or not (missing = 1 or a is null)",
     "a not like '%' and b not like ''",
+    "a in ('[1]', '1', 'true', 'a%') or b = '{\"x\":1}' or c != '[x]'",
+    "o = '{\"x\":1}' or o in ('{\"x\":true}', 'b_') or a = '1' or b = 1",
     "a = 'x''; DROP TABLE records; --'",
 ]
 
