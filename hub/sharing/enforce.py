@@ -3,7 +3,8 @@
 Public interface::
 
     GrantScope(dataset, fields, row_filter=None, masks=(), valid_from=None, valid_until=None,
-               grant_id="")                        # what a grant (授权) allows
+               grant_id="")                        # what a grant (授权) allows; row_filter
+                                                   # may be given as text (parsed, E_FILTER)
         .active(now) -> bool                       # inside [valid_from, valid_until)
     plan_query(scope, *, fields=None, filter=None, sort=None, principal=None) -> Plan
         # FieldNotGranted (E_FIELD_NOT_GRANTED, 403) naming the first field, parameter and
@@ -91,6 +92,7 @@ __all__ = [
 MAX_FIELDS = 200
 MAX_SORT_KEYS = 5
 MAX_PAGE = 1000
+MAX_PARAM_LENGTH = 4096
 
 
 class FieldNotGranted(HubError):
@@ -125,6 +127,13 @@ def _check_path(path: str, param: str) -> str:
     return path
 
 
+def _check_length(text: str, param: str) -> None:
+    if len(text) > MAX_PARAM_LENGTH:
+        raise BadParameter(
+            f"{param}: longer than {MAX_PARAM_LENGTH} characters ({len(text)})", field=param
+        )
+
+
 def _covered(path: str, granted: Iterable[str]) -> bool:
     """``path`` is ``g`` or lies under ``g`` for some granted ``g``."""
     return any(path == g or path.startswith(g + ".") for g in granted)
@@ -141,6 +150,7 @@ def _normalise(paths: Iterable[str]) -> tuple[str, ...]:
 
 def parse_fields(text: str) -> tuple[str, ...]:
     """``"a, b.c"`` -> ``("a", "b.c")`` (``E_PARAM`` on an empty or malformed path)."""
+    _check_length(text, "fields")
     items = text.split(",")
     if len(items) > MAX_FIELDS:
         raise BadParameter(f"fields: more than {MAX_FIELDS} fields", field="fields")
@@ -156,6 +166,7 @@ class SortKey:
 def parse_sort(text: str) -> tuple[SortKey, ...]:
     """``"-decided,id"`` -> decided descending, then id ascending (``E_PARAM`` when malformed,
     repeated or more than :data:`MAX_SORT_KEYS`)."""
+    _check_length(text, "sort")
     keys: list[SortKey] = []
     for item in text.split(","):
         item = item.strip()
@@ -178,16 +189,20 @@ class GrantScope:
 
     dataset: str
     fields: tuple[str, ...]
-    row_filter: Expr | None = None
+    row_filter: Expr | None = None  # text is parsed (E_FILTER when invalid)
     masks: tuple[MaskRule, ...] = ()
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
     grant_id: str = ""
 
     def __post_init__(self) -> None:
+        if not self.fields:
+            raise BadParameter("a grant must name at least one field", field="fields")
         for p in self.fields:
             _check_path(p, "fields")
         object.__setattr__(self, "fields", _normalise(self.fields))
+        if isinstance(self.row_filter, str):  # stored grants keep the filter as text
+            object.__setattr__(self, "row_filter", parse(self.row_filter))
 
     def active(self, now: dt.datetime) -> bool:
         """Whether the grant is in force at ``now`` (``valid_until`` is exclusive)."""

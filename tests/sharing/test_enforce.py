@@ -146,6 +146,22 @@ def test_malformed_parameters() -> None:
     with pytest.raises(BadParameter) as exc:
         GrantScope("d", fields=("a..b",))
     assert exc.value.code == "E_PARAM"
+    with pytest.raises(BadParameter, match="at least one field"):
+        GrantScope("d", fields=())
+    with pytest.raises(BadParameter, match="longer than 4096"):
+        parse_sort("a," * 3000)
+    with pytest.raises(BadParameter, match="longer than 4096"):
+        parse_fields("a," * 3000)
+    with pytest.raises(BadParameter, match="more than 200 fields"):
+        parse_fields(",".join(f"f{i}" for i in range(201)))
+
+
+def test_a_stored_grant_filter_may_be_text() -> None:
+    scope = GrantScope("d", ("a",), row_filter="region = '330100'")  # type: ignore[arg-type]
+    assert scope.row_filter == parse("region = '330100'")
+    with pytest.raises(FilterError) as exc:
+        GrantScope("d", ("a",), row_filter="region = ")  # type: ignore[arg-type]
+    assert exc.value.code == "E_FILTER"
 
 
 def test_grant_validity_period() -> None:

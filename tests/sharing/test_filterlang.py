@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from hypothesis import given, settings
 
 from hub.errors import HubError
 from hub.sharing.filterlang import (
@@ -13,6 +14,7 @@ from hub.sharing.filterlang import (
     MAX_NODES,
     And,
     Compare,
+    Expr,
     FilterError,
     In,
     IsNull,
@@ -26,6 +28,7 @@ from hub.sharing.filterlang import (
     parse,
     unparse,
 )
+from tests.sharing.strategies import exprs, sample_records
 
 # --------------------------------------------------------------------------- parsing
 
@@ -269,3 +272,17 @@ def test_unparse_quotes_keywords_and_odd_names() -> None:
     assert parse(unparse(Not(Or((IsNull("a"), IsNull("b")))))) == Not(
         Or((IsNull("a"), IsNull("b")))
     )
+
+
+RECORDS = sample_records(60, seed=9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(expr=exprs())
+def test_unparse_then_parse_is_the_identity(expr: Expr) -> None:
+    text = unparse(expr)
+    again = parse(text)
+    assert again == expr
+    assert unparse(again) == text
+    assert fields_of(again) == fields_of(expr)
+    assert [evaluate(again, r) for r in RECORDS] == [evaluate(expr, r) for r in RECORDS]
