@@ -159,6 +159,11 @@ _TOKEN = re.compile(
 _NUMBER_AFTER = re.compile(r"[\w'\"]")
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """A token as quoted in an error: long ones are cut (the message stays readable)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class _Tok:
     kind: str  # string number name qname kw op punct end
@@ -188,7 +193,7 @@ def _tokenize(text: str) -> list[_Tok]:
                 kind, word = "kw", word.lower()
             elif kind == "number" and _NUMBER_AFTER.match(text, m.end()):
                 raise FilterError(
-                    f"unexpected {text[pos : m.end() + 1]!r} at position {pos}",
+                    f"unexpected {_short(text[pos : m.end() + 1])!r} at position {pos}",
                     field="filter",
                     position=pos,
                 )
@@ -215,12 +220,12 @@ class _Parser:
 
     def _fail(self, expected: str) -> FilterError:
         t = self.tok
-        near = "the end of the filter" if t.kind == "end" else repr(t.text)
+        near = "the end of the filter" if t.kind == "end" else repr(_short(t.text))
         return FilterError(
             f"expected {expected} at position {t.pos}, found {near}",
             field="filter",
             position=t.pos,
-            token=t.text,
+            token=_short(t.text),
         )
 
     def _is(self, kind: str, text: str | None = None) -> bool:
@@ -317,7 +322,7 @@ class _Parser:
                 f"{op} cannot compare with {str(value).lower()} at position {t.pos}",
                 field="filter",
                 position=t.pos,
-                token=t.text,
+                token=_short(t.text),
             )
         return Compare(field, op, value)
 
@@ -361,10 +366,10 @@ class _Parser:
                 (dt.datetime if "T" in text or " " in text else dt.date).fromisoformat(text)
             except ValueError:
                 raise FilterError(
-                    f"{text!r} at position {s.pos} is not an ISO date (YYYY-MM-DD)",
+                    f"{_short(text)!r} at position {s.pos} is not an ISO date (YYYY-MM-DD)",
                     field="filter",
                     position=s.pos,
-                    token=s.text,
+                    token=_short(s.text),
                 ) from None
             return text
         raise self._fail("a value ('text', a number, true, false or date '...')")
@@ -381,7 +386,7 @@ def _number(text: str, pos: int) -> int | float:
                 f"the number at position {pos} has too many digits",
                 field="filter",
                 position=pos,
-                token=text,
+                token=_short(text),
             )
         return int(text)
     value = float(text)
@@ -390,7 +395,7 @@ def _number(text: str, pos: int) -> int | float:
             f"the number {text} at position {pos} is out of range",
             field="filter",
             position=pos,
-            token=text,
+            token=_short(text),
         )
     return value
 

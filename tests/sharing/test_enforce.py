@@ -309,3 +309,25 @@ def test_paging_in_sql_by_key_with_cursors() -> None:
     sorted_plan = plan_query(scope, sort="a")
     with pytest.raises(CursorError, match="another query"):
         sorted_plan.decode_cursor(CODEC, plan.encode_cursor(CODEC, "k0001", records[1]))
+
+
+def test_masks_inside_lists() -> None:
+    scope = GrantScope(
+        "inspection",
+        ("inspection_no", "inspectors"),
+        masks=(MaskRule("inspectors[].name", "name"),),
+    )
+    record = {
+        "inspection_no": "JC1",
+        "inspectors": [{"name": "刘伟", "cert": "3301"}, {"name": "欧阳修远", "cert": "3302"}],
+    }
+    out = plan_query(scope).apply(record)
+    assert out == {
+        "inspection_no": "JC1",
+        "inspectors": [{"name": "刘*", "cert": "3301"}, {"name": "欧阳**", "cert": "3302"}],
+    }
+    assert record["inspectors"][0]["name"] == "刘伟"  # type: ignore[index]
+    for kw in ({"filter": "inspectors is null"}, {"sort": "inspectors"}):
+        with pytest.raises(FieldNotGranted, match="masked"):
+            plan_query(scope, **kw)  # type: ignore[arg-type]
+    assert plan_query(scope, fields="inspection_no").apply(record) == {"inspection_no": "JC1"}

@@ -152,6 +152,9 @@ def test_huge_input_and_too_many_terms_are_refused() -> None:
         parse("a in (" + ",".join("1" * 1 for _ in range(MAX_NODES + 1)) + ")")
     with pytest.raises(FilterError, match="too many digits"):
         parse("a = " + "9" * 40)
+    with pytest.raises(FilterError) as exc:
+        parse("1" * 4000)  # a long token is quoted short in the message and the problem
+    assert len(exc.value.message) < 120 and exc.value.extra["token"] == "1" * 40 + "…"
 
 
 @pytest.mark.parametrize(
