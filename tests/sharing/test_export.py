@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import hashlib
@@ -12,10 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
 from hub.errors import BadParameter, StateError
 from hub.sharing.enforce import GrantScope, plan_query
-from hub.sharing.export import EXPORT_FORMATS, stream_export
+from hub.sharing.export import EXPORT_FORMATS, ExportStream, send_export, stream_export
 from hub.sharing.filterlang import parse
 from security.masking import MaskRule
 
@@ -177,3 +179,64 @@ async def test_memory_does_not_grow_with_the_export(fmt: str) -> None:
     assert size > 5 * small_size and size > 3_000_000
     assert peak < 1_000_000, f"peak {peak} bytes while streaming {size} bytes"
     assert peak < small_peak * 1.5 + 200_000, (small_peak, peak)
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+async def test_send_export_over_http(aiohttp_client: Any) -> None:
+    """A real aiohttp server streams the export; the client checks the manifest's SHA-256;
+    a client that goes away leaves an incomplete manifest."""
+    exports: dict[str, ExportStream] = {}
+    finished: dict[str, asyncio.Event] = {"full": asyncio.Event(), "cut": asyncio.Event()}
+
+    async def records(n: int) -> AsyncIterator[Mapping[str, Any]]:
+        for i in range(n):
+            yield {"id": f"{i:06d}", "name": f"名称{i}", "region": "330100", "secret": "S-x"}
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        n = 30_000 if name == "full" else 400_000
+        fmt = request.query.get("format", "csv")
+        stream = stream_export(records(n), plan_query(SCOPE, fields="id,name"), fmt)
+        exports[name] = stream
+        try:
+            return await send_export(
+                request,
+                stream,
+                filename=f"许可-{name}.{fmt}",
+                manifest_url=f"/exports/{name}/manifest",
+            )
+        finally:
+            finished[name].set()
+
+    async def manifest(request: web.Request) -> web.Response:
+        stream = exports[request.match_info["name"]]
+        return web.json_response(
+            stream.manifest() if stream.digest.complete else {"complete": False}
+        )
+
+    app = web.Application()
+    app.router.add_get("/exports/{name}", download)
+    app.router.add_get("/exports/{name}/manifest", manifest)
+    client = await aiohttp_client(app)
+
+    resp = await client.get("/exports/full")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert resp.headers["Link"] == '</exports/full/manifest>; rel="describedby"'
+    assert resp.headers["Content-Disposition"] == (
+        "attachment; filename=\"__-full.csv\"; filename*=UTF-8''%E8%AE%B8%E5%8F%AF-full.csv"
+    )
+    assert resp.headers["Transfer-Encoding"] == "chunked"
+    digest = hashlib.sha256()
+    async for chunk in resp.content.iter_chunked(65536):
+        digest.update(chunk)
+    m = await (await client.get("/exports/full/manifest")).json()
+    assert m["complete"] and m["count"] == 30_000 and m["sha256"] == digest.hexdigest()
+
+    resp = await client.get("/exports/cut")
+    await resp.content.read(10_000)
+    resp.close()  # the client goes away mid-download
+    await asyncio.wait_for(finished["cut"].wait(), 30)
+    assert (await (await client.get("/exports/cut/manifest")).json()) == {"complete": False}
+    assert 0 < exports["cut"].digest.count < 400_000
