@@ -3,7 +3,8 @@
 Public interface::
 
     GrantScope(dataset, fields, row_filter=None, masks=(), valid_from=None, valid_until=None,
-               grant_id="")                        # what a grant (授权) allows
+               grant_id="")                        # what a grant (授权) allows; row_filter
+                                                   # may be given as text (parsed, E_FILTER)
         .active(now) -> bool                       # inside [valid_from, valid_until)
     plan_query(scope, *, fields=None, filter=None, sort=None, principal=None) -> Plan
         # FieldNotGranted (E_FIELD_NOT_GRANTED, 403) naming the first field, parameter and
@@ -17,8 +18,11 @@ Public interface::
         .apply(record) -> dict | None  # matches + project
         .sort_key(key, record) -> tuple
         .fingerprint: str              # binds cursors to this dataset/grant/filter/sort
-        .where_sql(dialect, column) -> (sql, params) | None   # the combined filter as SQL
-        .page(rows, limit, cursor=None, codec) -> Page(items, next_cursor)
+        .where_sql(dialect, column, stored_as) -> (sql, params) | None   # the filter as SQL
+        .page(rows, limit, codec, cursor=None) -> Page(items, next_cursor)  # any sort, in memory
+        .decode_cursor(codec, token) -> list   # [sort values..., key]; [key] with no sort
+        .encode_cursor(codec, key, record) -> str
+        # no sort: page in SQL by key (WHERE key > ? AND <where_sql> ORDER BY key LIMIT n)
     parse_fields(text) -> tuple[str, ...]          # "a,b.c"        (E_PARAM)
     parse_sort(text) -> tuple[SortKey, ...]        # "-decided,id"  (E_PARAM)
     CursorCodec(secret).encode(fingerprint, position) / .decode(token, fingerprint)
@@ -60,6 +64,7 @@ from hub.errors import BadParameter, HubError
 from hub.sharing.filterlang import (
     Dialect,
     Expr,
+    StoredAs,
     compile_predicate,
     conjoin,
     fields_of,
@@ -68,7 +73,7 @@ from hub.sharing.filterlang import (
     unparse,
 )
 from security.fieldcrypt import split_path
-from security.masking import MaskRule, mask_record
+from security.masking import MaskRule, mask_record, mask_value
 from security.roles import Principal
 
 __all__ = [
@@ -87,6 +92,7 @@ __all__ = [
 MAX_FIELDS = 200
 MAX_SORT_KEYS = 5
 MAX_PAGE = 1000
+MAX_PARAM_LENGTH = 4096
 
 
 class FieldNotGranted(HubError):
@@ -121,6 +127,13 @@ def _check_path(path: str, param: str) -> str:
     return path
 
 
+def _check_length(text: str, param: str) -> None:
+    if len(text) > MAX_PARAM_LENGTH:
+        raise BadParameter(
+            f"{param}: longer than {MAX_PARAM_LENGTH} characters ({len(text)})", field=param
+        )
+
+
 def _covered(path: str, granted: Iterable[str]) -> bool:
     """``path`` is ``g`` or lies under ``g`` for some granted ``g``."""
     return any(path == g or path.startswith(g + ".") for g in granted)
@@ -137,6 +150,7 @@ def _normalise(paths: Iterable[str]) -> tuple[str, ...]:
 
 def parse_fields(text: str) -> tuple[str, ...]:
     """``"a, b.c"`` -> ``("a", "b.c")`` (``E_PARAM`` on an empty or malformed path)."""
+    _check_length(text, "fields")
     items = text.split(",")
     if len(items) > MAX_FIELDS:
         raise BadParameter(f"fields: more than {MAX_FIELDS} fields", field="fields")
@@ -152,6 +166,7 @@ class SortKey:
 def parse_sort(text: str) -> tuple[SortKey, ...]:
     """``"-decided,id"`` -> decided descending, then id ascending (``E_PARAM`` when malformed,
     repeated or more than :data:`MAX_SORT_KEYS`)."""
+    _check_length(text, "sort")
     keys: list[SortKey] = []
     for item in text.split(","):
         item = item.strip()
@@ -174,16 +189,20 @@ class GrantScope:
 
     dataset: str
     fields: tuple[str, ...]
-    row_filter: Expr | None = None
+    row_filter: Expr | None = None  # text is parsed (E_FILTER when invalid)
     masks: tuple[MaskRule, ...] = ()
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
     grant_id: str = ""
 
     def __post_init__(self) -> None:
+        if not self.fields:
+            raise BadParameter("a grant must name at least one field", field="fields")
         for p in self.fields:
             _check_path(p, "fields")
         object.__setattr__(self, "fields", _normalise(self.fields))
+        if isinstance(self.row_filter, str):  # stored grants keep the filter as text
+            object.__setattr__(self, "row_filter", parse(self.row_filter))
 
     def active(self, now: dt.datetime) -> bool:
         """Whether the grant is in force at ``now`` (``valid_until`` is exclusive)."""
@@ -339,6 +358,26 @@ class Plan:
         return tuple(tuple(p.split(".")) for p in self.fields)
 
     @cached_property
+    def _flat(self) -> tuple[str, ...] | None:
+        """The output keys when every field is top-level (the fast path), else ``None``."""
+        return None if any(len(p) > 1 for p in self._paths) else tuple(p[0] for p in self._paths)
+
+    @cached_property
+    def _maskers(self) -> tuple[tuple[str | None, MaskRule], ...]:
+        """Mask rules that apply to this principal and can touch the output: ``(key, rule)``
+        with ``key`` set for a top-level field (masked in place), ``None`` for deeper paths."""
+        out: list[tuple[str | None, MaskRule]] = []
+        for rule in self._masks:
+            if rule.reveals_to(self.principal):
+                continue
+            parts = split_path(rule.path)
+            path = ".".join(s for s in parts if s != "[]")
+            if not any(_covered(path, [f]) or f.startswith(path + ".") for f in self.fields):
+                continue  # not in the output
+            out.append((parts[0] if len(parts) == 1 else None, rule))
+        return tuple(out)
+
+    @cached_property
     def fingerprint(self) -> str:
         doc = {
             "dataset": self.scope.dataset,
@@ -355,22 +394,34 @@ class Plan:
     def project(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """A new dict holding only :attr:`fields` (absent ones are left out), masked."""
         out: dict[str, Any] = {}
-        for parts in self._paths:
-            node: Any = record
-            for p in parts:
-                if not isinstance(node, Mapping) or p not in node:
-                    break
-                node = node[p]
+        flat = self._flat
+        if flat is not None:
+            for k in flat:
+                if k in record:
+                    out[k] = record[k]
+        else:
+            for parts in self._paths:
+                node: Any = record
+                for p in parts:
+                    if not isinstance(node, Mapping) or p not in node:
+                        break
+                    node = node[p]
+                else:
+                    target = out
+                    for p in parts[:-1]:
+                        nxt = target.get(p)
+                        if not isinstance(nxt, dict):
+                            nxt = target[p] = {}
+                        target = nxt
+                    target[parts[-1]] = node
+        for key, rule in self._maskers:
+            if key is not None:
+                if key in out:
+                    out[key] = mask_value(
+                        out[key], rule.kind, keep_start=rule.keep_start, keep_end=rule.keep_end
+                    )
             else:
-                target = out
-                for p in parts[:-1]:
-                    nxt = target.get(p)
-                    if not isinstance(nxt, dict):
-                        nxt = target[p] = {}
-                    target = nxt
-                target[parts[-1]] = node
-        if self._masks:
-            out = mask_record(out, self._masks, self.principal)
+                out = mask_record(out, (rule,), self.principal)
         return out
 
     def apply(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -401,12 +452,26 @@ class Plan:
         return tuple(parts)
 
     def where_sql(
-        self, dialect: Dialect = "sqlite", column: str = "payload"
+        self, dialect: Dialect = "sqlite", column: str = "payload", stored_as: StoredAs = "json"
     ) -> tuple[str, list[Any]] | None:
         """The combined row filter as a SQL condition with bound parameters (``None`` when
         there is no filter). The store may pre-select with it; :meth:`apply` stays the
         authority (records are checked again in Python)."""
-        return None if self.filter is None else to_sql(self.filter, dialect, column)
+        if self.filter is None:
+            return None
+        return to_sql(self.filter, dialect, column, stored_as)
+
+    def decode_cursor(self, codec: CursorCodec, token: str) -> list[Any]:
+        """The position in a cursor of this query: the last row's sort values, then its key
+        (``E_CURSOR`` when altered or from another query). With no ``sort`` it is ``[key]``,
+        so a store pages in key order with ``WHERE key > ? ORDER BY key LIMIT n``."""
+        position = codec.decode(token, self.fingerprint)
+        self._key_of_position(position)  # the right shape for this query
+        return position
+
+    def encode_cursor(self, codec: CursorCodec, key: str, record: Mapping[str, Any]) -> str:
+        """The cursor that continues after the row ``(key, record)`` (the last one served)."""
+        return codec.encode(self.fingerprint, self._position(key, record))
 
     def page(
         self,

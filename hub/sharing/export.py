@@ -11,6 +11,8 @@ Public interface::
     ExportDigest(dataset, grant_id, fields, format, count, sha256, size, complete,
                  truncated, generated_at)
     EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+    async send_export(request, stream, *, filename, manifest_url=None, headers=None)
+        -> web.StreamResponse     # chunked body, Content-Disposition, Link to the manifest
 
 ``records`` is any async iterable of records (dicts as stored); every record goes through
 ``plan.apply`` (the grant's row filter AND the request's filter, whitelist projection, masks),
@@ -32,7 +34,7 @@ The manifest (清单) is known only once the last byte is out::
      "sha256": "<hex of every byte of the body>", "bytes": 56789, "complete": true,
      "truncated": false, "generated_at": "2026-11-29T08:00:00+08:00"}
 
-How the HTTP layer should deliver it: stream the body with ``web.StreamResponse`` (chunked),
+How the HTTP layer should deliver it: stream the body with :func:`send_export` (chunked),
 then store the manifest with the export's id (the audit record of the download) and serve it
 at a manifest URL announced up front in a ``Link: <.../manifest>; rel="describedby"`` header.
 HTTP trailers are not used (aiohttp cannot send them and most clients drop them). A client
@@ -49,13 +51,22 @@ import io
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
+from aiohttp import hdrs, web
 
 from hub.errors import BadParameter, StateError
 from hub.sharing.enforce import Plan
 
-__all__ = ["EXPORT_FORMATS", "ExportDigest", "ExportFormat", "ExportStream", "stream_export"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportDigest",
+    "ExportFormat",
+    "ExportStream",
+    "send_export",
+    "stream_export",
+]
 
 ExportFormat = Literal["csv", "jsonl"]
 EXPORT_FORMATS: dict[str, str] = {
@@ -100,14 +111,17 @@ class ExportDigest:
 
 
 def _cell(v: Any) -> str:
+    t = type(v)
+    if t is str:
+        return v  # type: ignore[no-any-return]
     if v is None:
         return ""
-    if isinstance(v, bool):
+    if t is bool:
         return "true" if v else "false"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, int | float):
+    if t is int or t is float:
         return repr(v)
+    if isinstance(v, str):
+        return str(v)
     return orjson.dumps(v).decode("utf-8")
 
 
@@ -170,6 +184,13 @@ class ExportStream:
             self._iter = self._body()
         return await self._iter.__anext__()
 
+    async def aclose(self) -> None:
+        """Stop the export (the client went away); the manifest stays unknown."""
+        self._started = True
+        if self._iter is not None:
+            it, self._iter = self._iter, None
+            await it.aclose()  # type: ignore[attr-defined]
+
     def manifest(self) -> dict[str, Any]:
         """The manifest; only once the stream has ended (``E_STATE`` before)."""
         if not self.digest.complete:
@@ -187,6 +208,7 @@ class ExportStream:
         size = 0
         writer = None
         paths = tuple(tuple(p.split(".")) for p in plan.fields)
+        flat = None if any(len(p) > 1 for p in paths) else tuple(p[0] for p in paths)
         if buf is not None:
             writer = csv.writer(buf, lineterminator="\r\n")
             writer.writerow(plan.fields)
@@ -199,7 +221,10 @@ class ExportStream:
                 break
             d.count += 1
             if writer is not None and buf is not None:
-                writer.writerow([_cell(_at(out, p)) for p in paths])
+                if flat is not None:
+                    writer.writerow([_cell(out.get(k)) for k in flat])
+                else:
+                    writer.writerow([_cell(_at(out, p)) for p in paths])
                 if buf.tell() >= self._chunk:
                     chunk = buf.getvalue().encode("utf-8")
                     buf.seek(0)
@@ -222,6 +247,48 @@ class ExportStream:
             yield tail
         d.sha256 = d._hash.hexdigest()
         d.complete = True
+
+
+async def send_export(
+    request: web.Request,
+    stream: ExportStream,
+    *,
+    filename: str,
+    manifest_url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Send ``stream`` as the chunked body of the response to ``request``.
+
+    Sets ``Content-Type`` from the format, ``Content-Disposition: attachment`` with
+    ``filename`` (RFC 6266, UTF-8 names allowed), ``Link: <manifest_url>; rel="describedby"``
+    when given, and ``Cache-Control: no-store``. When the client goes away the stream is
+    closed (its manifest stays ``complete: false``) and the error propagates."""
+    resp = web.StreamResponse(status=200)
+    resp.content_type = stream.media_type.split(";")[0]
+    if stream.media_type.startswith("text/"):
+        resp.charset = "utf-8"
+    resp.headers[hdrs.CONTENT_DISPOSITION] = _disposition(filename)
+    resp.headers[hdrs.CACHE_CONTROL] = "no-store"
+    if manifest_url is not None:
+        resp.headers[hdrs.LINK] = f'<{manifest_url}>; rel="describedby"'
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        async for chunk in stream:
+            await resp.write(chunk)
+    except BaseException:
+        await stream.aclose()
+        raise
+    await resp.write_eof()
+    return resp
+
+
+def _disposition(filename: str) -> str:
+    safe = "".join(c for c in filename if c.isprintable() and c not in '"\\/;') or "export"
+    ascii_name = safe.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(safe)}"
 
 
 def stream_export(

@@ -8,7 +8,8 @@ Public interface::
     compile_predicate(expr) -> Callable[[Mapping[str, Any]], bool]
     evaluate(expr, record: Mapping[str, Any]) -> bool
     conjoin(a: Expr | None, b: Expr | None) -> Expr | None   # a AND b (None = no filter)
-    to_sql(expr, dialect="sqlite"|"postgres", column="payload") -> (sql, params)
+    to_sql(expr, dialect="sqlite"|"postgres", column="payload", stored_as="json"|"text"|"bytes")
+        -> (sql, params)                         # same rows as evaluate; all values bound
     Expr = Compare | In | Like | IsNull | And | Or | Not   (frozen dataclasses)
 
 Syntax (keywords are case-insensitive)::
@@ -57,6 +58,7 @@ __all__ = [
     "MAX_NODES",
     "And",
     "Compare",
+    "Dialect",
     "Expr",
     "FilterError",
     "In",
@@ -64,6 +66,7 @@ __all__ = [
     "Like",
     "Not",
     "Or",
+    "StoredAs",
     "Value",
     "compile_predicate",
     "conjoin",
@@ -156,6 +159,11 @@ _TOKEN = re.compile(
 _NUMBER_AFTER = re.compile(r"[\w'\"]")
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """A token as quoted in an error: long ones are cut (the message stays readable)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class _Tok:
     kind: str  # string number name qname kw op punct end
@@ -185,7 +193,7 @@ def _tokenize(text: str) -> list[_Tok]:
                 kind, word = "kw", word.lower()
             elif kind == "number" and _NUMBER_AFTER.match(text, m.end()):
                 raise FilterError(
-                    f"unexpected {text[pos : m.end() + 1]!r} at position {pos}",
+                    f"unexpected {_short(text[pos : m.end() + 1])!r} at position {pos}",
                     field="filter",
                     position=pos,
                 )
@@ -212,12 +220,12 @@ class _Parser:
 
     def _fail(self, expected: str) -> FilterError:
         t = self.tok
-        near = "the end of the filter" if t.kind == "end" else repr(t.text)
+        near = "the end of the filter" if t.kind == "end" else repr(_short(t.text))
         return FilterError(
             f"expected {expected} at position {t.pos}, found {near}",
             field="filter",
             position=t.pos,
-            token=t.text,
+            token=_short(t.text),
         )
 
     def _is(self, kind: str, text: str | None = None) -> bool:
@@ -314,7 +322,7 @@ class _Parser:
                 f"{op} cannot compare with {str(value).lower()} at position {t.pos}",
                 field="filter",
                 position=t.pos,
-                token=t.text,
+                token=_short(t.text),
             )
         return Compare(field, op, value)
 
@@ -358,10 +366,10 @@ class _Parser:
                 (dt.datetime if "T" in text or " " in text else dt.date).fromisoformat(text)
             except ValueError:
                 raise FilterError(
-                    f"{text!r} at position {s.pos} is not an ISO date (YYYY-MM-DD)",
+                    f"{_short(text)!r} at position {s.pos} is not an ISO date (YYYY-MM-DD)",
                     field="filter",
                     position=s.pos,
-                    token=s.text,
+                    token=_short(s.text),
                 ) from None
             return text
         raise self._fail("a value ('text', a number, true, false or date '...')")
@@ -378,7 +386,7 @@ def _number(text: str, pos: int) -> int | float:
                 f"the number at position {pos} has too many digits",
                 field="filter",
                 position=pos,
-                token=text,
+                token=_short(text),
             )
         return int(text)
     value = float(text)
@@ -387,7 +395,7 @@ def _number(text: str, pos: int) -> int | float:
             f"the number {text} at position {pos} is out of range",
             field="filter",
             position=pos,
-            token=text,
+            token=_short(text),
         )
     return value
 
@@ -491,7 +499,7 @@ def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
     parts = path.split(".")
     if len(parts) == 1:
         key = parts[0]
-        return lambda r: r.get(key, _MISSING) if isinstance(r, Mapping) else _MISSING
+        return lambda r: r.get(key, _MISSING)
 
     def get(r: Mapping[str, Any]) -> Any:
         node: Any = r
@@ -536,14 +544,6 @@ def like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-_ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "<": lambda a, b: bool(a < b),
-    "<=": lambda a, b: bool(a <= b),
-    ">": lambda a, b: bool(a > b),
-    ">=": lambda a, b: bool(a >= b),
-}
-
-
 def _present(v: Any) -> bool:
     return v is not _MISSING and v is not None
 
@@ -583,12 +583,40 @@ def _compile(e: Expr) -> Callable[[Mapping[str, Any]], bool]:
             return lambda r: _present(v := get(r)) and not any(_typed_eq(v, x) for x in lits)
         return lambda r: any(_typed_eq(get(r), x) for x in lits)
     lit, kind = e.value, _kind(e.value)
+    # specialised per literal type: these closures run once per record
+    same: Callable[[Any], bool]
+    if kind == "string":
+        same = _is_str
+    elif kind == "number":
+        same = _is_number
+    else:
+        same = _is_bool
     if e.op == "=":
-        return lambda r: _typed_eq(get(r), lit)
+        return lambda r: same(v := get(r)) and v == lit
     if e.op == "!=":
-        return lambda r: _present(v := get(r)) and not _typed_eq(v, lit)
-    cmp = _ORDER[e.op]
-    return lambda r: _kind(v := get(r)) == kind and cmp(v, lit)
+        return lambda r: _present(v := get(r)) and not (same(v) and v == lit)
+    if e.op == "<":
+        return lambda r: same(v := get(r)) and v < lit  # type: ignore[operator]
+    if e.op == "<=":
+        return lambda r: same(v := get(r)) and v <= lit  # type: ignore[operator]
+    if e.op == ">":
+        return lambda r: same(v := get(r)) and v > lit  # type: ignore[operator]
+    return lambda r: same(v := get(r)) and v >= lit  # type: ignore[operator]
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in _NUMBER_TYPES
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
 
 
 def evaluate(expr: Expr | None, record: Mapping[str, Any]) -> bool:
@@ -646,12 +674,31 @@ def _like_pg(pattern: str) -> str:
     return "".join(out)
 
 
+StoredAs = Literal["json", "text", "bytes"]
+
+
+def _plain_text(v: Value) -> bool:
+    """A string SQLite's ``json_extract`` can only equal when the JSON value is that string:
+    it returns numbers and booleans as numbers (never equal to text without affinity) and
+    objects and arrays as their JSON text (which starts with ``{`` or ``[``)."""
+    return isinstance(v, str) and not v.startswith(("{", "["))
+
+
 class _Sql:
-    def __init__(self, dialect: Dialect, column: str) -> None:
+    def __init__(self, dialect: Dialect, column: str, stored_as: StoredAs) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?", column):
             raise ValueError(f"unsafe column name {column!r}")
+        if stored_as not in ("json", "text", "bytes"):
+            raise ValueError(f"unknown column storage {stored_as!r}")
         self.pg = dialect == "postgres"
-        self.col = column
+        if self.pg:
+            self.col = {
+                "json": column,
+                "text": f"({column})::jsonb",
+                "bytes": f"convert_from({column}, 'UTF8')::jsonb",
+            }[stored_as]
+        else:
+            self.col = f"CAST({column} AS TEXT)" if stored_as == "bytes" else column
         self.params: list[Any] = []
         self.ph = "%s" if self.pg else "?"
 
@@ -700,7 +747,23 @@ class _Sql:
                 want = self.bind("true" if lit else "false")
                 return f"COALESCE({value} = {want}::jsonb, FALSE)"
             return f"COALESCE({self.jtype(field)} = {self.bind('true' if lit else 'false')}, 0)"
+        if not self.pg and _plain_text(lit):
+            return f"COALESCE({self.text(field)} = {self.bind(lit)}, 0)"
         return self.guarded(field, kind, "=", lit)
+
+    def any_eq(self, field: str, values: tuple[Value, ...]) -> str:
+        if self.pg:
+            return "(" + " OR ".join(self.eq(field, v) for v in values) + ")"
+        # SQLite: the plain strings in one IN over a single extraction
+        plain = [v for v in values if _plain_text(v)]
+        rest = [v for v in values if not _plain_text(v)]
+        parts = []
+        if plain:
+            value = self.text(field)  # bound before the values: parameters go in text order
+            marks = ", ".join(self.bind(v) for v in plain)
+            parts.append(f"COALESCE({value} IN ({marks}), 0)")
+        parts += [self.eq(field, v) for v in rest]
+        return "(" + " OR ".join(parts) + ")"
 
     def guarded(self, field: str, kind: str, op: str, lit: Value) -> str:
         # CASE keeps the cast from running on values of another type (PostgreSQL).
@@ -735,8 +798,10 @@ class _Sql:
                 return f"({self.present(e.field)} AND NOT {self.like(e.field, e.pattern)})"
             return self.like(e.field, e.pattern)
         if isinstance(e, In):
-            any_eq = "(" + " OR ".join(self.eq(e.field, v) for v in e.values) + ")"
-            return f"({self.present(e.field)} AND NOT {any_eq})" if e.negated else any_eq
+            # parameters are collected in text order: the presence test comes first
+            present = self.present(e.field) if e.negated else ""
+            any_eq = self.any_eq(e.field, e.values)
+            return f"({present} AND NOT {any_eq})" if e.negated else any_eq
         if e.op == "=":
             return self.eq(e.field, e.value)
         if e.op == "!=":
@@ -745,14 +810,20 @@ class _Sql:
 
 
 def to_sql(
-    expr: Expr, dialect: Dialect = "sqlite", column: str = "payload"
+    expr: Expr,
+    dialect: Dialect = "sqlite",
+    column: str = "payload",
+    stored_as: StoredAs = "json",
 ) -> tuple[str, list[Any]]:
     """A SQL condition over a JSON column with the same meaning as :func:`evaluate`, and its
     bound parameters (``?`` for SQLite, ``%s`` for psycopg). Every literal and every field path
-    is a parameter; ``column`` must be a plain (optionally table-qualified) identifier. The
-    PostgreSQL form expects ``column`` to be ``jsonb``; the SQLite form needs the JSON1
-    functions (built in since SQLite 3.38)."""
+    is a parameter; ``column`` must be a plain (optionally table-qualified) identifier.
+
+    ``stored_as`` says what the column holds: ``json`` (PostgreSQL ``jsonb``, SQLite JSON
+    text), ``text`` (JSON in a ``text`` column) or ``bytes`` (UTF-8 JSON in ``bytea`` / a BLOB,
+    as the hub's message store keeps payloads). The SQLite form needs the JSON1 functions
+    (built in since SQLite 3.38)."""
     if dialect not in ("sqlite", "postgres"):
         raise ValueError(f"unknown SQL dialect {dialect!r}")
-    b = _Sql(dialect, column)
+    b = _Sql(dialect, column, stored_as)
     return b.sql(expr), b.params

@@ -161,7 +161,9 @@ class QuotaMeter:
         """Whole seconds (at least 1) until the next day begins in the meter's time zone."""
         local = self._aware(now).astimezone(self.zone)
         midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), self.zone)
-        return max(1, math.ceil((midnight - local).total_seconds()))
+        # in UTC: subtracting two times of one zone ignores a DST change between them
+        gap = midnight.astimezone(dt.UTC) - local.astimezone(dt.UTC)
+        return max(1, math.ceil(gap.total_seconds()))
 
     async def usage(self, grant_id: str, now: dt.datetime) -> Usage:
         return await self.counters.get(grant_id, self.day_of(now))
