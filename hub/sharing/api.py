@@ -415,8 +415,12 @@ async def export_data(request: web.Request) -> web.StreamResponse:
             "X-Jghub-Grant": grant.id,
             "X-Jghub-Export": export_id,
             hdrs.LINK: f'<{manifest_url}>; rel="describedby"',
+            hdrs.CACHE_CONTROL: "no-store",
         }
     )
+    resp.enable_chunked_encoding()
+    # not export.send_export: the manifest is stored before the last chunk goes out, so a
+    # client that has the whole body can always fetch it
     await resp.prepare(request)
     try:
         async for chunk in stream:
