@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,15 @@ class _HubPlugin:
         from hub.sharing.api import setup_routes
 
         setup_routes(app, self.service)
+        if hub.role == "ingest":  # hub_startup is not called there: start with the app
+            service = self.service
+
+            async def run(app: Any) -> AsyncIterator[None]:
+                await service.start()
+                yield
+                await service.stop()
+
+            app.cleanup_ctx.append(run)
 
     @hookimpl
     async def hub_startup(self, hub: Any) -> None:

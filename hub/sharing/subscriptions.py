@@ -9,8 +9,11 @@ the delivery's transform projects and masks the record through the grant — and
 ``E_GRANT`` once the grant is revoked or expired or the subscription cancelled: such a delivery
 is dead-lettered, never sent.
 
-Grant states are cached per node: a revocation on this node applies at once; one made on
-another node of a shared store is seen at the next refresh (``sharing.refresh_seconds``).
+Subscriptions and grant states are cached per process: a revocation on this process applies at
+once; subscriptions made and grants revoked by another node of a shared store, or by the node
+an extra ingest process (``serve --workers``) belongs to, are seen at the next refresh
+(``sharing.refresh_seconds``). Ingest processes only route (they create the deliveries); the
+node delivers them.
 """
 
 from __future__ import annotations
@@ -87,42 +90,50 @@ class Subscriptions:
         self.workflow = workflow
         self.clock = clock
         self.live: dict[str, _Live] = {}
+        #: a node delivers; an extra ingest process (serve --workers) only routes at ingest
+        self.delivers = getattr(hub, "role", "node") == "node"
 
     # ------------------------------------------------------------------ life cycle
 
     async def load(self) -> None:
-        """Start delivering for every active subscription in the store (at start)."""
-        for rec in await self.hub.store.share_list(
-            "subscription", states=["active"], limit=100_000
-        ):
-            grant = await self.hub.store.share_get("grant", rec.doc["grant_id"])
-            await self._activate(rec, grant)
+        """Start routing (and, on a node, delivering) for every active subscription."""
+        await self.refresh()
 
     async def refresh(self) -> None:
-        """Pick up revocations and cancellations made on other nodes."""
+        """Catch up with the store: subscriptions made on other nodes or processes start,
+        revocations and cancellations made elsewhere stop ours."""
+        store = self.hub.store
+        active = {
+            r.id: r
+            for r in await store.share_list("subscription", states=["active"], limit=100_000)
+        }
+        for sid, rec in active.items():
+            if sid not in self.live:
+                await self._activate(rec, await store.share_get("grant", rec.doc["grant_id"]))
         for live in list(self.live.values()):
             if live.stopped:
                 continue
-            sub = await self.hub.store.share_get("subscription", live.id)
-            grant = await self.hub.store.share_get("grant", live.grant_id)
-            if sub is None or sub.state != "active":
-                self._stop(live, "the subscription was cancelled")
-            elif grant is None or grant.state != "active":
+            if live.id not in active:
+                self._stop(live, "the subscription was cancelled or revoked")
+                continue
+            grant = await store.share_get("grant", live.grant_id)
+            if grant is None or grant.state != "active":
                 self._stop(live, f"grant {live.grant_id} was revoked")
 
     async def _activate(self, rec: ShareRecord, grant: ShareRecord | None) -> None:
         d = rec.doc
         target = d["target"]
-        sc = SystemConfig(
-            name=target,
-            title=f"subscription {rec.id} of {rec.holder}",
-            adapter="json",
-            outbound={"transport": "webhook", "url": d["url"], "secret": d["secret"]},
-            retry=self.retry,
-            circuit=self.circuit,
-        )
-        await self.hub.add_target(sc)
         route = f"sharing-{rec.id}"
+        if self.delivers:
+            sc = SystemConfig(
+                name=target,
+                title=f"subscription {rec.id} of {rec.holder}",
+                adapter="json",
+                outbound={"transport": "webhook", "url": d["url"], "secret": d["secret"]},
+                retry=self.retry,
+                circuit=self.circuit,
+            )
+            await self.hub.add_target(sc)
         live = _Live(
             rec.id,
             rec.dataset,
@@ -136,9 +147,10 @@ class Subscriptions:
         if grant is None or grant.state != "active":
             live.stopped = f"grant {d['grant_id']} was revoked"
         self.live[rec.id] = live
-        self.hub.add_outbound_route(
-            RouteTargetRuntime(route, target, "sharing-grant", self._transform(rec.id), False)
-        )
+        if self.delivers:
+            self.hub.add_outbound_route(
+                RouteTargetRuntime(route, target, "sharing-grant", self._transform(rec.id), False)
+            )
         self._rebuild(rec.dataset)
 
     def _extra_masks(self, dataset: str) -> tuple[Any, ...]:

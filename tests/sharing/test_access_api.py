@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from hub.peers.subscriber import Subscriber
+from hub.api import HUB_KEY
 from tests.helpers import wait_until
 from tests.sharing.kit import AiohttpClient, Sharing, licence, start_sharing
 from tests.sharing.test_workflow_api import approved_grant
@@ -273,4 +274,55 @@ async def test_subscriptions_survive_a_restart_and_can_be_cancelled(
         finally:
             await client.close()
     finally:
+        await sub.stop()
+
+
+async def test_an_ingest_process_routes_records_to_subscriptions_made_on_the_node(
+    s: Sharing, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """``serve --workers``: an extra ingest process (role ingest, same store) learns of a
+    subscription made on the node at its next refresh and commits the deliveries of the
+    records it accepts; the node delivers them."""
+    from hub.api import create_app
+    from hub.config import load_config
+    from hub.runtime import Hub
+
+    sub = Subscriber(secret="placeholder-secret-0123456789")
+    await sub.start()
+    cfg = load_config(tmp_path / "hub.yaml")
+    worker = await aiohttp_client(create_app(cfg, hub=Hub(cfg, role="ingest")))
+    try:
+        _, gid = await approved_grant(s)
+        st, doc, _ = await s.call(
+            "POST", "/v1/subscriptions", "requester", {"dataset": "licenses", "url": sub.url}
+        )
+        assert st == 201
+        sub.secret = doc["secret"]
+        wsvc = worker.app[HUB_KEY].sharing  # type: ignore[index]
+        await wait_until(lambda: doc["id"] in wsvc.subscriptions.live, what="worker refresh")
+        r = await worker.post(
+            "/v1/systems/dept-a/records",
+            data=orjson.dumps([licence(51), licence(53)]),
+            headers=SOURCE,
+        )
+        assert r.status == 202, await r.text()
+        await wait_until(lambda: len(sub.received) == 2, what="delivery by the node")
+        got = sorted(sub.received.values(), key=lambda r: r["license_no"])
+        assert [r["license_no"] for r in got] == ["LIC000051", "LIC000053"]
+        assert all("id_card" not in r for r in got)
+        # the worker serves governed queries too (the same cursor secret as the node)
+        r = await worker.get("/v1/data/licenses?limit=1", headers=s.auth("requester"))
+        page = await r.json()
+        assert r.status == 200 and page["grant_id"] == gid
+        st, doc2, _ = await s.call(
+            "GET", f"/v1/data/licenses?limit=1&cursor={page['next_cursor']}", "requester"
+        )
+        assert st == 200 and [r["license_no"] for r in doc2["items"]] == ["LIC000053"]
+        # a revocation on the node stops the worker's routing at its next refresh
+        await s.call("POST", f"/v1/grants/{gid}/revoke", "reviewer", {"reason": "结束"})
+        live = wsvc.subscriptions.live[doc["id"]]
+        await wait_until(lambda: live.stopped is not None, what="worker sees the revocation")
+        assert "licenses" not in worker.app[HUB_KEY].record_targets  # type: ignore[index]
+    finally:
+        await worker.close()
         await sub.stop()
