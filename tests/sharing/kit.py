@@ -118,7 +118,9 @@ def licence(i: int, *, region: str = "330106", status: str = "存续", v: int = 
     }
 
 
-def write_sharing_config(tmp: Path, *, sharing: dict[str, Any] | None = None) -> Path:
+def write_sharing_config(
+    tmp: Path, *, sharing: dict[str, Any] | None = None, store: dict[str, Any] | None = None
+) -> Path:
     (tmp / "systems").mkdir(parents=True, exist_ok=True)
     (tmp / "datasets").mkdir(exist_ok=True)
     (tmp / "datasets" / "licenses.yaml").write_text(yaml.safe_dump(DATASET, allow_unicode=True))
@@ -132,7 +134,7 @@ def write_sharing_config(tmp: Path, *, sharing: dict[str, Any] | None = None) ->
     (tmp / "systems" / "dept-a.yaml").write_text(yaml.safe_dump(source, allow_unicode=True))
     hub_doc: dict[str, Any] = {
         "hub": {"name": "sharing-hub", "node_id": "sharing-node"},
-        "store": {"kind": "sqlite", "path": "data/hub.db", "durability": "normal"},
+        "store": store or {"kind": "sqlite", "path": "data/hub.db", "durability": "normal"},
         "listen": {"host": "127.0.0.1", "port": 0},
         "dispatcher": {"lease_seconds": 30, "idle_poll_seconds": 0.1},
         "systems": ["systems"],
@@ -189,9 +191,21 @@ async def token(hub: Hub, name: str, role: str, dept: str) -> str:
 
 
 async def start_sharing(
-    tmp: Path, aiohttp_client: AiohttpClient, *, sharing: dict[str, Any] | None = None
+    tmp: Path,
+    aiohttp_client: AiohttpClient,
+    *,
+    sharing: dict[str, Any] | None = None,
+    pg_schema: str | None = None,
 ) -> AsyncIterator[Sharing]:
-    cfg = load_config(write_sharing_config(tmp, sharing=sharing))
+    """A running sharing hub on SQLite, or on PostgreSQL in ``pg_schema`` (migrated here)."""
+    store = None
+    if pg_schema is not None:
+        from hub.store.postgres import migrate
+        from tests.conftest import PG_DSN
+
+        await migrate(PG_DSN, pg_schema)
+        store = {"kind": "postgres", "dsn": PG_DSN, "schema": pg_schema, "pool_size": 4}
+    cfg = load_config(write_sharing_config(tmp, sharing=sharing, store=store))
     clock = Clock(time.time())
     hub = Hub(cfg, clock=clock)
     client = await aiohttp_client(create_app(cfg, hub=hub))
@@ -229,3 +243,15 @@ def application(**over: Any) -> dict[str, Any]:
     }
     body.update(over)
     return body
+
+
+async def approved_grant(s: Sharing, **over: Any) -> tuple[str, str]:
+    """File, accept and approve an application; (application id, grant id)."""
+    st, app, _ = await s.call("POST", "/v1/applications", "requester", application(**over))
+    assert st == 201, app
+    aid = app["id"]
+    st, doc, _ = await s.call("POST", f"/v1/applications/{aid}/accept", "reviewer", {})
+    assert st == 200, doc
+    st, doc, _ = await s.call("POST", f"/v1/applications/{aid}/approve", "reviewer", {})
+    assert st == 200 and doc["state"] == "approved", doc
+    return aid, doc["grant_id"]

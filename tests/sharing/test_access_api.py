@@ -13,11 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from hub.peers.subscriber import Subscriber
 from hub.api import HUB_KEY
+from hub.peers.subscriber import Subscriber
 from tests.helpers import wait_until
-from tests.sharing.kit import AiohttpClient, Sharing, licence, start_sharing
-from tests.sharing.test_workflow_api import approved_grant
+from tests.sharing.kit import AiohttpClient, Sharing, approved_grant, licence, start_sharing
 
 SOURCE = {
     "Authorization": "Bearer dept-a-static-token-0123456789",

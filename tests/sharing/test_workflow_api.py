@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.conftest import drop_pg_schema
 from tests.sharing.kit import (
     OTHER,
     PROVIDER,
@@ -28,10 +30,20 @@ from tests.sharing.kit import (
 )
 
 
-@pytest.fixture
-async def s(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Sharing]:
-    async for x in start_sharing(tmp_path, aiohttp_client):
-        yield x
+@pytest.fixture(params=["sqlite", "postgres"])
+async def s(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Sharing]:
+    """The whole workflow runs on the SQLite and on the PostgreSQL store."""
+    schema = None
+    if request.param == "postgres":
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        async for x in start_sharing(tmp_path, aiohttp_client, pg_schema=schema):
+            yield x
+    finally:
+        if schema is not None:
+            await drop_pg_schema(schema)
 
 
 async def audit_actions(s: Sharing) -> list[dict[str, Any]]:
@@ -41,18 +53,6 @@ async def audit_actions(s: Sharing) -> list[dict[str, Any]]:
         if "action" in doc:
             out.append(doc)
     return out
-
-
-async def approved_grant(s: Sharing, **over: Any) -> tuple[str, str]:
-    """File, accept and approve an application; (application id, grant id)."""
-    st, app, _ = await s.call("POST", "/v1/applications", "requester", application(**over))
-    assert st == 201, app
-    aid = app["id"]
-    st, doc, _ = await s.call("POST", f"/v1/applications/{aid}/accept", "reviewer", {})
-    assert st == 200, doc
-    st, doc, _ = await s.call("POST", f"/v1/applications/{aid}/approve", "reviewer", {})
-    assert st == 200 and doc["state"] == "approved", doc
-    return aid, doc["grant_id"]
 
 
 # --------------------------------------------------------------------------- catalog
