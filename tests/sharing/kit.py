@@ -5,6 +5,8 @@ block declares the 有条件共享 resource, and the hub file's ``sharing.catalo
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,10 +15,12 @@ from typing import Any
 
 import orjson
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from hub.api import HUB_KEY, create_app
 from hub.config import load_config
+from hub.peers import bound_port
 from hub.runtime import Hub
 from tests.conftest import Clock
 
@@ -255,3 +259,42 @@ async def approved_grant(s: Sharing, **over: Any) -> tuple[str, str]:
     st, doc, _ = await s.call("POST", f"/v1/applications/{aid}/approve", "reviewer", {})
     assert st == 200 and doc["state"] == "approved", doc
     return aid, doc["grant_id"]
+
+
+class RunningHub:
+    """A hub served by aiohttp on its own loop in a thread (schemathesis calls are blocking)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+        self.base = ""
+        self.tokens: dict[str, str] = {}
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.run(self._start())
+
+    async def _start(self) -> None:
+        cfg = load_config(write_sharing_config(self.tmp))
+        hub = Hub(cfg)
+        self.runner = web.AppRunner(create_app(cfg, hub=hub))
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.base = f"http://127.0.0.1:{bound_port(site)}"
+        for who, role, dept in (
+            ("requester", "requester", "330100-swj"),
+            ("reviewer", "reviewer", "330100-scj"),
+        ):
+            self.tokens[who] = await token(hub, who, role, dept)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.run(self.runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -6,18 +6,14 @@ reaches the governed query and export, not only refusals."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -26,56 +22,13 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from hub.api import create_app
-from hub.config import load_config
-from hub.peers import bound_port
-from hub.runtime import Hub
 from hub.sharing.openapi import openapi_document
-from tests.sharing.kit import SOURCE_TOKEN, application, licence, token, write_sharing_config
-
-
-class _RunningHub:
-    """A hub served by aiohttp on its own loop in a thread (schemathesis calls are blocking)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runner: web.AppRunner | None = None
-        self.base = ""
-        self.tokens: dict[str, str] = {}
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-
-    def start(self) -> None:
-        self.thread.start()
-        self.run(self._start())
-
-    async def _start(self) -> None:
-        cfg = load_config(write_sharing_config(self.tmp))
-        hub = Hub(cfg)
-        self.runner = web.AppRunner(create_app(cfg, hub=hub))
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{bound_port(site)}"
-        for who, role, dept in (
-            ("requester", "requester", "330100-swj"),
-            ("reviewer", "reviewer", "330100-scj"),
-        ):
-            self.tokens[who] = await token(hub, who, role, dept)
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            self.run(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+from tests.sharing.kit import SOURCE_TOKEN, RunningHub, application, licence
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_RunningHub]:
-    hub = _RunningHub(tmp_path_factory.mktemp("openapi"))
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    hub = RunningHub(tmp_path_factory.mktemp("openapi"))
     hub.start()
     try:
         s = requests.Session()
@@ -97,7 +50,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_RunningHub]:
         hub.stop()
 
 
-def test_openapi_json_is_served_and_describes_every_sharing_route(running: _RunningHub) -> None:
+def test_openapi_json_is_served_and_describes_every_sharing_route(running: RunningHub) -> None:
     r = requests.get(f"{running.base}/openapi.json", timeout=10)
     assert r.status_code == 200
     doc = r.json()
@@ -123,7 +76,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
-def test_fuzzed_requests_get_no_5xx_and_conforming_answers(case: Any, running: _RunningHub) -> None:
+def test_fuzzed_requests_get_no_5xx_and_conforming_answers(case: Any, running: RunningHub) -> None:
     case.call_and_validate(
         base_url=running.base,
         headers={"Authorization": f"Bearer {running.tokens['requester']}"},
