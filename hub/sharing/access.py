@@ -67,14 +67,25 @@ class StoreCounters:
 
 
 class GovernedReader:
-    """Reads a dataset's current records for one hub (decrypting encrypted fields)."""
+    """Reads a dataset's current records for one hub (decrypting encrypted fields), from the
+    store, or from the provider's own system for a proxied resource (``proxies`` by dataset,
+    :class:`hub.sharing.proxy.ProviderProxy`: the same paging contract as the store)."""
 
-    def __init__(self, store: Any, ciphers: Mapping[str, Any], meter: QuotaMeter) -> None:
+    def __init__(
+        self,
+        store: Any,
+        ciphers: Mapping[str, Any],
+        meter: QuotaMeter,
+        proxies: Mapping[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.ciphers = ciphers
         self.meter = meter
+        self.proxies = dict(proxies or {})
 
-    def _decode(self, dataset: str, payload: bytes) -> dict[str, Any]:
+    def _decode(self, dataset: str, payload: bytes | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(payload, dict):  # a provider's record, already parsed
+            return payload
         rec: dict[str, Any] = orjson.loads(payload)
         cipher = self.ciphers.get(dataset)
         return cipher.decrypt_fields(rec) if cipher is not None else rec
@@ -84,8 +95,9 @@ class GovernedReader:
     ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """Every current record after position ``after``, in position order, read in batches
         (memory stays bounded)."""
+        source = self.proxies.get(dataset, self.store)
         while True:
-            rows = await self.store.current_records(dataset, after=after, limit=_BATCH)
+            rows = await source.current_records(dataset, after=after, limit=_BATCH)
             for pos, payload in rows:
                 yield pos, self._decode(dataset, payload)
                 after = pos

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hub.config import CircuitPolicy, RetryPolicy
 from hub.errors import ConfigError, NotFound
+from hub.sharing.proxy import ProxySettings
 
 __all__ = [
     "Catalog",
@@ -153,6 +154,11 @@ class CatalogResource(_Model):
         default_factory=QuotaSettings, description="default and largest quota of a grant"
     )
     max_days: int = Field(366, ge=1, le=3660, description="longest grant period in days")
+    proxy: ProxySettings | None = Field(
+        None,
+        description="records live in the provider's own system: read them from its query "
+        "endpoint (hub.sharing.proxy) instead of the hub store; query and download only",
+    )
 
     @field_validator("share_type", mode="before")
     @classmethod
@@ -177,14 +183,19 @@ class CatalogResource(_Model):
             raise ValueError("a field (信息项) is listed twice")
         if len(set(self.share_methods)) != len(self.share_methods) or not self.share_methods:
             raise ValueError("share_methods must list query / subscription / download once each")
+        if self.proxy is not None and "subscription" in self.share_methods:
+            raise ValueError(
+                "a proxied resource (proxy:) is read on request; it cannot offer subscription"
+            )
         return self
 
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
 
     def summary_doc(self) -> dict[str, Any]:
-        """The resource as the catalog API shows it."""
-        doc = self.model_dump(mode="json")
+        """The resource as the catalog API shows it (a proxy's address and token stay in)."""
+        doc = self.model_dump(mode="json", exclude={"proxy"})
+        doc["proxied"] = self.proxy is not None
         doc["share_type_label"] = self.share_type.label
         return doc
 
@@ -288,7 +299,14 @@ def build_catalog(
                     f"catalog resource {r.code!r} of {where} is also declared by {owner[r.code]}",
                     field="sharing.catalog.code",
                 )
-            if r.dataset not in known:
+            if r.proxy is not None:
+                if not r.dataset or r.dataset in known:
+                    raise ConfigError(
+                        f"catalog resource {r.code!r} of {where} is proxied: its dataset names "
+                        f"the provider's data, not one the hub holds ({r.dataset or '(none)'!r})",
+                        field="sharing.catalog.dataset",
+                    )
+            elif r.dataset not in known:
                 raise ConfigError(
                     f"catalog resource {r.code!r} of {where}: unknown dataset "
                     f"{r.dataset or '(none)'!r}; registered: {', '.join(sorted(known))}",

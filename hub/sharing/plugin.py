@@ -25,6 +25,7 @@ from hub.plugins import hookimpl
 from hub.sharing.access import GovernedReader, StoreCounters
 from hub.sharing.catalog import Catalog, CatalogResource, SharingSettings, build_catalog
 from hub.sharing.enforce import CursorCodec
+from hub.sharing.proxy import ProviderProxy
 from hub.sharing.quota import QuotaMeter
 from hub.sharing.subscriptions import Subscriptions
 from hub.sharing.workflow import SharingWorkflow
@@ -81,7 +82,12 @@ class SharingService:
             clock=hub.clock,
         )
         self.meter = QuotaMeter(StoreCounters(hub.store), hub.config.calendar)
-        self.reader = GovernedReader(hub.store, hub.guard.ciphers, self.meter)
+        self.proxies = {
+            r.dataset: ProviderProxy(r.code, r.proxy)
+            for r in self.catalog.resources.values()
+            if r.proxy is not None
+        }
+        self.reader = GovernedReader(hub.store, hub.guard.ciphers, self.meter, self.proxies)
         self.subscriptions = Subscriptions(
             hub,
             self.workflow,
@@ -123,6 +129,8 @@ class SharingService:
         self._task = asyncio.create_task(self._refresh_loop(), name="jghub-sharing-refresh")
 
     async def stop(self) -> None:
+        for proxy in self.proxies.values():
+            await proxy.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -626,7 +626,7 @@ class SharingWorkflow:
         doc = {
             "application_id": app.id,
             "resource": res.code,
-            "dataset_version": self.dataset_versions.get(res.dataset, ""),
+            "dataset_version": self.dataset_versions.get(res.dataset) or res.version,
             "principal": app.doc["applicant"],
             "masks": masks,
             **terms,

@@ -124,3 +124,15 @@ def test_the_example_configuration_loads() -> None:
     types = {r.share_type for r in cat.resources.values()}
     assert types == set(ShareType)
     assert hub.sharing.settings.review_workdays == 10
+
+
+def test_a_proxied_resource_names_data_the_hub_does_not_hold(tmp_path: Path) -> None:
+    path = write_sharing_config(tmp_path)
+    proxied = {**HUB_CATALOG[0], "code": "P-1", "proxy": {"url": "http://127.0.0.1:9/q"}}
+    edit(path, lambda d: d["sharing"]["catalog"].append(proxied))
+    with pytest.raises(ConfigError, match="is proxied: its dataset names the provider's data"):
+        hub_for(path)
+    edit(path, lambda d: d["sharing"]["catalog"][-1].update(share_methods=["subscription"]))
+    with pytest.raises(ConfigError, match="cannot offer subscription") as info:
+        hub_for(path)
+    assert f"{path}:" in info.value.message
