@@ -22,6 +22,7 @@ from hub.sharing.enforce import MAX_PAGE, plan_query
 from hub.sharing.export import EXPORT_FORMATS, stream_export
 from hub.sharing.subscriptions import SubscriptionIn, subscription_view
 from hub.sharing.workflow import (
+    AcceptIn,
     ApplicationIn,
     DecisionIn,
     ReasonIn,
@@ -247,7 +248,7 @@ def _step(name: str) -> Handler:
         await _readable_application(svc, p, app_id)
         wf = svc.workflow
         if name == "accept":
-            reason = (await _body(request, _OptionalReason)).reason
+            reason = (await _body(request, AcceptIn)).reason
             rec = await wf.accept(p, app_id, reason)
         elif name == "approve":
             rec = await wf.approve(p, app_id, await _body(request, DecisionIn))
@@ -261,11 +262,6 @@ def _step(name: str) -> Handler:
 
     step.__name__ = f"application_{name.replace('-', '_')}"
     return step
-
-
-class _OptionalReason(BaseModel):
-    model_config = {"extra": "forbid"}
-    reason: str = ""
 
 
 # --------------------------------------------------------------------------- grants

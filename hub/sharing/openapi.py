@@ -14,7 +14,7 @@ from hub import __version__
 from hub.errors import ERROR_CODES
 from hub.sharing.catalog import CatalogResource
 from hub.sharing.subscriptions import SubscriptionIn
-from hub.sharing.workflow import ApplicationIn, DecisionIn, ReasonIn, SupplementIn
+from hub.sharing.workflow import AcceptIn, ApplicationIn, DecisionIn, ReasonIn, SupplementIn
 
 __all__ = ["openapi_document"]
 
@@ -157,6 +157,20 @@ _ERRORS = {
     }
     for code in (400, 401, 403, 404, 405, 409, 413, 429)
 }
+_ERRORS["429"]["headers"] = {
+    "Retry-After": {
+        "description": "seconds until the quota's next day begins (local midnight)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+for _code in ("502", "503"):
+    _ERRORS[_code] = {
+        "description": "a proxied resource's provider is unreachable (503 E_UNREACHABLE) or "
+        "answered off the contract (502 E_SOURCE); the store is unavailable (503 E_STORE)",
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
 
 
 def _op(
@@ -216,6 +230,7 @@ def openapi_document() -> dict[str, Any]:
         "CatalogResource": {"type": "object", "required": ["code", "name", "share_type"]},
     }
     for name, model in (
+        ("AcceptIn", AcceptIn),
         ("ApplicationIn", ApplicationIn),
         ("DecisionIn", DecisionIn),
         ("ReasonIn", ReasonIn),
@@ -289,7 +304,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/applications/{id}/accept": {
             "post": _op(
-                "受理: accept for handling", _ref("Application"), body="ReasonIn", params=app_id
+                "受理: accept for handling", _ref("Application"), body="AcceptIn", params=app_id
             )
         },
         "/v1/applications/{id}/request-info": {

@@ -96,7 +96,6 @@ class SharingService:
             self.settings.subscription_circuit,
         )
         self.codec: CursorCodec | None = None
-        #: manifests of finished exports by id (also kept in the store's state table)
         self._task: asyncio.Task[None] | None = None
 
     async def _audit(

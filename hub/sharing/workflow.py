@@ -41,6 +41,7 @@ from hub.store.base import ShareEvent, ShareRecord, Store
 
 __all__ = [
     "OPEN_STATES",
+    "AcceptIn",
     "ApplicationIn",
     "DecisionIn",
     "ReasonIn",
@@ -102,6 +103,12 @@ class ReasonIn(_Body):
     """A step that needs a reason (reject, ask for more information, revoke, withdraw)."""
 
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class AcceptIn(_Body):
+    """受理 takes an optional reason (the step itself says it all)."""
+
+    reason: str = Field("", max_length=2000)
 
 
 class SupplementIn(_Body):
