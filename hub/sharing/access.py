@@ -9,7 +9,7 @@ key, :meth:`hub.store.Store.current_records`), field-decrypted, then checked and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -74,12 +74,14 @@ class GovernedReader:
     def __init__(
         self,
         store: Any,
-        ciphers: Mapping[str, Any],
+        cipher_of: Callable[[str], Any],
         meter: QuotaMeter,
         proxies: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
-        self.ciphers = ciphers
+        #: the field cipher of a dataset (security.fieldcrypt), looked up per read: the guard
+        #: builds its ciphers when the hub starts, after this reader
+        self.cipher_of = cipher_of
         self.meter = meter
         self.proxies = dict(proxies or {})
 
@@ -87,7 +89,7 @@ class GovernedReader:
         if isinstance(payload, dict):  # a provider's record, already parsed
             return payload
         rec: dict[str, Any] = orjson.loads(payload)
-        cipher = self.ciphers.get(dataset)
+        cipher = self.cipher_of(dataset)
         return cipher.decrypt_fields(rec) if cipher is not None else rec
 
     async def records(

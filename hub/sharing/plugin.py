@@ -87,7 +87,10 @@ class SharingService:
             for r in self.catalog.resources.values()
             if r.proxy is not None
         }
-        self.reader = GovernedReader(hub.store, hub.guard.ciphers, self.meter, self.proxies)
+        guard = hub.guard
+        self.reader = GovernedReader(
+            hub.store, lambda ds: guard.ciphers.get(ds), self.meter, self.proxies
+        )
         self.subscriptions = Subscriptions(
             hub,
             self.workflow,

@@ -123,7 +123,11 @@ def licence(i: int, *, region: str = "330106", status: str = "存续", v: int = 
 
 
 def write_sharing_config(
-    tmp: Path, *, sharing: dict[str, Any] | None = None, store: dict[str, Any] | None = None
+    tmp: Path,
+    *,
+    sharing: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
+    security: dict[str, Any] | None = None,
 ) -> Path:
     (tmp / "systems").mkdir(parents=True, exist_ok=True)
     (tmp / "datasets").mkdir(exist_ok=True)
@@ -146,6 +150,7 @@ def write_sharing_config(
         "security": {
             "db": {"path": "data/security.db", "durability": "normal"},
             "tokens": {"pepper_env": None},
+            **(security or {}),
         },
         "sharing": {"catalog": HUB_CATALOG, "refresh_seconds": 0.2, **(sharing or {})},
     }
@@ -200,6 +205,7 @@ async def start_sharing(
     *,
     sharing: dict[str, Any] | None = None,
     pg_schema: str | None = None,
+    security: dict[str, Any] | None = None,
 ) -> AsyncIterator[Sharing]:
     """A running sharing hub on SQLite, or on PostgreSQL in ``pg_schema`` (migrated here)."""
     store = None
@@ -209,7 +215,7 @@ async def start_sharing(
 
         await migrate(PG_DSN, pg_schema)
         store = {"kind": "postgres", "dsn": PG_DSN, "schema": pg_schema, "pool_size": 4}
-    cfg = load_config(write_sharing_config(tmp, sharing=sharing, store=store))
+    cfg = load_config(write_sharing_config(tmp, sharing=sharing, store=store, security=security))
     clock = Clock(time.time())
     hub = Hub(cfg, clock=clock)
     client = await aiohttp_client(create_app(cfg, hub=hub))

@@ -318,3 +318,29 @@ async def test_an_ingest_process_routes_records_to_subscriptions_made_on_the_nod
     finally:
         await worker.close()
         await sub.stop()
+
+
+async def test_fields_encrypted_at_rest_are_opened_then_masked(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """security.fieldcrypt: the store holds ciphertext; a grant reads the clear value through
+    its masks (never the ciphertext, never the clear value of a masked field)."""
+    import base64
+    import os
+
+    monkeypatch.setenv("JGHUB_TEST_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    crypt = {
+        "fieldcrypt": {
+            "master_key_env": "JGHUB_TEST_MASTER_KEY",
+            "datasets": {"licenses": ["id_card", "phone"]},
+        }
+    }
+    async for s in start_sharing(tmp_path, aiohttp_client, security=crypt):
+        await s.send([licence(1), licence(3)])
+        [(_, stored), *_] = await s.hub.store.current_records("licenses")
+        assert b"13800000001" not in stored and b"enc:" in stored  # encrypted at rest
+        await approved_grant(s, fields=["license_no", "phone"])
+        st, page, text = await s.call("GET", "/v1/data/licenses", "requester")
+        assert st == 200, page
+        assert [r["phone"] for r in page["items"]] == ["138****0001", "138****0003"]
+        assert "enc:" not in text and "13800000001" not in text
