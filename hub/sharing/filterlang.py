@@ -66,6 +66,7 @@ __all__ = [
     "Like",
     "Not",
     "Or",
+    "SqlBuilder",
     "StoredAs",
     "Value",
     "compile_predicate",
@@ -684,7 +685,10 @@ def _plain_text(v: Value) -> bool:
     return isinstance(v, str) and not v.startswith(("{", "["))
 
 
-class _Sql:
+class SqlBuilder:
+    """Builds SQL over a JSON column with bound parameters, collected in text order (used by
+    :func:`to_sql` and by :meth:`hub.sharing.enforce.Plan.query_sql`)."""
+
     def __init__(self, dialect: Dialect, column: str, stored_as: StoredAs) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?", column):
             raise ValueError(f"unsafe column name {column!r}")
@@ -825,5 +829,5 @@ def to_sql(
     (built in since SQLite 3.38)."""
     if dialect not in ("sqlite", "postgres"):
         raise ValueError(f"unknown SQL dialect {dialect!r}")
-    b = _Sql(dialect, column, stored_as)
+    b = SqlBuilder(dialect, column, stored_as)
     return b.sql(expr), b.params
