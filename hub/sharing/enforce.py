@@ -20,6 +20,7 @@ Public interface::
         .fingerprint: str              # binds cursors to this dataset/grant/filter/sort
         .where_sql(dialect, column, stored_as) -> (sql, params) | None   # the filter as SQL
         .page(rows, limit, codec, cursor=None) -> Page(items, next_cursor)  # any sort, in memory
+        async .apage(async_rows, limit, codec, cursor=None) -> Page  # the same, rows streamed
         .decode_cursor(codec, token) -> list   # [sort values..., key]; [key] with no sort
         .encode_cursor(codec, key, record) -> str
         .query_sql(dialect, column, stored_as, key_column="key", position=None) -> SqlQuery
@@ -55,7 +56,7 @@ import hashlib
 import heapq
 import hmac
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -527,28 +528,63 @@ class Plan:
         ``rows`` may come in any order and is read once; memory stays bounded by ``limit``
         (a heap keeps the ``limit + 1`` smallest rows), so a store can stream the whole
         dataset through it."""
+        top = _TopRows(self, limit, codec, cursor)
+        for key, record in rows:
+            top.offer(key, record)
+        return top.page()
+
+    async def apage(
+        self,
+        rows: AsyncIterable[tuple[str, Mapping[str, Any]]],
+        limit: int,
+        codec: CursorCodec,
+        cursor: str | None = None,
+    ) -> Page:
+        """:meth:`page` over an async iterable (a store read in batches): never more than
+        ``limit + 1`` rows held, however many the dataset has."""
+        top = _TopRows(self, limit, codec, cursor)
+        async for key, record in rows:
+            top.offer(key, record)
+        return top.page()
+
+
+class _TopRows:
+    """The ``limit + 1`` first rows in a plan's order after a cursor, kept in a bounded
+    max-heap (its top is the last row kept, pushed out by any row that sorts before it)."""
+
+    def __init__(self, plan: Plan, limit: int, codec: CursorCodec, cursor: str | None) -> None:
         if not 1 <= limit <= MAX_PAGE:
             raise BadParameter(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        after = None
+        self.plan = plan
+        self.limit = limit
+        self.codec = codec
+        self.after = None
         if cursor is not None:
-            after = self._key_of_position(codec.decode(cursor, self.fingerprint))
+            self.after = plan._key_of_position(codec.decode(cursor, plan.fingerprint))
+        self.heap: list[tuple[_Desc, str, Mapping[str, Any]]] = []
 
-        def candidates() -> Iterator[tuple[tuple[Any, ...], str, Mapping[str, Any]]]:
-            for key, record in rows:
-                if not self._predicate(record):
-                    continue
-                sk = self.sort_key(key, record)
-                if after is None or after < sk:
-                    yield sk, key, record
+    def offer(self, key: str, record: Mapping[str, Any]) -> None:
+        plan = self.plan
+        if not plan._predicate(record):
+            return
+        sk = plan.sort_key(key, record)
+        if self.after is not None and not self.after < sk:
+            return
+        item = (_Desc(sk), key, record)
+        if len(self.heap) <= self.limit:
+            heapq.heappush(self.heap, item)
+        elif sk < self.heap[0][0].v:
+            heapq.heapreplace(self.heap, item)
 
-        best = heapq.nsmallest(limit + 1, candidates(), key=lambda t: t[0])
-        more = len(best) > limit
-        best = best[:limit]
-        items = [self.project(record) for _, _, record in best]
+    def page(self) -> Page:
+        best = sorted(self.heap, key=lambda t: t[0].v)
+        more = len(best) > self.limit
+        best = best[: self.limit]
+        items = [self.plan.project(record) for _, _, record in best]
         next_cursor = None
         if more and best:
             _, key, record = best[-1]
-            next_cursor = codec.encode(self.fingerprint, self._position(key, record))
+            next_cursor = self.codec.encode(self.plan.fingerprint, self.plan._position(key, record))
         return Page(items, next_cursor)
 
 
