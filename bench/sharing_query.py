@@ -21,6 +21,10 @@ key, a cursor per page) and serialised as the HTTP body would be (orjson).
    (about a fifth of the rows). Records *served* per second and rows *scanned* per second.
 4. **Governed, selective, filtered in Python only** (no SQL pre-selection): what ``to_sql``
    saves.
+5. **Sorted** (``sort=-inspection_time,inspection_no``, two regions), the first five pages:
+   ordered and sought in SQL (``Plan.query_sql``, keyset on the sort values) against every
+   matching row passing through the plan's bounded heap for each page (``Plan.page``). Rows
+   scanned counts the whole dataset once per page.
 
 Best of several interleaved passes (so a change in machine load hits every side alike). The
 table is printed and written into ``docs/PERFORMANCE.md`` between the
@@ -133,6 +137,37 @@ def read_governed(
             return served, body
 
 
+def read_sorted(db: sqlite3.Connection, plan: Plan, pages: int, *, in_sql: bool) -> tuple[int, int]:
+    """The first ``pages`` pages of a sorted governed query: ordered and sought in SQL
+    (``Plan.query_sql``), or every filtered row through the plan's bounded heap
+    (``Plan.page``) for each page."""
+    served = body = 0
+    cursor: str | None = None
+    for _ in range(pages):
+        if in_sql:
+            position = None if cursor is None else plan.decode_cursor(CODEC, cursor)
+            q = plan.query_sql("sqlite", "payload", "bytes", position=position)
+            rows = db.execute(
+                f"SELECT key, payload FROM records WHERE {q.where} ORDER BY {q.order_by} LIMIT ?",
+                [*q.params, *q.order_params, PAGE + 1],
+            ).fetchall()
+            decoded = [(k, orjson.loads(p)) for k, p in rows]
+            more = len(decoded) > PAGE
+            decoded = decoded[:PAGE]
+            items = [plan.project(r) for _, r in decoded]
+            cursor = plan.encode_cursor(CODEC, *decoded[-1]) if more else None
+        else:
+            where, params = plan.where_sql("sqlite", "payload", "bytes") or ("1", [])
+            found = db.execute(f"SELECT key, payload FROM records WHERE {where}", params)
+            page = plan.page(((k, orjson.loads(p)) for k, p in found), PAGE, CODEC, cursor)
+            items, cursor = page.items, page.next_cursor
+        body += len(orjson.dumps({"items": items, "next": cursor}))
+        served += len(items)
+        if cursor is None:
+            break
+    return served, body
+
+
 def best(fn: Callable[[], tuple[int, int]], results: dict[str, Any], name: str) -> None:
     t0 = time.perf_counter()
     served, body = fn()
@@ -170,6 +205,8 @@ def main() -> int:
     )
     governed_all = plan_query(all_rows)
     governed_sel = plan_query(selective, filter="inspection_result in ('1', '2')")
+    governed_sorted = plan_query(selective, sort="-inspection_time,inspection_no")
+    sorted_pages = 5
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "records.db"
@@ -181,6 +218,9 @@ def main() -> int:
         want = sum(1 for i in range(n) if governed_sel.matches(record(i)))
         assert read_governed(db, governed_sel)[0] == want
         assert read_governed(db, governed_sel, sql_filter=False)[0] == want
+        assert read_sorted(db, governed_sorted, 3, in_sql=True) == read_sorted(
+            db, governed_sorted, 3, in_sql=False
+        )
         first = governed_all.apply(record(0)) or {}
         assert (
             set(first) == set(GRANTED)
@@ -193,6 +233,14 @@ def main() -> int:
             best(lambda: read_governed(db, governed_all), results, "all")
             best(lambda: read_governed(db, governed_sel), results, "sel")
             best(lambda: read_governed(db, governed_sel, sql_filter=False), results, "py")
+            best(
+                lambda: read_sorted(db, governed_sorted, sorted_pages, in_sql=True), results, "ssql"
+            )
+            best(
+                lambda: read_sorted(db, governed_sorted, sorted_pages, in_sql=False),
+                results,
+                "sheap",
+            )
         db.close()
 
     base = results["base"]
@@ -226,6 +274,21 @@ def main() -> int:
         ),
         row("governed, 2 of 4 regions and `inspection_result in ('1','2')`", "sel"),
         row("the same, filtered in Python only (no SQL pre-selection)", "py"),
+    ]
+    for key, how in (("ssql", "ordered in SQL (`query_sql`)"), ("sheap", "heap over all rows")):
+        r = results[key]
+        lines.append(
+            f"| sorted `-inspection_time,inspection_no`, 2 regions, first {sorted_pages} pages, "
+            f"{how} | {fmt(r['served'] / r['seconds'])} | {fmt(n * sorted_pages / r['seconds'])}"
+            f" | {r['served']:,} | {r['bytes'] / 1e6:.1f} MB | "
+            f"{r['served'] / r['seconds'] / base_rps:.2f}x |"
+        )
+    lines += [
+        "",
+        "The governed read can beat the unfiltered one: it serialises 10 of the 22 fields "
+        "(the body is about 60% of the size), which pays for the checks, the projection and "
+        "the masks. Sorted pages cost a full pass over the matching rows each (no index on "
+        "JSON values); ordering and seeking in SQL is faster than the in-memory heap.",
     ]
     report = "\n".join(lines)
     print(report)

@@ -20,9 +20,12 @@ Public interface::
         .fingerprint: str              # binds cursors to this dataset/grant/filter/sort
         .where_sql(dialect, column, stored_as) -> (sql, params) | None   # the filter as SQL
         .page(rows, limit, codec, cursor=None) -> Page(items, next_cursor)  # any sort, in memory
+        async .apage(async_rows, limit, codec, cursor=None) -> Page  # the same, rows streamed
         .decode_cursor(codec, token) -> list   # [sort values..., key]; [key] with no sort
         .encode_cursor(codec, key, record) -> str
-        # no sort: page in SQL by key (WHERE key > ? AND <where_sql> ORDER BY key LIMIT n)
+        .query_sql(dialect, column, stored_as, key_column="key", position=None) -> SqlQuery
+            # one page in the store: .where (filter AND after position) + .params,
+            # .order_by + .order_params giving exactly sort_key's order (any sort, keyset)
     parse_fields(text) -> tuple[str, ...]          # "a,b.c"        (E_PARAM)
     parse_sort(text) -> tuple[SortKey, ...]        # "-decided,id"  (E_PARAM)
     CursorCodec(secret).encode(fingerprint, position) / .decode(token, fingerprint)
@@ -53,7 +56,7 @@ import hashlib
 import heapq
 import hmac
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -64,6 +67,7 @@ from hub.errors import BadParameter, HubError
 from hub.sharing.filterlang import (
     Dialect,
     Expr,
+    SqlBuilder,
     StoredAs,
     compile_predicate,
     conjoin,
@@ -84,6 +88,7 @@ __all__ = [
     "Page",
     "Plan",
     "SortKey",
+    "SqlQuery",
     "parse_fields",
     "parse_sort",
     "plan_query",
@@ -226,7 +231,8 @@ _RANK = {"null": 0, "bool": 1, "number": 2, "string": 3, "other": 4}
 
 
 def _order_value(v: Any) -> tuple[int, Any]:
-    """A total order over JSON values: missing/null < booleans < numbers < strings < other."""
+    """A total order over JSON values: missing/null < booleans < numbers < strings < objects
+    and lists; :meth:`Plan.query_sql` orders the same way in SQL."""
     if v is None:
         return (0, 0)
     if isinstance(v, bool):
@@ -235,7 +241,7 @@ def _order_value(v: Any) -> tuple[int, Any]:
         return (2, v)
     if isinstance(v, str):
         return (3, v)
-    return (4, orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+    return (4, 0)  # objects and lists are equal to each other (the record key decides)
 
 
 class _Desc:
@@ -461,6 +467,43 @@ class Plan:
             return None
         return to_sql(self.filter, dialect, column, stored_as)
 
+    def query_sql(
+        self,
+        dialect: Dialect = "sqlite",
+        column: str = "payload",
+        stored_as: StoredAs = "json",
+        *,
+        key_column: str = "key",
+        position: list[Any] | None = None,
+    ) -> SqlQuery:
+        """SQL for one page of this query in the store: the combined filter AND "after
+        ``position``" (from :meth:`decode_cursor`), and an ORDER BY giving exactly
+        :meth:`sort_key`'s order (the sort fields by type rank then value, then the key)::
+
+            q = plan.query_sql("sqlite", "payload", "bytes", position=pos)
+            sql = (f"SELECT key, payload FROM records WHERE dataset = ? AND {q.where} "
+                   f"ORDER BY {q.order_by} LIMIT ?")
+            rows = db.execute(sql, [dataset, *q.params, *q.order_params, limit + 1])
+
+        Fetch one row more than the page to know whether another page follows."""
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?", key_column):
+            raise ValueError(f"unsafe column name {key_column!r}")
+        w = SqlBuilder(dialect, column, stored_as)
+        conds: list[str] = []
+        if self.filter is not None:
+            conds.append(w.sql(self.filter))
+        if position is not None:
+            self._key_of_position(position)  # the right shape
+            conds.append(_seek(w, self.sort, position, key_column))
+        where = " AND ".join(conds) if conds else ("TRUE" if w.pg else "1")
+        o = SqlBuilder(dialect, column, stored_as)
+        order: list[str] = []
+        for k in self.sort:
+            direction = " DESC" if k.descending else ""
+            order += [e + direction for e in _order_exprs(o, k.field)]
+        order.append(key_column)
+        return SqlQuery(where, w.params, ", ".join(order), o.params)
+
     def decode_cursor(self, codec: CursorCodec, token: str) -> list[Any]:
         """The position in a cursor of this query: the last row's sort values, then its key
         (``E_CURSOR`` when altered or from another query). With no ``sort`` it is ``[key]``,
@@ -485,29 +528,151 @@ class Plan:
         ``rows`` may come in any order and is read once; memory stays bounded by ``limit``
         (a heap keeps the ``limit + 1`` smallest rows), so a store can stream the whole
         dataset through it."""
+        top = _TopRows(self, limit, codec, cursor)
+        for key, record in rows:
+            top.offer(key, record)
+        return top.page()
+
+    async def apage(
+        self,
+        rows: AsyncIterable[tuple[str, Mapping[str, Any]]],
+        limit: int,
+        codec: CursorCodec,
+        cursor: str | None = None,
+    ) -> Page:
+        """:meth:`page` over an async iterable (a store read in batches): never more than
+        ``limit + 1`` rows held, however many the dataset has."""
+        top = _TopRows(self, limit, codec, cursor)
+        async for key, record in rows:
+            top.offer(key, record)
+        return top.page()
+
+
+class _TopRows:
+    """The ``limit + 1`` first rows in a plan's order after a cursor, kept in a bounded
+    max-heap (its top is the last row kept, pushed out by any row that sorts before it)."""
+
+    def __init__(self, plan: Plan, limit: int, codec: CursorCodec, cursor: str | None) -> None:
         if not 1 <= limit <= MAX_PAGE:
             raise BadParameter(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        after = None
+        self.plan = plan
+        self.limit = limit
+        self.codec = codec
+        self.after = None
         if cursor is not None:
-            after = self._key_of_position(codec.decode(cursor, self.fingerprint))
+            self.after = plan._key_of_position(codec.decode(cursor, plan.fingerprint))
+        self.heap: list[tuple[_Desc, str, Mapping[str, Any]]] = []
 
-        def candidates() -> Iterator[tuple[tuple[Any, ...], str, Mapping[str, Any]]]:
-            for key, record in rows:
-                if not self._predicate(record):
-                    continue
-                sk = self.sort_key(key, record)
-                if after is None or after < sk:
-                    yield sk, key, record
+    def offer(self, key: str, record: Mapping[str, Any]) -> None:
+        plan = self.plan
+        if not plan._predicate(record):
+            return
+        sk = plan.sort_key(key, record)
+        if self.after is not None and not self.after < sk:
+            return
+        item = (_Desc(sk), key, record)
+        if len(self.heap) <= self.limit:
+            heapq.heappush(self.heap, item)
+        elif sk < self.heap[0][0].v:
+            heapq.heapreplace(self.heap, item)
 
-        best = heapq.nsmallest(limit + 1, candidates(), key=lambda t: t[0])
-        more = len(best) > limit
-        best = best[:limit]
-        items = [self.project(record) for _, _, record in best]
+    def page(self) -> Page:
+        best = sorted(self.heap, key=lambda t: t[0].v)
+        more = len(best) > self.limit
+        best = best[: self.limit]
+        items = [self.plan.project(record) for _, _, record in best]
         next_cursor = None
         if more and best:
             _, key, record = best[-1]
-            next_cursor = codec.encode(self.fingerprint, self._position(key, record))
+            next_cursor = self.codec.encode(self.plan.fingerprint, self.plan._position(key, record))
         return Page(items, next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class SqlQuery:
+    """The WHERE condition and ORDER BY list of one page (see :meth:`Plan.query_sql`)."""
+
+    where: str
+    params: list[Any]
+    order_by: str
+    order_params: list[Any]
+
+
+def _rank_expr(b: SqlBuilder, field: str) -> str:
+    t = b.jtype(field)
+    if b.pg:
+        cases = "WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 WHEN 'string' THEN 3"
+        return f"(CASE {t} {cases} WHEN 'object' THEN 4 WHEN 'array' THEN 4 ELSE 0 END)"
+    cases = "WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2"
+    return (
+        f"(CASE {t} {cases} WHEN 'text' THEN 3 WHEN 'object' THEN 4 WHEN 'array' THEN 4 ELSE 0 END)"
+    )
+
+
+def _num_expr(b: SqlBuilder, field: str) -> str:
+    """PostgreSQL: numbers, and booleans as 0/1 (ranks 1 and 2); NULL otherwise."""
+    t = b.jtype(field)
+    v1 = f"({b.col} #>> {b.bind(field.split('.'))})"
+    v2 = f"({b.col} #>> {b.bind(field.split('.'))})"
+    return (
+        f"(CASE {t} WHEN 'number' THEN {v1}::numeric "
+        f"WHEN 'boolean' THEN CASE WHEN {v2} = 'true' THEN 1 ELSE 0 END END)"
+    )
+
+
+def _txt_expr(b: SqlBuilder, field: str) -> str:
+    """PostgreSQL: strings in code-point order (rank 3); NULL otherwise."""
+    t = b.jtype(field)
+    return (
+        f"(CASE WHEN {t} = 'string' THEN {b.col} #>> {b.bind(field.split('.'))} END) COLLATE \"C\""
+    )
+
+
+def _val_expr(b: SqlBuilder, field: str) -> str:
+    """SQLite: booleans as 0/1, numbers, text (ranks 1-3); NULL for objects and lists."""
+    t = b.jtype(field)
+    return f"(CASE WHEN {t} IN ('object', 'array') THEN NULL ELSE {b.text(field)} END)"
+
+
+def _order_exprs(b: SqlBuilder, field: str) -> list[str]:
+    if b.pg:
+        return [_rank_expr(b, field), _num_expr(b, field), _txt_expr(b, field)]
+    return [_rank_expr(b, field), _val_expr(b, field)]
+
+
+def _seek(b: SqlBuilder, sort: tuple[SortKey, ...], position: list[Any], key_column: str) -> str:
+    """Rows strictly after ``position`` in sort order, as nested OR/AND (parameters bound in
+    text order)."""
+
+    def after(i: int) -> str:
+        if i == len(sort):
+            return f"{key_column} > {b.bind(position[-1])}"
+        k, v = sort[i], position[i]
+        gt = "<" if k.descending else ">"
+        rank, value = _order_value(v)
+        rank_sql = _rank_expr(b, k.field)
+        head = f"({rank_sql} {gt} {b.bind(rank)} OR ({_rank_expr(b, k.field)} = {b.bind(rank)} AND "
+        if rank in (0, 4):
+            return head + f"{after(i + 1)}))"
+        if b.pg:
+            expr = _txt_expr if rank == 3 else _num_expr
+            lit = value if rank == 3 else int(value) if rank == 1 else repr(value)
+            cast = "" if rank == 3 else "::numeric"
+            x1 = expr(b, k.field)
+            p1 = b.bind(lit)
+            x2 = expr(b, k.field)
+            p2 = b.bind(lit)
+            cmp = f"({x1} {gt} {p1}{cast} OR ({x2} = {p2}{cast} AND {after(i + 1)}))"
+        else:
+            lit = int(value) if rank == 1 else value
+            x1 = _val_expr(b, k.field)
+            p1 = b.bind(lit)
+            x2 = _val_expr(b, k.field)
+            p2 = b.bind(lit)
+            cmp = f"({x1} {gt} {p1} OR ({x2} = {p2} AND {after(i + 1)}))"
+        return head + cmp + "))"
+
+    return after(0)
 
 
 def _refuse(path: str, param: str, why: str) -> FieldNotGranted:

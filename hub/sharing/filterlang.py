@@ -66,12 +66,14 @@ __all__ = [
     "Like",
     "Not",
     "Or",
+    "SqlBuilder",
     "StoredAs",
     "Value",
     "compile_predicate",
     "conjoin",
     "evaluate",
     "fields_of",
+    "like_matcher",
     "parse",
     "to_sql",
     "unparse",
@@ -529,19 +531,54 @@ def _typed_eq(v: Any, lit: Value) -> bool:
     return _kind(v) == _kind(lit) and v == lit
 
 
-def like_regex(pattern: str) -> re.Pattern[str]:
-    """The regular expression a ``like`` pattern stands for (``%``, ``_``, ``\\`` escape)."""
-    out: list[str] = []
+def like_matcher(pattern: str) -> Callable[[str], bool]:
+    """A test of whole strings against a ``like`` pattern (``%`` any run, ``_`` one character,
+    ``\\`` escapes the next character; a trailing ``\\`` is itself).
+
+    No backtracking regular expression: the pattern is cut at each ``%`` into fixed-length
+    segments; the first must match at the start, the last at the end, and the others are
+    found left to right, each at its leftmost place (which is optimal for fixed-length
+    segments). Time is linear in the value for each segment, so a hostile pattern such as
+    ``%a%a%a%a…b`` cannot make a record take exponential time."""
+    segments: list[list[str | None]] = [[]]  # None stands for "_"
     i = 0
     while i < len(pattern):
         c = pattern[i]
         if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
+            segments[-1].append(pattern[i + 1])
             i += 2
             continue
-        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        if c == "%":
+            segments.append([])
+        else:
+            segments[-1].append(None if c == "_" else c)
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    rx = [
+        re.compile("".join("." if t is None else re.escape(t) for t in seg), re.DOTALL)
+        for seg in segments
+    ]
+    if len(rx) == 1:
+        only = rx[0]
+        return lambda v: only.fullmatch(v) is not None
+    first, middle, last = rx[0], rx[1:-1], rx[-1]
+    last_len = len(segments[-1])
+
+    def match(v: str) -> bool:
+        end = len(v) - last_len
+        if end < 0:
+            return False
+        m = first.match(v, 0, end)
+        if m is None:
+            return False
+        pos = m.end()
+        for seg in middle:
+            found = seg.search(v, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return last.match(v, end) is not None
+
+    return match
 
 
 def _present(v: Any) -> bool:
@@ -571,12 +608,10 @@ def _compile(e: Expr) -> Callable[[Mapping[str, Any]], bool]:
             return lambda r: _present(get(r))
         return lambda r: not _present(get(r))
     if isinstance(e, Like):
-        rx = like_regex(e.pattern)
+        like = like_matcher(e.pattern)
         if e.negated:
-            return lambda r: (
-                _present(v := get(r)) and not (isinstance(v, str) and rx.fullmatch(v) is not None)
-            )
-        return lambda r: isinstance(v := get(r), str) and rx.fullmatch(v) is not None
+            return lambda r: _present(v := get(r)) and not (isinstance(v, str) and like(v))
+        return lambda r: isinstance(v := get(r), str) and like(v)
     if isinstance(e, In):
         lits = e.values
         if e.negated:
@@ -659,7 +694,7 @@ def _like_glob(pattern: str) -> str:
 
 def _like_pg(pattern: str) -> str:
     """A ``like`` pattern for PostgreSQL ``LIKE ... ESCAPE '\\'`` (a trailing lone ``\\`` is a
-    literal backslash, as in :func:`like_regex`)."""
+    literal backslash, as in :func:`like_matcher`)."""
     out: list[str] = []
     i = 0
     while i < len(pattern):
@@ -684,7 +719,10 @@ def _plain_text(v: Value) -> bool:
     return isinstance(v, str) and not v.startswith(("{", "["))
 
 
-class _Sql:
+class SqlBuilder:
+    """Builds SQL over a JSON column with bound parameters, collected in text order (used by
+    :func:`to_sql` and by :meth:`hub.sharing.enforce.Plan.query_sql`)."""
+
     def __init__(self, dialect: Dialect, column: str, stored_as: StoredAs) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?", column):
             raise ValueError(f"unsafe column name {column!r}")
@@ -825,5 +863,5 @@ def to_sql(
     (built in since SQLite 3.38)."""
     if dialect not in ("sqlite", "postgres"):
         raise ValueError(f"unknown SQL dialect {dialect!r}")
-    b = _Sql(dialect, column, stored_as)
+    b = SqlBuilder(dialect, column, stored_as)
     return b.sql(expr), b.params

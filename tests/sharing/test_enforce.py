@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -331,3 +332,28 @@ def test_masks_inside_lists() -> None:
         with pytest.raises(FieldNotGranted, match="masked"):
             plan_query(scope, **kw)  # type: ignore[arg-type]
     assert plan_query(scope, fields="inspection_no").apply(record) == {"inspection_no": "JC1"}
+
+
+async def test_apage_streams_rows_and_matches_page() -> None:
+    records = sample_records(400, seed=8)
+    rows = [(f"k{i:04d}", r) for i, r in enumerate(records)]
+    plan = plan_query(GrantScope("d", ("a", "b", "c")), filter="c is not null", sort="-a,b")
+    read = 0
+
+    async def stream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        nonlocal read
+        for row in rows:
+            read += 1
+            yield row
+
+    cursor = None
+    pages = 0
+    while True:
+        want = plan.page(rows, 25, CODEC, cursor)
+        got = await plan.apage(stream(), 25, CODEC, cursor)
+        assert got == want
+        pages += 1
+        cursor = got.next_cursor
+        if cursor is None:
+            break
+    assert pages > 5 and read == pages * len(rows)

@@ -25,6 +25,7 @@ from hub.sharing.filterlang import (
     conjoin,
     evaluate,
     fields_of,
+    like_matcher,
     parse,
     unparse,
 )
@@ -252,6 +253,37 @@ def test_like_escapes_and_regex_characters() -> None:
     assert evaluate(e, {"a": "x_y"}) and not evaluate(e, {"a": "xzy"})
     e = parse("a like '%\nb%'")
     assert evaluate(e, {"a": "a\nb"})
+
+
+def test_hostile_like_patterns_take_linear_time() -> None:
+    """``%a%a%…b`` against a long run of ``a`` is exponential for a backtracking regex; the
+    segment matcher answers at once (this test would hang, not fail, if that came back)."""
+    e = parse("a like '" + "%a" * 60 + "%b'")
+    assert not evaluate(e, {"a": "a" * 5000})
+    assert evaluate(e, {"a": "a" * 5000 + "b"})
+    e = parse("a like '" + "_%" * 60 + "'")
+    assert not evaluate(e, {"a": "x" * 59}) and evaluate(e, {"a": "x" * 60})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "yes", "no"),
+    [
+        ("ab", ["ab"], ["abc", "a", ""]),
+        ("a%", ["a", "abc"], ["ba", ""]),
+        ("%a", ["a", "ba"], ["ab"]),
+        ("%", ["", "x"], []),
+        ("a%b%c", ["abc", "aXbYc", "abbc", "abcbc"], ["acb", "ab", "abcx"]),
+        ("a%a", ["aa", "aba", "aaa"], ["a"]),
+        ("%ab%ab%", ["abab", "xabyabz"], ["aba", "ab"]),
+        ("_%_", ["ab", "abc"], ["a", ""]),
+        ("%\\%%", ["50%", "%"], ["50"]),
+        ("a\\", ["a\\"], ["a"]),
+    ],
+)
+def test_like_matching(pattern: str, yes: list[str], no: list[str]) -> None:
+    match = like_matcher(pattern)
+    assert all(match(v) for v in yes), [v for v in yes if not match(v)]
+    assert not any(match(v) for v in no), [v for v in no if match(v)]
 
 
 def test_fields_of_and_conjoin() -> None:

@@ -31,11 +31,22 @@ from hub.sharing.enforce import (
 from hub.sharing.export import stream_export
 from hub.sharing.filterlang import Expr, evaluate, fields_of, unparse
 from security.masking import MaskRule, mask_value
+from security.roles import Principal, Role
 from tests.sharing.strategies import exprs, sample_records
 
 UNIVERSE = ["a", "b", "c", "o", "o.x", "o.y", "s1"]
 REQUESTABLE = [*UNIVERSE, "zz", "o.x.deeper"]
-MASKS = [MaskRule("s1", "full"), MaskRule("o.y", "name"), MaskRule("a", "full")]
+MASKS = [
+    MaskRule("s1", "full", reveal_grant="reveal.s1"),
+    MaskRule("o.y", "name"),
+    MaskRule("a", "full"),
+]
+#: who asks: nobody special, or a principal the s1 mask is revealed to
+PRINCIPALS = [
+    None,
+    Principal("p1", "requester", frozenset({Role.REQUESTER}), department="d1"),
+    Principal("p2", "revealed", frozenset({Role.REQUESTER}), grants=frozenset({"reveal.s1"})),
+]
 CODEC = CursorCodec(b"property-test-cursor-secret")
 
 
@@ -73,6 +84,7 @@ queries = st.fixed_dictionaries(
     {
         "fields": st.none() | st.lists(st.sampled_from(REQUESTABLE), min_size=1, max_size=4),
         "filter": st.none() | exprs(REQUESTABLE, max_leaves=3),
+        "principal": st.sampled_from(PRINCIPALS),
         "sort": st.none()
         | st.lists(
             st.builds(SortKey, st.sampled_from(REQUESTABLE), st.booleans()),
@@ -84,17 +96,24 @@ queries = st.fixed_dictionaries(
 )
 
 
+def _masked(scope: GrantScope, principal: Principal | None) -> list[MaskRule]:
+    revealed = principal is not None and "reveal.s1" in principal.grants
+    return [m for m in scope.masks if not (revealed and m.reveal_grant == "reveal.s1")]
+
+
 def _must_refuse(scope: GrantScope, q: dict[str, Any]) -> set[str]:
     """The paths that make this query ungranted (empty: it must be served)."""
     granted = scope.fields
-    masked = [m.path for m in scope.masks]
+    masked = [m.path for m in _masked(scope, q["principal"])]
     bad = {p for p in q["fields"] or [] if not covered(p, granted)}
     read = fields_of(q["filter"]) | {k.field for k in q["sort"] or []}
     bad |= {p for p in read if not covered(p, granted) or any(related(p, m) for m in masked)}
     return bad
 
 
-def _reference_projection(record: Mapping[str, Any], wanted: list[str], scope: GrantScope) -> Any:
+def _reference_projection(
+    record: Mapping[str, Any], wanted: list[str], masks: list[MaskRule]
+) -> Any:
     out: dict[str, Any] = {}
     for path in wanted:
         node: Any = record
@@ -112,7 +131,7 @@ def _reference_projection(record: Mapping[str, Any], wanted: list[str], scope: G
         for p in parts[:-1]:
             target = target.setdefault(p, {})
         target[parts[-1]] = copy.deepcopy(node)
-    for m in scope.masks:
+    for m in masks:
         parts = m.path.split(".")
         target = out
         for p in parts[:-1]:
@@ -162,6 +181,7 @@ def test_no_ungranted_value_ever_leaves(scope: GrantScope, q: dict[str, Any]) ->
             sort=None
             if q["sort"] is None
             else ",".join(("-" if k.descending else "") + k.field for k in q["sort"]),
+            principal=q["principal"],
         )
     except FieldNotGranted as err:
         event(f"refused via {err.field}")
@@ -181,7 +201,9 @@ def test_no_ungranted_value_ever_leaves(scope: GrantScope, q: dict[str, Any]) ->
         and (request_filter is None or evaluate(request_filter, r))
     ]
     wanted = list(scope.fields) if q["fields"] is None else list(q["fields"])
-    expected = _canon([_reference_projection(r, wanted, scope) for r in qualifying])
+    expected = _canon(
+        [_reference_projection(r, wanted, _masked(scope, q["principal"])) for r in qualifying]
+    )
 
     whole = plan.page(ROWS, 1000, CODEC)
     assert whole.next_cursor is None
@@ -210,9 +232,11 @@ def test_no_ungranted_value_ever_leaves(scope: GrantScope, q: dict[str, Any]) ->
         base64.urlsafe_b64decode(c.split(".")[0] + "=" * (-len(c.split(".")[0]) % 4))
         for c in cursors
     )
-    masked = {m.path for m in scope.masks}
+    masked = {m.path for m in _masked(scope, q["principal"])}
     for path, marker in MARKERS.items():
         visible = covered(path, scope.fields) and path not in masked
         if not visible:
             for out in (served, csv_body, jsonl_body, cursor_text):
                 assert marker not in out, f"{path} leaked"
+        elif marker in served:
+            event(f"{path} granted and shown")  # the check above is not vacuous
