@@ -113,12 +113,16 @@ class GovernedReader:
 
         Without a sort, rows come in store order: the read starts right after the cursor's
         position and stops as soon as the page is full (one more match decides whether there
-        is a next page). With a sort, every current record passes through the plan's bounded
-        heap (:meth:`Plan.page`)."""
+        is a next page). With a sort, every current record streams through the plan's bounded
+        heap (:meth:`Plan.apage`: at most ``limit + 1`` rows held)."""
         dataset = plan.scope.dataset
         if plan.sort:
-            rows = [(record_key(pos), rec) async for pos, rec in self.records(dataset)]
-            got = plan.page(rows, limit, codec, cursor)
+
+            async def keyed() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+                async for pos, rec in self.records(dataset):
+                    yield record_key(pos), rec
+
+            got = await plan.apage(keyed(), limit, codec, cursor)
             return got.items, got.next_cursor
         after = 0
         if cursor is not None:
