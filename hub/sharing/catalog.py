@@ -163,6 +163,11 @@ class CatalogResource(_Model):
     @field_validator("share_type", mode="before")
     @classmethod
     def _share_label(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in _SHARE_BY_LABEL and v not in set(ShareType):
+            raise ValueError(
+                f"share_type {v!r}: use 无条件共享, 有条件共享 or 不予共享 "
+                "(or unconditional, conditional, not_shared)"
+            )
         return _SHARE_BY_LABEL.get(v, v) if isinstance(v, str) else v
 
     @field_validator("open_attribute", mode="before")

@@ -6,6 +6,7 @@ deliveries dead-lettered with E_GRANT, never sent)."""
 from __future__ import annotations
 
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from hub.api import HUB_KEY
 from hub.peers.subscriber import Subscriber
+from tests.conftest import drop_pg_schema
 from tests.helpers import wait_until
 from tests.sharing.kit import AiohttpClient, Sharing, approved_grant, licence, start_sharing
 
@@ -28,10 +30,19 @@ FAST = {
 }
 
 
-@pytest.fixture
-async def s(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Sharing]:
-    async for x in start_sharing(tmp_path, aiohttp_client, sharing=FAST):
-        yield x
+@pytest.fixture(params=["sqlite", "postgres"])
+async def s(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Sharing]:
+    """A sharing hub on the SQLite or the PostgreSQL store (there, the ingest-process test is
+    a second node on the same schema)."""
+    schema = f"t_{uuid.uuid4().hex[:16]}" if request.param == "postgres" else None
+    try:
+        async for x in start_sharing(tmp_path, aiohttp_client, sharing=FAST, pg_schema=schema):
+            yield x
+    finally:
+        if schema is not None:
+            await drop_pg_schema(schema)
 
 
 ID_LIKE = "id_card like '3301%'"
