@@ -104,6 +104,11 @@ class DatasetFile(BaseModel):
     key_field: str | None = None
     partition_field: str | None = None
     fields: dict[str, FieldDecl] = Field(min_length=1)
+    catalog: dict[str, Any] | None = Field(
+        None,
+        description="政务信息资源目录 entry sharing this dataset (hub.sharing.CatalogResource; "
+        "its fields default to the dataset's)",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -174,6 +179,12 @@ def load_dataset_file(path: Path) -> DatasetSpec:
         raise ConfigError(
             f"{path}: dataset {ds.name!r} cannot be built: {exc}", field="fields"
         ) from None
+    catalog = None
+    if ds.catalog is not None:
+        from hub.sharing.catalog import CatalogResource, resource_from_dataset
+
+        block = validate_section(CatalogResource, ds.catalog, path, located, ("catalog",))
+        catalog = resource_from_dataset(ds, block)
     return DatasetSpec(
         name=ds.name,
         version=ds.version,
@@ -181,6 +192,7 @@ def load_dataset_file(path: Path) -> DatasetSpec:
         title=ds.title,
         partition_field=ds.partition_field,
         key_field=ds.key_field,
+        catalog=catalog,
     )
 
 

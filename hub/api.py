@@ -60,8 +60,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except HubError as err:
         _notify_refused(request, err)
         resp = _problem(err, request.path)
-        if isinstance(err, StoreUnavailable):  # nothing committed: the source sends it again
-            resp.headers[hdrs.RETRY_AFTER] = str(err.retry_after)
+        # StoreUnavailable: nothing committed, the source sends it again; E_QUOTA: a new day
+        retry_after = getattr(err, "retry_after", None)
+        if isinstance(err, StoreUnavailable) or isinstance(retry_after, int):
+            resp.headers[hdrs.RETRY_AFTER] = str(retry_after)
         if request.content.exception() is not None:
             resp.force_close()  # the rest of the body cannot be read: do not reuse the socket
         return resp

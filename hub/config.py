@@ -273,6 +273,10 @@ class HubConfig(_Model):
         description="tokens, roles, audit log, identity provider, field encryption; when "
         "present every route but the health checks needs a credential",
     )
+    sharing: dict[str, Any] | None = Field(
+        None,
+        description="data sharing (数据共享): catalog resources, review deadline: docs/sharing.md",
+    )
     #: filled by load_config, not written in YAML
     base_dir: Path = Field(Path("."), exclude=True)
     source_file: Path | None = Field(None, exclude=True)

@@ -288,6 +288,14 @@ class Dispatcher:
         for w in self.workers.values():
             w.start()
 
+    def add_worker(self, target: TargetRuntime) -> None:
+        """A worker for a target added at run time (started now when the dispatcher runs)."""
+        if target.name in self.workers:
+            return
+        w = self.workers[target.name] = TargetWorker(self.hub, target)
+        if self.started_at is not None:
+            w.start()
+
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
 

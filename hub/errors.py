@@ -82,6 +82,14 @@ ERROR_CODES: dict[str, str] = {
     "E_MARKET_FEED": "a market platform feed page is unusable (bad signature, shape or cursor)",
     # credit
     "E_CREDIT_REJECT": "the credit platform (信用平台) refused a record (its code and field named)",
+    # data sharing (数据共享)
+    "E_FILTER": "a row filter expression is invalid or too large (position and token named)",
+    "E_FIELD_NOT_GRANTED": "a requested, filtered or sorted field is not in the caller's grant",
+    "E_CURSOR": "a paging cursor is malformed, was altered or belongs to another query",
+    "E_QUOTA": "the grant's daily request or record quota is used up (see Retry-After)",
+    "E_GRANT": "no grant in force covers the request (none, expired, revoked or another method)",
+    "E_NOT_SHARABLE": "the catalog resource is 不予共享 (not shared): it cannot be applied for",
+    "E_APPLICATION_STATE": "the application's state does not allow this step (or it changed)",
 }
 
 
@@ -390,7 +398,34 @@ class SourceError(HubError):
     title = "Source system answer unusable"
 
 
+class GrantError(HubError):
+    """No grant (授权) in force lets the caller do this: none, expired, revoked, or one that
+    does not allow the access method."""
+
+    code = "E_GRANT"
+    status = 403
+    title = "No grant"
+
+
+class NotSharableError(HubError):
+    """The catalog resource is 不予共享: no application can be filed for it."""
+
+    code = "E_NOT_SHARABLE"
+    status = 403
+    title = "Resource not shared"
+
+
+class ApplicationStateError(HubError):
+    """A sharing application is not in a state that allows the step (or another reviewer
+    changed it meanwhile)."""
+
+    code = "E_APPLICATION_STATE"
+    status = 409
+    title = "Application state conflict"
+
+
 __all__ += [
+    "ApplicationStateError",
     "AuthError",
     "BadParameter",
     "BatchRejected",
@@ -401,9 +436,11 @@ __all__ += [
     "ExpiredError",
     "FileFormatError",
     "ForbiddenError",
+    "GrantError",
     "ManifestError",
     "MappingError",
     "MismatchError",
+    "NotSharableError",
     "PathError",
     "ReplayError",
     "SoapActionError",

@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from hub.events import AcceptedMessage, AdapterHealth, DeliveryEvent
+    from hub.sharing.catalog import CatalogResource
     from hub.specs import (
         AdapterSpec,
         ComparatorSpec,
@@ -89,6 +90,17 @@ def hub_register_datasets() -> list[DatasetSpec]:
     """Return the canonical datasets (contracts) this plugin defines.
 
     Records posted for a dataset are validated by its ``model`` before they are committed.
+    """
+
+
+@hookspec
+def hub_register_catalog() -> list[CatalogResource]:
+    """Return the catalog resources (政务信息资源目录) this plugin offers for data sharing.
+
+    Called once per hub when the sharing plugin builds its catalog, after the datasets are
+    registered; each :class:`hub.sharing.catalog.CatalogResource` names a registered dataset
+    and its code must be unique across the hub file (``sharing.catalog``), dataset files and
+    plugins. Implemented by adapters whose department shares the records it sends.
     """
 
 

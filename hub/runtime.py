@@ -239,8 +239,14 @@ class Hub:
             tuple[str, str], tuple[dict[str, tuple[TargetRef, ...]], tuple[TargetRef, ...] | None]
         ] = {}
         self._build_routes()
+        #: targets chosen per record at ingest besides the configured routes, by dataset
+        #: (data-sharing subscriptions, :mod:`hub.sharing`): each returns the extra targets
+        #: of one canonical record; their deliveries commit in the same transaction
+        self.record_targets: dict[str, Callable[[dict[str, Any]], Sequence[TargetRef]]] = {}
         self.dispatcher = Dispatcher(self)
         self.started = False
+        #: the data-sharing service (hub.sharing.plugin), set by that plugin when it is loaded
+        self.sharing: Any = None
         hooks = self.pm.hook
         for objs in hooks.hub_instance_plugins(hub=self):  # per-hub plugins (monitoring)
             for obj in objs or ():
@@ -322,6 +328,36 @@ class Hub:
             rt = RouteTargetRuntime(route, target, "identity", ident.func, False)
             self._outbound[(route, target)] = rt
         return rt
+
+    def add_outbound_route(self, route: RouteTargetRuntime) -> None:
+        """Set the transform of (route, target) for targets added at run time."""
+        self._outbound[(route.route, route.target)] = route
+
+    async def add_target(self, sc: SystemConfig) -> TargetRuntime:
+        """Add a delivery target while the hub runs (a data-sharing subscriber): its
+        transport is started and, on a running node, its dispatcher worker too. A target of
+        that name already there is returned as it is."""
+        have = self.targets.get(sc.name)
+        if have is not None:
+            return have
+        plug = resolve_system_plugins(sc, self.registry)
+        assert plug.transport is not None, "a target needs an outbound section"
+        t = TargetRuntime(
+            sc.name,
+            sc,
+            plug.adapter.factory(sc.name, plug.adapter_options),
+            plug.transport.factory(sc.name, plug.transport_options),
+            plug.transport.name,
+            sc.retry,
+            CircuitBreaker(sc.circuit),
+        )
+        set_signer = getattr(t.transport, "set_signer", None)
+        if callable(set_signer):
+            set_signer(self.guard.outbound_signer())
+        self.targets[sc.name] = t
+        await t.transport.start()  # called from hub_startup on, after the others started
+        self.dispatcher.add_worker(t)
+        return t
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -587,6 +623,7 @@ class Hub:
         now = self.clock()
         result = IngestResult()
         route_refs, static_targets = self._route_plan.get((system, spec.name), ({}, ()))
+        extra_targets = self.record_targets.get(spec.name)
         pipe = rt.pipelines.get(spec.name)
         checked: list[Checked | HubError]
         notes: list[list[str]] | None = None
@@ -598,7 +635,9 @@ class Hub:
                 records,
                 single,
                 body_size,
-                want_dict=static_targets is None or (pipe is not None and pipe.after),
+                want_dict=static_targets is None
+                or extra_targets is not None
+                or (pipe is not None and pipe.after),
             )
         messages: list[NewMessage] = []
         indexes: list[int] = []
@@ -624,6 +663,8 @@ class Hub:
                     if route.predicate is None or route.predicate(rec or {})
                     for ref in route_refs[route.name]
                 ]
+            if extra_targets is not None:
+                targets = [*targets, *extra_targets(rec or {})]
             digest = None
             cipher = self.guard.ciphers.get(spec.name)
             if cipher is not None:  # field encryption at rest; duplicates compare clear text

@@ -303,7 +303,8 @@ class DatasetSpec:
 
     ``model`` validates one record; ``partition_field`` names the field whose value is the
     partition key for ordered delivery (e.g. a catalog item's code); ``key_field`` is the
-    business key used for de-duplication and look-ups.
+    business key used for de-duplication and look-ups. ``catalog``: the catalog resource
+    (:class:`hub.sharing.catalog.CatalogResource`) a dataset file declares for sharing it.
     """
 
     name: str
@@ -312,3 +313,4 @@ class DatasetSpec:
     title: str = ""
     partition_field: str | None = None
     key_field: str | None = None
+    catalog: Any = None

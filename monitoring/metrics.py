@@ -197,9 +197,8 @@ METRICS: tuple[MetricDoc, ...] = (
         "jghub_sharing_applications_overdue",
         "gauge",
         ("department",),
-        "data-sharing applications (共享申请) not decided within their deadline; NOT EMITTED "
-        "YET (the sharing workflow is not built)",
-        emitted=False,
+        "data-sharing applications (共享申请) still open past the provider's deadline "
+        "(sharing.review_workdays working days), by provider department",
     ),
 )
 
@@ -427,6 +426,10 @@ class _StateCollector(Collector):
         for cert, days in mon.certificate_days():
             certs.add_metric([cert.fingerprint, cert.subject, cert.use, cert.system], days)
         yield certs
+        overdue = _gauge("jghub_sharing_applications_overdue", ("department",))
+        for dept, n in sorted(snap.sharing_overdue.items()):
+            overdue.add_metric([dept], n)
+        yield overdue
         keys = _gauge("jghub_key_expiry_days", ("key_id",))
         for key_id, days in mon.key_days().items():
             keys.add_metric([key_id], days)

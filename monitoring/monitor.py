@@ -65,6 +65,8 @@ class Snapshot:
     store_ok: bool = True
     store_error: str | None = None
     queues: dict[str, TargetQueue] = field(default_factory=dict)
+    #: data-sharing applications past their deadline, by provider department (hub.sharing)
+    sharing_overdue: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -381,6 +383,12 @@ class Monitor:
                 snap.queues = {q.target: q for q in await stats()}
         except Exception as exc:
             problems.append(str(exc))
+        sharing = getattr(self.hub, "sharing", None)
+        if sharing is not None:
+            try:
+                snap.sharing_overdue = await sharing.overdue_counts()
+            except Exception as exc:
+                problems.append(f"sharing: {exc}")
         snap.store_ok = not problems
         snap.store_error = "; ".join(problems) or None
         for name, q in snap.queues.items():

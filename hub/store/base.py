@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from hub.envelope import Envelope
 
 __all__ = [
+    "SHARE_KINDS",
     "ClaimedDelivery",
     "DeadLetterInfo",
     "DeliveryInfo",
@@ -36,6 +37,8 @@ __all__ = [
     "Prunable",
     "QuarantinedRecord",
     "RouteStats",
+    "ShareEvent",
+    "ShareRecord",
     "Store",
     "SubjectLink",
     "TargetQueue",
@@ -339,6 +342,47 @@ class TargetQueue:
         return now - self.earliest_due
 
 
+#: the kinds of data-sharing (数据共享) objects a store keeps, each in its own table
+SHARE_KINDS = ("application", "grant", "subscription")
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRecord:
+    """One data-sharing object (数据共享): an application (共享申请), a grant (授权) or a
+    subscription (订阅), kept by the store with the columns it is searched by and the rest of
+    the object as a JSON document (``doc``, owned by :mod:`hub.sharing`).
+
+    ``rev`` counts writes: a write names the revision it read (``expect_rev``) and loses when
+    another node wrote in between (optimistic concurrency, one state machine across nodes).
+    ``provider`` is the department owning the dataset, ``holder`` the requesting one.
+    ``due_at``: an application's decision deadline (None once decided)."""
+
+    kind: str
+    id: str
+    rev: int
+    state: str
+    dataset: str
+    provider: str
+    holder: str
+    created_at: float
+    updated_at: float
+    doc: dict[str, Any]
+    due_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShareEvent:
+    """One step in an application's history (both sides see it): who, when, what, why."""
+
+    application_id: str
+    at: float
+    actor: str
+    action: str
+    state: str
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class Store(Protocol):
     """What the hub needs from durable storage. All methods are safe to call concurrently;
     writes from concurrent callers may be group-committed (one transaction, one fsync)."""
@@ -457,6 +501,56 @@ class Store(Protocol):
         """Remember a signed request's nonce until ``expires_at``; False when it is already
         remembered and not yet expired (a replay). Expired nonces are pruned as it goes.
         (Implements :class:`security.replay.NonceCache`.)"""
+        ...
+
+    # Data sharing (数据共享, hub.sharing): applications, grants, subscriptions, quota counters
+    # and the governed read of a dataset's current records.
+
+    async def share_put(
+        self, record: ShareRecord, *, expect_rev: int, events: Sequence[ShareEvent] = ()
+    ) -> bool:
+        """Write a sharing object and its history events in one commit. ``expect_rev`` 0:
+        insert (False when the id exists); else update only if the stored ``rev`` is still
+        ``expect_rev`` (False when another writer came first: read again and decide again).
+        ``record.rev`` is the new revision."""
+        ...
+
+    async def share_get(self, kind: str, id: str) -> ShareRecord | None:
+        """One sharing object of ``kind`` (see :data:`SHARE_KINDS`), or None."""
+        ...
+
+    async def share_list(
+        self,
+        kind: str,
+        *,
+        dataset: str | None = None,
+        provider: str | None = None,
+        holder: str | None = None,
+        states: Sequence[str] | None = None,
+        due_before: float | None = None,
+        limit: int = 100,
+    ) -> list[ShareRecord]:
+        """Sharing objects matching every given filter, oldest first (``due_before``: with a
+        deadline before that time)."""
+        ...
+
+    async def share_events(self, application_id: str) -> list[ShareEvent]:
+        """An application's history, in order."""
+        ...
+
+    async def quota_add(
+        self, grant_id: str, day: str, requests: int, records: int
+    ) -> tuple[int, int]:
+        """Add to a grant's usage counters of ``day`` atomically (every node shares them);
+        returns the totals (requests, records) after the addition. Adding 0, 0 reads them."""
+        ...
+
+    async def current_records(
+        self, dataset: str, *, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        """The records the hub holds for ``dataset`` (the latest version per business key:
+        versions replaced by a newer one are left out), as (position, payload) ordered by
+        position, after position ``after`` (a cursor)."""
         ...
 
     # Reporting for monitoring (memory and SQLite stores; cheap: partial indexes only, except

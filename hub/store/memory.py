@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -20,11 +21,14 @@ from hub.store.base import (
     Outcome,
     QuarantinedRecord,
     RouteStats,
+    ShareEvent,
+    ShareRecord,
     SubjectLink,
     TargetQueue,
     TraceEvent,
     judge_business_key,
 )
+from hub.store.sharerows import share_table
 from hub.store.stats import percentile
 
 __all__ = ["MemoryStore"]
@@ -73,6 +77,13 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._digests: dict[str, bytes] = {}
         self._ledger: dict[tuple[str, str, str], LedgerEntry] = {}
+        # data sharing: objects by (kind, id), application histories, quota counters, and
+        # each message's position (seq) plus the messages replaced by a newer version
+        self._share: dict[tuple[str, str], ShareRecord] = {}
+        self._share_events: dict[str, list[ShareEvent]] = {}
+        self._quota: dict[tuple[str, str], tuple[int, int]] = {}
+        self._seq: dict[str, int] = {}
+        self._superseded: set[str] = set()
 
     async def open(self) -> None:
         return None
@@ -103,11 +114,14 @@ class MemoryStore:
                     out.append(judged)
                     continue
                 replaces = judged
+                if replaces is not None:
+                    self._superseded.add(replaces)
                 self._bkeys[bkk] = (m.message_id, new.version, digest)
             if m.idempotency_key is not None:
                 self._idem[(m.source, m.idempotency_key)] = m.message_id
             events = [TraceEvent(now, "governed", detail="; ".join(new.notes))] if new.notes else []
             self._msgs[m.message_id] = _Msg(m, now, events, new.subject)
+            self._seq[m.message_id] = len(self._seq) + 1
             self._digests[m.message_id] = new.clear_digest()
             for t in new.targets:
                 d = _Del(
@@ -451,6 +465,7 @@ class MemoryStore:
                 del self._dels[d.id]
             del self._msgs[mid]
             self._digests.pop(mid, None)
+            self._superseded.discard(mid)
             if m.new.idempotency_key is not None:
                 self._idem.pop((m.new.source, m.new.idempotency_key), None)
         return summary
@@ -548,3 +563,71 @@ class MemoryStore:
 
     async def schema_version(self) -> tuple[int, int]:
         return (1, 1)  # nothing persisted, nothing to migrate
+
+    # ------------------------------------------------------------------ data sharing
+
+    async def share_put(
+        self, record: ShareRecord, *, expect_rev: int, events: Sequence[ShareEvent] = ()
+    ) -> bool:
+        share_table(record.kind)
+        k = (record.kind, record.id)
+        held = self._share.get(k)
+        if (held is None) != (expect_rev == 0) or (held is not None and held.rev != expect_rev):
+            return False
+        self._share[k] = replace(record, doc=copy.deepcopy(record.doc))
+        for e in events:
+            self._share_events.setdefault(e.application_id, []).append(e)
+        return True
+
+    async def share_get(self, kind: str, id: str) -> ShareRecord | None:
+        share_table(kind)
+        got = self._share.get((kind, id))
+        return None if got is None else replace(got, doc=copy.deepcopy(got.doc))
+
+    async def share_list(
+        self,
+        kind: str,
+        *,
+        dataset: str | None = None,
+        provider: str | None = None,
+        holder: str | None = None,
+        states: Sequence[str] | None = None,
+        due_before: float | None = None,
+        limit: int = 100,
+    ) -> list[ShareRecord]:
+        share_table(kind)  # an unknown kind fails as in the SQL stores
+        out = [
+            replace(r, doc=copy.deepcopy(r.doc))
+            for (k, _), r in self._share.items()
+            if k == kind
+            and (dataset is None or r.dataset == dataset)
+            and (provider is None or r.provider == provider)
+            and (holder is None or r.holder == holder)
+            and (states is None or r.state in states)
+            and (due_before is None or (r.due_at is not None and r.due_at < due_before))
+        ]
+        out.sort(key=lambda r: (r.created_at, r.id))
+        return out[:limit]
+
+    async def share_events(self, application_id: str) -> list[ShareEvent]:
+        return list(self._share_events.get(application_id, []))
+
+    async def quota_add(
+        self, grant_id: str, day: str, requests: int, records: int
+    ) -> tuple[int, int]:
+        r, n = self._quota.get((grant_id, day), (0, 0))
+        self._quota[(grant_id, day)] = got = (r + requests, n + records)
+        return got
+
+    async def current_records(
+        self, dataset: str, *, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        for mid, m in self._msgs.items():  # insertion order is position order
+            seq = self._seq[mid]
+            if seq <= after or m.new.dataset != dataset or mid in self._superseded:
+                continue
+            out.append((seq, m.new.payload))
+            if len(out) >= limit:
+                break
+        return out

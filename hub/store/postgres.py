@@ -46,11 +46,14 @@ from hub.store.base import (
     Outcome,
     QuarantinedRecord,
     RouteStats,
+    ShareEvent,
+    ShareRecord,
     SubjectLink,
     TargetQueue,
     TraceEvent,
     judge_business_key,
 )
+from hub.store.sharerows import share_event, share_event_row, share_record, share_row, share_table
 from hub.store.sql import load_queries
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "migrate"]
@@ -58,7 +61,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "migrate"]
 log = logging.getLogger("jghub.store.postgres")
 
 #: the schema version this jghub runs on (``migrate_1`` … ``migrate_<n>`` in postgres.sql)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``next_at`` of a parked delivery (queued behind an unfinished one of its ordered partition)
 PARKED = 1e18
 Q = load_queries("hub.store", "postgres.sql")
@@ -164,6 +167,7 @@ class _Prepared:
     bkey_inserts: list[tuple[Any, ...]] = field(default_factory=list)
     bkey_updates: list[tuple[Any, ...]] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)
+    superseded: list[tuple[str]] = field(default_factory=list)
 
 
 class PostgresStore:
@@ -434,6 +438,8 @@ class PostgresStore:
                 await cur.executemany(Q["insert_bkey"], prep.bkey_inserts)
             if prep.bkey_updates:
                 await cur.executemany(Q["update_bkey"], prep.bkey_updates)
+            if prep.superseded:
+                await cur.executemany(Q["insert_superseded"], prep.superseded)
             if prep.targets:
                 await cur.execute(Q["notify"], (self.channel, "\n".join(sorted(prep.targets))))
         out: list[list[EnqueueResult]] = []
@@ -506,6 +512,8 @@ class PostgresStore:
                     prep.results.append(judged)
                     continue
                 replaces = judged
+                if replaces is not None:
+                    prep.superseded.append((replaces,))
                 bkeys[bkk] = bkey_final[bkk] = (m.message_id, new.version, digest)
             if key is not None:
                 idem[(m.source, key)] = (m.message_id, digest)
@@ -952,6 +960,79 @@ class PostgresStore:
             return summary
 
         return await self._run(fn)
+
+    # ------------------------------------------------------------------ data sharing
+
+    async def share_put(
+        self, record: ShareRecord, *, expect_rev: int, events: Sequence[ShareEvent] = ()
+    ) -> bool:
+        query = Q["share_insert" if expect_rev == 0 else "share_update"].format(
+            table=share_table(record.kind)
+        )
+        row = share_row(record) | {"expect_rev": expect_rev}
+        evs = [share_event_row(e) for e in events]
+
+        async def fn(conn: _Conn) -> bool:
+            cur = await conn.execute(query, row)
+            if not cur.rowcount:
+                return False
+            if evs:
+                async with conn.cursor() as c:
+                    await c.executemany(Q["share_event_insert"], evs)
+            return True
+
+        return await self._run(fn)
+
+    async def share_get(self, kind: str, id: str) -> ShareRecord | None:
+        rows = await self._fetchall(Q["share_get"].format(table=share_table(kind)), (id,))
+        return share_record(kind, rows[0]) if rows else None
+
+    async def share_list(
+        self,
+        kind: str,
+        *,
+        dataset: str | None = None,
+        provider: str | None = None,
+        holder: str | None = None,
+        states: Sequence[str] | None = None,
+        due_before: float | None = None,
+        limit: int = 100,
+    ) -> list[ShareRecord]:
+        args = {
+            "dataset": dataset,
+            "provider": provider,
+            "holder": holder,
+            "states": None if states is None else list(states),
+            "due_before": due_before,
+            "limit": limit,
+        }
+        rows = await self._fetchall(Q["share_list"].format(table=share_table(kind)), args)
+        return [share_record(kind, r) for r in rows]
+
+    async def share_events(self, application_id: str) -> list[ShareEvent]:
+        rows = await self._fetchall(Q["share_events"], (application_id,))
+        return [share_event(r) for r in rows]
+
+    async def quota_add(
+        self, grant_id: str, day: str, requests: int, records: int
+    ) -> tuple[int, int]:
+        if not requests and not records:
+            rows = await self._fetchall(Q["quota_get"], (grant_id, day))
+            return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+        async def fn(conn: _Conn) -> tuple[int, int]:
+            cur = await conn.execute(Q["quota_add"], (grant_id, day, requests, records))
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+
+        return await self._run(fn)
+
+    async def current_records(
+        self, dataset: str, *, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        rows = await self._fetchall(Q["current_records"], (dataset, after, limit))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
 def _ledger_row(r: Sequence[Any]) -> LedgerEntry:

@@ -142,6 +142,107 @@ CREATE TABLE ledger (
 );
 CREATE INDEX ledger_day ON ledger (book, dataset, day);
 
+-- name: migrate_3
+-- Version 3: data sharing (数据共享, hub.sharing). Applications (共享申请), grants (授权) and
+-- subscriptions (订阅) keep their searched columns plus the object as JSON (``doc``); ``rev``
+-- counts writes (optimistic concurrency across nodes). An application's history is
+-- append-only. Quota counters are per grant and day, shared by every node. ``superseded``
+-- names messages replaced by a newer version of their business key (written in the enqueue
+-- transaction), so a dataset's current records are one index walk over messages.
+CREATE TABLE share_applications (
+    id         text             PRIMARY KEY,
+    rev        integer          NOT NULL,
+    state      text             NOT NULL,
+    dataset    text             NOT NULL,
+    provider   text             NOT NULL,
+    holder     text             NOT NULL,
+    due_at     double precision,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    doc        jsonb            NOT NULL
+);
+CREATE INDEX share_applications_due ON share_applications (due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE share_grants (LIKE share_applications INCLUDING ALL);
+CREATE INDEX share_grants_holder ON share_grants (holder, dataset);
+CREATE TABLE share_subscriptions (LIKE share_applications INCLUDING ALL);
+CREATE TABLE share_application_events (
+    id          bigserial        PRIMARY KEY,
+    application text             NOT NULL,
+    at          double precision NOT NULL,
+    actor       text             NOT NULL,
+    action      text             NOT NULL,
+    state       text             NOT NULL,
+    reason      text             NOT NULL,
+    details     jsonb            NOT NULL
+);
+CREATE INDEX share_application_events_app ON share_application_events (application);
+CREATE TABLE share_quota (
+    grant_id text   NOT NULL,
+    day      text   NOT NULL,
+    requests bigint NOT NULL,
+    records  bigint NOT NULL,
+    PRIMARY KEY (grant_id, day)
+);
+CREATE TABLE superseded (
+    msg_id text PRIMARY KEY
+);
+CREATE INDEX messages_dataset ON messages (dataset, seq);
+
+-- name: share_insert
+-- {table} is one of share_applications, share_grants, share_subscriptions (named in code).
+INSERT INTO {table} (id, rev, state, dataset, provider, holder, due_at, created_at, updated_at,
+                     doc)
+VALUES (%(id)s, %(rev)s, %(state)s, %(dataset)s, %(provider)s, %(holder)s, %(due_at)s,
+        %(created_at)s, %(updated_at)s, %(doc)s::jsonb)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: share_update
+UPDATE {table}
+   SET rev = %(rev)s, state = %(state)s, dataset = %(dataset)s, provider = %(provider)s,
+       holder = %(holder)s, due_at = %(due_at)s, updated_at = %(updated_at)s, doc = %(doc)s::jsonb
+ WHERE id = %(id)s AND rev = %(expect_rev)s;
+
+-- name: share_get
+SELECT id, rev, state, dataset, provider, holder, due_at, created_at, updated_at, doc::text
+  FROM {table} WHERE id = %s;
+
+-- name: share_list
+SELECT id, rev, state, dataset, provider, holder, due_at, created_at, updated_at, doc::text
+  FROM {table}
+ WHERE (%(dataset)s::text IS NULL OR dataset = %(dataset)s)
+   AND (%(provider)s::text IS NULL OR provider = %(provider)s)
+   AND (%(holder)s::text IS NULL OR holder = %(holder)s)
+   AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
+   AND (%(due_before)s::double precision IS NULL OR due_at < %(due_before)s)
+ ORDER BY created_at, id LIMIT %(limit)s;
+
+-- name: share_event_insert
+INSERT INTO share_application_events (application, at, actor, action, state, reason, details)
+VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb);
+
+-- name: share_events
+SELECT application, at, actor, action, state, reason, details::text
+  FROM share_application_events WHERE application = %s ORDER BY id;
+
+-- name: quota_add
+INSERT INTO share_quota (grant_id, day, requests, records) VALUES (%s, %s, %s, %s)
+ON CONFLICT (grant_id, day) DO UPDATE
+   SET requests = share_quota.requests + excluded.requests,
+       records = share_quota.records + excluded.records
+RETURNING requests, records;
+
+-- name: quota_get
+SELECT requests, records FROM share_quota WHERE grant_id = %s AND day = %s;
+
+-- name: insert_superseded
+INSERT INTO superseded (msg_id) VALUES (%s) ON CONFLICT (msg_id) DO NOTHING;
+
+-- name: current_records
+SELECT m.seq, m.payload FROM messages m
+ WHERE m.dataset = %s AND m.seq > %s
+   AND NOT EXISTS (SELECT 1 FROM superseded s WHERE s.msg_id = m.id)
+ ORDER BY m.seq LIMIT %s;
+
 -- name: ledger_put
 -- A newer version replaces everything; the same version again (a re-send) keeps its first
 -- receipt; an older version changes nothing.

@@ -45,16 +45,19 @@ from hub.store.base import (
     Outcome,
     QuarantinedRecord,
     RouteStats,
+    ShareEvent,
+    ShareRecord,
     SubjectLink,
     TargetQueue,
     TraceEvent,
     judge_business_key,
 )
+from hub.store.sharerows import share_event, share_event_row, share_record, share_row, share_table
 from hub.store.sql import load_queries
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``next_at`` of a parked delivery (queued behind an unfinished one of its ordered partition)
 PARKED = 1e18
 Q = load_queries("hub.store", "sqlite.sql")
@@ -219,6 +222,7 @@ class _Rows:
     dels: list[tuple[Any, ...]] = field(default_factory=list)
     bkey_rows: list[tuple[Any, ...]] = field(default_factory=list)
     notes: list[tuple[Any, ...]] = field(default_factory=list)
+    superseded: list[tuple[str]] = field(default_factory=list)
 
 
 class SQLiteStore:
@@ -252,7 +256,7 @@ class SQLiteStore:
         conn = _connect(self.path, self.durability)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, SCHEMA_VERSION):
+            if version not in (0, 1, 2, SCHEMA_VERSION):
                 raise RuntimeError(
                     f"{self.path}: schema version {version} is not one this jghub knows "
                     f"(up to {SCHEMA_VERSION}); run a matching jghub"
@@ -261,6 +265,7 @@ class SQLiteStore:
                 conn.executescript(Q["migrate_1_2"])
             conn.executescript(Q["schema"])
             conn.executescript(Q["schema_v2"])
+            conn.executescript(Q["schema_v3"])
         finally:
             conn.close()
         self._writer = _Writer(self.path, self.durability, self.max_group)
@@ -404,6 +409,8 @@ class SQLiteStore:
                 conn.executemany(Q["upsert_bkey"], rows.bkey_rows)
             if rows.notes:
                 conn.executemany(Q["insert_event_seq"], rows.notes)
+            if rows.superseded:
+                conn.executemany(Q["insert_superseded"], rows.superseded)
             conn.execute("RELEASE enqueue")
         except Exception:
             conn.execute("ROLLBACK TO enqueue")
@@ -460,6 +467,8 @@ class SQLiteStore:
                     out.append(judged)
                     continue
                 replaces = judged
+                if replaces is not None:
+                    rows.superseded.append((replaces,))
                 rows.bkeys[bkk] = (m.message_id, new.version, digest)
                 rows.bkey_rows.append((*bkk, new.version, digest, m.message_id))
             if key is not None:
@@ -849,6 +858,78 @@ class SQLiteStore:
     async def schema_version(self) -> tuple[int, int]:
         found = await self._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
         return int(found), SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ data sharing
+
+    async def share_put(
+        self, record: ShareRecord, *, expect_rev: int, events: Sequence[ShareEvent] = ()
+    ) -> bool:
+        table = share_table(record.kind)
+        row = share_row(record) | {"expect_rev": expect_rev}
+        evs = [share_event_row(e) for e in events]
+        sql = Q["share_insert" if expect_rev == 0 else "share_update"].format(table=table)
+
+        def op(c: sqlite3.Connection) -> bool:
+            if not c.execute(sql, row).rowcount:
+                return False
+            if evs:
+                c.executemany(Q["share_event_insert"], evs)
+            return True
+
+        return await self._write(op)
+
+    async def share_get(self, kind: str, id: str) -> ShareRecord | None:
+        sql = Q["share_get"].format(table=share_table(kind))
+        r = await self._read(lambda c: c.execute(sql, (id,)).fetchone())
+        return None if r is None else share_record(kind, r)
+
+    async def share_list(
+        self,
+        kind: str,
+        *,
+        dataset: str | None = None,
+        provider: str | None = None,
+        holder: str | None = None,
+        states: Sequence[str] | None = None,
+        due_before: float | None = None,
+        limit: int = 100,
+    ) -> list[ShareRecord]:
+        sql = Q["share_list"].format(table=share_table(kind))
+        args = {
+            "dataset": dataset,
+            "provider": provider,
+            "holder": holder,
+            "states": None if states is None else orjson.dumps(list(states)).decode(),
+            "due_before": due_before,
+            "limit": limit,
+        }
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [share_record(kind, r) for r in rows]
+
+    async def share_events(self, application_id: str) -> list[ShareEvent]:
+        rows = await self._read(
+            lambda c: c.execute(Q["share_events"], (application_id,)).fetchall()
+        )
+        return [share_event(r) for r in rows]
+
+    async def quota_add(
+        self, grant_id: str, day: str, requests: int, records: int
+    ) -> tuple[int, int]:
+        if not requests and not records:
+            got = await self._read(lambda c: c.execute(Q["quota_get"], (grant_id, day)).fetchone())
+            return (int(got[0]), int(got[1])) if got else (0, 0)
+        row = await self._write(
+            lambda c: c.execute(Q["quota_add"], (grant_id, day, requests, records)).fetchone()
+        )
+        return int(row[0]), int(row[1])
+
+    async def current_records(
+        self, dataset: str, *, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        rows = await self._read(
+            lambda c: c.execute(Q["current_records"], (dataset, after, limit)).fetchall()
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
 def _ledger_row(r: Sequence[Any]) -> LedgerEntry:

@@ -374,3 +374,127 @@ DELETE FROM deliveries WHERE msg = ?;
 
 -- name: prune_message
 DELETE FROM messages WHERE seq = ?;
+
+-- name: schema_v3
+-- Version 3: data sharing (数据共享, hub.sharing). Applications (共享申请), grants (授权) and
+-- subscriptions (订阅) keep their searched columns plus the object as JSON (``doc``); ``rev``
+-- counts writes (optimistic concurrency). An application's history is append-only. Quota
+-- counters are per grant and day. ``superseded`` names messages replaced by a newer version
+-- of their business key, so a dataset's current records are one index walk over messages.
+CREATE TABLE IF NOT EXISTS share_applications (
+    id         TEXT    PRIMARY KEY,
+    rev        INTEGER NOT NULL,
+    state      TEXT    NOT NULL,
+    dataset    TEXT    NOT NULL,
+    provider   TEXT    NOT NULL,
+    holder     TEXT    NOT NULL,
+    due_at     REAL,
+    created_at REAL    NOT NULL,
+    updated_at REAL    NOT NULL,
+    doc        TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS share_applications_due ON share_applications (due_at)
+    WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS share_grants (
+    id         TEXT    PRIMARY KEY,
+    rev        INTEGER NOT NULL,
+    state      TEXT    NOT NULL,
+    dataset    TEXT    NOT NULL,
+    provider   TEXT    NOT NULL,
+    holder     TEXT    NOT NULL,
+    due_at     REAL,
+    created_at REAL    NOT NULL,
+    updated_at REAL    NOT NULL,
+    doc        TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS share_grants_holder ON share_grants (holder, dataset);
+CREATE TABLE IF NOT EXISTS share_subscriptions (
+    id         TEXT    PRIMARY KEY,
+    rev        INTEGER NOT NULL,
+    state      TEXT    NOT NULL,
+    dataset    TEXT    NOT NULL,
+    provider   TEXT    NOT NULL,
+    holder     TEXT    NOT NULL,
+    due_at     REAL,
+    created_at REAL    NOT NULL,
+    updated_at REAL    NOT NULL,
+    doc        TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS share_application_events (
+    id          INTEGER PRIMARY KEY,
+    application TEXT    NOT NULL,
+    at          REAL    NOT NULL,
+    actor       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    details     TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS share_application_events_app ON share_application_events (application);
+CREATE TABLE IF NOT EXISTS share_quota (
+    grant_id TEXT    NOT NULL,
+    day      TEXT    NOT NULL,
+    requests INTEGER NOT NULL,
+    records  INTEGER NOT NULL,
+    PRIMARY KEY (grant_id, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS superseded (
+    msg_id TEXT NOT NULL PRIMARY KEY
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_dataset ON messages (dataset, seq);
+PRAGMA user_version = 3;
+
+-- name: share_insert
+-- {table} is one of share_applications, share_grants, share_subscriptions (named in code).
+INSERT INTO {table} (id, rev, state, dataset, provider, holder, due_at, created_at, updated_at,
+                     doc)
+VALUES (:id, :rev, :state, :dataset, :provider, :holder, :due_at, :created_at, :updated_at,
+        :doc)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: share_update
+UPDATE {table}
+   SET rev = :rev, state = :state, dataset = :dataset, provider = :provider, holder = :holder,
+       due_at = :due_at, updated_at = :updated_at, doc = :doc
+ WHERE id = :id AND rev = :expect_rev;
+
+-- name: share_get
+SELECT id, rev, state, dataset, provider, holder, due_at, created_at, updated_at, doc
+  FROM {table} WHERE id = ?;
+
+-- name: share_list
+SELECT id, rev, state, dataset, provider, holder, due_at, created_at, updated_at, doc
+  FROM {table}
+ WHERE (:dataset IS NULL OR dataset = :dataset)
+   AND (:provider IS NULL OR provider = :provider)
+   AND (:holder IS NULL OR holder = :holder)
+   AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+   AND (:due_before IS NULL OR due_at < :due_before)
+ ORDER BY created_at, id LIMIT :limit;
+
+-- name: share_event_insert
+INSERT INTO share_application_events (application, at, actor, action, state, reason, details)
+VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: share_events
+SELECT application, at, actor, action, state, reason, details FROM share_application_events
+ WHERE application = ? ORDER BY id;
+
+-- name: quota_add
+INSERT INTO share_quota (grant_id, day, requests, records) VALUES (?, ?, ?, ?)
+ON CONFLICT (grant_id, day) DO UPDATE
+   SET requests = share_quota.requests + excluded.requests,
+       records = share_quota.records + excluded.records
+RETURNING requests, records;
+
+-- name: quota_get
+SELECT requests, records FROM share_quota WHERE grant_id = ? AND day = ?;
+
+-- name: insert_superseded
+INSERT INTO superseded (msg_id) VALUES (?) ON CONFLICT (msg_id) DO NOTHING;
+
+-- name: current_records
+SELECT m.seq, m.payload FROM messages m
+ WHERE m.dataset = ? AND m.seq > ?
+   AND NOT EXISTS (SELECT 1 FROM superseded s WHERE s.msg_id = m.id)
+ ORDER BY m.seq LIMIT ?;

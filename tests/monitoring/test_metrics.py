@@ -204,7 +204,7 @@ async def test_readiness_flips_when_the_store_goes_and_recovers(
     r = await client.get("/readyz")
     doc = await r.json()
     assert r.status == 200 and doc["status"] == "ready", doc
-    assert doc["migrations"] == {"found": 2, "expected": 2}
+    assert doc["migrations"] == {"found": 3, "expected": 3}
     db = cfg.store_path()
     moved = db.with_name("moved.db")
     db.rename(moved)  # the volume went away under the running hub
