@@ -192,7 +192,7 @@ METRICS: tuple[MetricDoc, ...] = (
         "督办 (supervision) events the deadline watch emitted: sign_overdue, answer_overdue, "
         "answer_due_soon",
     ),
-    # designed now, emitted when the feature lands
+    # data sharing (hub/sharing): read from the store at scrape time
     MetricDoc(
         "jghub_sharing_applications_overdue",
         "gauge",
