@@ -25,10 +25,12 @@ async def test_the_national_flow_runs_clean(tmp_path: Path) -> None:
 
 
 async def test_the_demo_reports_a_national_flow_that_cannot_run(tmp_path: Path) -> None:
-    """``jghub demo`` prints the failure and exits 1 (``_national_flow`` says not ok) instead of
+    """``jghub demo`` prints the failure and exits 1 (``_platform_flow`` says not ok) instead of
     crashing; the simulator and sinks it started are stopped again."""
-    from hub.demo import _national_flow
+    from hub.demo import _platform_flow
 
     (tmp_path / "file").write_text("not a folder")
-    lines, ok = await _national_flow(tmp_path / "file" / "national")
+    lines, ok = await _platform_flow(
+        "adapters.national.demo", "run_national_flow", tmp_path / "file" / "national"
+    )
     assert not ok and lines[0].startswith("FAILED: ")
