@@ -708,6 +708,15 @@ PLATFORM_FLOWS: list[tuple[str, str, str, str, str]] = [
         "project, announcement, bid opening and award result in; the award at the supervising "
         "department in its own schema; an invalid document refused",
     ),
+    (
+        "data sharing",
+        "hub.sharing.demo",
+        "run_sharing_flow",
+        "sharing",
+        "an application accepted (受理) and approved narrowed; only granted fields and rows "
+        "queried, downloaded (manifest verified) and pushed masked; an ungranted field, a "
+        "revoked grant and a 不予共享 resource refused",
+    ),
 ]
 
 

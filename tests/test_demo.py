@@ -94,3 +94,7 @@ def test_demo_once_delivers_everything_and_summarises(tmp_path: Path) -> None:
         "acknowledged, 对账 clean): yes" in out
     )
     assert (work / "national" / "hub.yaml").exists()
+    # the data sharing flow, in its own hub on a copy of examples/sharing
+    assert re.search(r"^check: data sharing \(.*\): yes$", out, re.M), out[-3000:]
+    assert "data sharing: fields=license_no,phone: 403 E_FIELD_NOT_GRANTED" in out
+    assert (work / "sharing" / "config" / "data" / "hub.db").exists()

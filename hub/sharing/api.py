@@ -382,10 +382,29 @@ async def get_data(request: web.Request) -> web.Response:
     )
 
 
+def _formula_guard(raw: str | None, fmt: str) -> bool:
+    """``csv_formula_guard=true|false`` of a CSV export (default true: text cells beginning
+    with = + - @ tab or CR get a leading ', OWASP CSV injection)."""
+    if raw is None:
+        return True
+    if fmt != "csv":
+        raise BadParameter(
+            f"csv_formula_guard applies to format=csv only, not {fmt}", field="csv_formula_guard"
+        )
+    value = {"true": True, "1": True, "false": False, "0": False}.get(raw.strip().lower())
+    if value is None:
+        raise BadParameter(
+            f"csv_formula_guard must be true or false, not {raw[:20]!r}",
+            field="csv_formula_guard",
+        )
+    return value
+
+
 @_denials
 async def export_data(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/data/{dataset}/export?format=csv|jsonl&fields=&filter=``: the granted slice,
-    streamed; its manifest (count, SHA-256, grant id) at ``/v1/exports/{id}/manifest``."""
+    """``GET /v1/data/{dataset}/export?format=csv|jsonl&fields=&filter=&csv_formula_guard=``:
+    the granted slice, streamed; its manifest (count, SHA-256, grant id) at
+    ``/v1/exports/{id}/manifest``."""
     svc = _svc(request)
     p = await _who(request)
     dataset = request.match_info["dataset"]
@@ -395,13 +414,18 @@ async def export_data(request: web.Request) -> web.StreamResponse:
     grant = await svc.workflow.grant_for(p, dataset, "download", request.query.get("grant"))
     if request.query.get("sort"):
         raise BadParameter("an export is in store order; sort is not supported", field="sort")
+    guard = _formula_guard(request.query.get("csv_formula_guard"), fmt)
     plan = _plan(svc, p, grant, request, sort=False)
     quota = grant_quota(grant)
     want = quota.records_per_day or 0
     admission = await svc.meter.admit(grant.id, quota, want, _now(svc))
     export_id = "x" + secrets.token_hex(8)
     stream = stream_export(
-        svc.reader.export_records(dataset), plan, fmt, max_records=admission.records_allowed
+        svc.reader.export_records(dataset),
+        plan,
+        fmt,
+        max_records=admission.records_allowed,
+        csv_formula_guard=guard,
     )
     manifest_url = f"/v1/exports/{export_id}/manifest"
     resp = web.StreamResponse(

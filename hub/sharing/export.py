@@ -3,13 +3,14 @@
 Public interface::
 
     stream_export(records, plan, fmt, *, max_records=None, chunk_bytes=65536,
-                  generated_at=None) -> ExportStream
+                  generated_at=None, csv_formula_guard=True) -> ExportStream
     ExportStream                      # an AsyncIterator[bytes]; iterate it once
         .digest: ExportDigest         # count, sha256, bytes so far; final when .complete
         .manifest() -> dict           # after the stream ended (StateError before)
         .manifest_bytes() -> bytes    # the manifest as JSON
     ExportDigest(dataset, grant_id, fields, format, count, sha256, size, complete,
-                 truncated, generated_at)
+                 truncated, generated_at, csv_formula_guard)
+    guard_formula(text) -> str        # a text cell a spreadsheet would run, made inert
     EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
     async send_export(request, stream, *, filename, manifest_url=None, headers=None)
         -> web.StreamResponse     # chunked body, Content-Disposition, Link to the manifest
@@ -24,15 +25,20 @@ Formats:
 
 * ``csv``: RFC 4180 (``csv`` module, ``\\r\\n``, quotes where needed), UTF-8 without BOM, a header
   row of the plan's fields; ``None`` / absent is an empty cell, booleans are ``true`` /
-  ``false``, nested objects and lists are their compact JSON text. Values are written as they
-  are (no spreadsheet formula escaping: the file is data, and its SHA-256 must match it).
+  ``false``, nested objects and lists are their compact JSON text. With ``csv_formula_guard``
+  (the default) a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+  return gets a leading ``'`` (OWASP "CSV injection"), so a spreadsheet shows it instead of
+  running it as a formula (``=HYPERLINK(...)``, ``@SUM(...)``, DDE). Numbers are never
+  prefixed (``-3.5`` stays a number: a number cannot be a formula). The manifest says
+  ``"csv_formula_guard": true|false``; its SHA-256 is of the bytes sent, guard included.
 * ``jsonl``: one compact JSON object per line (``\\n``), fields in the plan's order.
 
 The manifest (清单) is known only once the last byte is out::
 
     {"dataset": ..., "grant_id": ..., "fields": [...], "format": "csv", "count": 1234,
      "sha256": "<hex of every byte of the body>", "bytes": 56789, "complete": true,
-     "truncated": false, "generated_at": "2026-11-29T08:00:00+08:00"}
+     "truncated": false, "generated_at": "2026-11-29T08:00:00+08:00",
+     "csv_formula_guard": true}                     # CSV only
 
 How the HTTP layer should deliver it: stream the body with :func:`send_export` (chunked),
 then store the manifest with the export's id (the audit record of the download) and serve it
@@ -61,9 +67,11 @@ from hub.sharing.enforce import Plan
 
 __all__ = [
     "EXPORT_FORMATS",
+    "FORMULA_TRIGGERS",
     "ExportDigest",
     "ExportFormat",
     "ExportStream",
+    "guard_formula",
     "send_export",
     "stream_export",
 ]
@@ -73,6 +81,15 @@ EXPORT_FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson",
 }
+
+
+#: first characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_formula(text: str) -> str:
+    """``text`` with a leading ``'`` when it begins with a formula trigger, else unchanged."""
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
 @dataclass
@@ -89,6 +106,8 @@ class ExportDigest:
     sha256: str = ""
     complete: bool = False
     truncated: bool = False
+    #: CSV text cells starting with a formula trigger were prefixed with ' (None: not CSV)
+    csv_formula_guard: bool | None = None
     _hash: Any = field(default_factory=hashlib.sha256, repr=False)
 
     def _feed(self, chunk: bytes) -> None:
@@ -107,6 +126,11 @@ class ExportDigest:
             "complete": self.complete,
             "truncated": self.truncated,
             "generated_at": self.generated_at,
+            **(
+                {}
+                if self.csv_formula_guard is None
+                else {"csv_formula_guard": self.csv_formula_guard}
+            ),
         }
 
 
@@ -123,6 +147,14 @@ def _cell(v: Any) -> str:
     if isinstance(v, str):
         return str(v)
     return orjson.dumps(v).decode("utf-8")
+
+
+def _guarded_cell(v: Any) -> str:
+    """:func:`_cell`, a text value made inert for spreadsheets; numbers, booleans and nested
+    values are written as :func:`_cell` writes them (``-3.5`` is a number, not a formula)."""
+    if isinstance(v, str):
+        return guard_formula(v)
+    return _cell(v)
 
 
 def _at(record: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
@@ -146,6 +178,7 @@ class ExportStream:
         max_records: int | None = None,
         chunk_bytes: int = 65536,
         generated_at: dt.datetime | None = None,
+        csv_formula_guard: bool = True,
     ) -> None:
         if fmt not in EXPORT_FORMATS:
             raise BadParameter(
@@ -165,6 +198,7 @@ class ExportStream:
             fields=list(plan.fields),
             format=fmt,
             generated_at=when.isoformat(),
+            csv_formula_guard=bool(csv_formula_guard) if fmt == "csv" else None,
         )
         self._started = False
         self._iter: AsyncIterator[bytes] | None = None
@@ -209,6 +243,7 @@ class ExportStream:
         writer = None
         paths = tuple(tuple(p.split(".")) for p in plan.fields)
         flat = None if any(len(p) > 1 for p in paths) else tuple(p[0] for p in paths)
+        cell = _guarded_cell if d.csv_formula_guard else _cell
         if buf is not None:
             writer = csv.writer(buf, lineterminator="\r\n")
             writer.writerow(plan.fields)
@@ -222,9 +257,9 @@ class ExportStream:
             d.count += 1
             if writer is not None and buf is not None:
                 if flat is not None:
-                    writer.writerow([_cell(out.get(k)) for k in flat])
+                    writer.writerow([cell(out.get(k)) for k in flat])
                 else:
-                    writer.writerow([_cell(_at(out, p)) for p in paths])
+                    writer.writerow([cell(_at(out, p)) for p in paths])
                 if buf.tell() >= self._chunk:
                     chunk = buf.getvalue().encode("utf-8")
                     buf.seek(0)
@@ -299,9 +334,11 @@ def stream_export(
     max_records: int | None = None,
     chunk_bytes: int = 65536,
     generated_at: dt.datetime | None = None,
+    csv_formula_guard: bool = True,
 ) -> ExportStream:
     """Stream ``records`` through ``plan`` as ``fmt`` (``csv`` or ``jsonl``); read the
-    manifest from the returned stream after the last chunk."""
+    manifest from the returned stream after the last chunk. ``csv_formula_guard`` (CSV only)
+    makes text cells a spreadsheet would run as formulas inert (see the module docstring)."""
     return ExportStream(
         records,
         plan,
@@ -309,4 +346,5 @@ def stream_export(
         max_records=max_records,
         chunk_bytes=chunk_bytes,
         generated_at=generated_at,
+        csv_formula_guard=csv_formula_guard,
     )

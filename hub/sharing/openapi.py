@@ -369,6 +369,12 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [
                     *data_params,
                     _q("format", "csv or jsonl", {"type": "string", "enum": ["csv", "jsonl"]}),
+                    _q(
+                        "csv_formula_guard",
+                        "CSV only, default true: a text cell beginning with = + - @ tab or CR "
+                        "gets a leading ' (spreadsheet formula injection)",
+                        {"type": "boolean"},
+                    ),
                 ],
                 "responses": {
                     "200": {
@@ -388,7 +394,12 @@ def openapi_document() -> dict[str, Any]:
                 {
                     "type": "object",
                     "required": ["count", "sha256", "grant_id"],
-                    "properties": {"count": {"type": "integer"}, "sha256": _STR, "grant_id": _STR},
+                    "properties": {
+                        "count": {"type": "integer"},
+                        "sha256": _STR,
+                        "grant_id": _STR,
+                        "csv_formula_guard": {"type": "boolean"},
+                    },
                 },
                 params=app_id,
             )

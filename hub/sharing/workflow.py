@@ -612,7 +612,14 @@ class SharingWorkflow:
             body.reason,
             doc_update={"decision": terms, "grant_id": grant_id_for(app_id)},
             due=None,
-            details={"terms": terms},
+            # The history shows the decided period as ISO times, like the rest of the API.
+            details={
+                "terms": {
+                    **terms,
+                    "valid_from": _iso(terms["valid_from"]),
+                    "valid_until": _iso(terms["valid_until"]),
+                }
+            },
         )
         await self._ensure_grant(new, principal)
         return new

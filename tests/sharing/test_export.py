@@ -69,7 +69,7 @@ async def test_csv_is_rfc4180_of_the_granted_projection() -> None:
     assert table == [
         ["id", "name", "phone", "amount", "ok", "meta", "owner.name"],
         ["1", 'Acme, "quoted"\r\nline 2', "138****5678", "1.5", "true", '{"k":[1,"张"]}', "李四"],
-        ["3", "=1+1", "", "0", "false", "", ""],
+        ["3", "'=1+1", "", "0", "false", "", ""],  # formula guard (on by default)
     ]
     for leak in (b"S-1", b"S-3", b"330100", b"13812345678", b"11010519491231002X", b"drop me"):
         assert leak not in body
@@ -84,6 +84,7 @@ async def test_csv_is_rfc4180_of_the_granted_projection() -> None:
         "complete": True,
         "truncated": False,
         "generated_at": "2026-03-02T08:00:00+00:00",
+        "csv_formula_guard": True,
     }
     assert orjson.loads(stream.manifest_bytes())["sha256"] == hashlib.sha256(body).hexdigest()
 
