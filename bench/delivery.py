@@ -39,7 +39,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     REPO,
     Server,
     free_port,
@@ -60,7 +60,8 @@ def hub_config(tmp: Path, port: int, sink_url: str, batch_size: int, dispatch: b
     if dispatch:
         cfg.write_text(
             cfg.read_text().replace(
-                "dispatcher: {enabled: false}", "dispatcher: {enabled: true, idle_poll_seconds: 1.0}"
+                "dispatcher: {enabled: false}",
+                "dispatcher: {enabled: true, idle_poll_seconds: 1.0}",
             )
         )
     (tmp / "systems" / "sink.yaml").write_text(
@@ -182,7 +183,9 @@ def run_mode(
     db = work / "data" / "hub.db"
     print(f"[{mode}] fill {records:,} records", flush=True)
     cfg = hub_config(work, port, sink_url, batch_size, dispatch=False)
-    hub = Server("hub", [*jghub_command(), "serve", "--config", str(cfg)], port, work, work / "f.log")
+    hub = Server(
+        "hub", [*jghub_command(), "serve", "--config", str(cfg)], port, work, work / "f.log"
+    )
     hub.start()
     try:
         asyncio.run(_fill(f"http://127.0.0.1:{port}/v1/systems/dept-a/records", records))
@@ -217,8 +220,21 @@ def run_mode(
                 out = REPO / "bench" / "out"
                 out.mkdir(exist_ok=True)
                 spy = subprocess.Popen(
-                    [pyspy, "record", "-p", str(hub.pid), "-d", "4", "-r", "250", "--threads"]
-                    + ["-f", "raw", "-o", str(out / f"profile-delivery-{mode}-wall.txt")],
+                    [
+                        pyspy,
+                        "record",
+                        "-p",
+                        str(hub.pid),
+                        "-d",
+                        "4",
+                        "-r",
+                        "250",
+                        "--threads",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(out / f"profile-delivery-{mode}-wall.txt"),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -266,7 +282,8 @@ def main() -> int:
     r_ratio = rec["hub"] / rec["base"]
     b_ratio = bat["hub"] / bat["base"]
     rows = [
-        "| mode | bare aiohttp client | jghub dispatcher | ratio | target | met | hub CPU per record |",
+        "| mode | bare aiohttp client | jghub dispatcher | ratio | target | met "
+        "| hub CPU per record |",
         "|---|---:|---:|---:|---|---|---:|",
         f"| per record ({per_record:,} records, {CONCURRENCY} in flight) "
         f"| {rec['base']:,.0f} rec/s | {rec['hub']:,.0f} rec/s | {r_ratio:.2f}x "

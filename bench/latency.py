@@ -36,7 +36,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     REPO,
     Server,
     free_port,
@@ -45,7 +45,7 @@ from common import (  # noqa: E402
     machine_info,
     write_section,
 )
-from delivery import hub_config, sink_stats, wait_count  # noqa: E402
+from delivery import hub_config, sink_stats, wait_count
 
 BENCH = Path(__file__).resolve().parent
 
@@ -54,7 +54,7 @@ def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     if not s:
         return float("nan")
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def wrk_max(url: str, bodies: Path, count: int, seconds: int) -> tuple[float, int]:

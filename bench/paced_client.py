@@ -62,9 +62,7 @@ async def run(
             now_mono = time.monotonic()
             while i < total and loop_start + i / rate <= now_mono:
                 await sem.acquire()
-                task = asyncio.create_task(
-                    one(session, start + i / rate, bodies[i % len(bodies)])
-                )
+                task = asyncio.create_task(one(session, start + i / rate, bodies[i % len(bodies)]))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 i += 1

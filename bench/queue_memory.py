@@ -84,8 +84,11 @@ async def _post_all(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="200,000 records (for make bench)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.quick and args.records == 1_000_000:
+        args.records = 200_000
     import orjson
 
     from contracts.samples import sample_inspection
