@@ -40,8 +40,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    CLK_TCK,
     REPO,
     Server,
+    children_cpu_seconds,
     free_port,
     jghub_command,
     load_avg,
@@ -160,6 +162,20 @@ def baseline_bodies(rows: list[tuple[str, str, bytes]], batch_size: int) -> list
     return out
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the main thread of ``pid`` (the event loop) and of its other
+    threads together (the SQLite writer, readers), from /proc/<pid>/task."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else "other threads"
+            st = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / CLK_TCK
+    return out
+
+
 def pyspy_cmd() -> str | None:
     sibling = Path(sys.executable).parent / "py-spy"
     return str(sibling) if sibling.exists() else shutil.which("py-spy")
@@ -203,7 +219,9 @@ def run_mode(
             print(f"[{mode}] baseline: bare aiohttp client, round {r + 1}", flush=True)
             cmd = [sys.executable, str(BENCH / "bare_client.py"), "--url", sink_url]
             cmd += ["--bodies", str(bodies), "--concurrency", str(CONCURRENCY)]
+            c0 = children_cpu_seconds()
             subprocess.run(cmd, check=True, timeout=600)
+            result["base_cpu_us"] = (children_cpu_seconds() - c0) / records * 1e6
             base_rates.append(rate(wait_count(sink_port, records, 30)))
         sink_reset(sink_port)
         print(f"[{mode}] hub: dispatcher drains the queue", flush=True)
@@ -215,6 +233,7 @@ def run_mode(
         hub.start()
         try:
             cpu0 = hub.cpu_seconds()
+            threads0 = thread_cpu(hub.pid)
             pyspy = pyspy_cmd()
             if profile and pyspy:
                 out = REPO / "bench" / "out"
@@ -240,6 +259,11 @@ def run_mode(
                 )
             st = wait_count(sink_port, records, records / 200 + 120)
             cpu = hub.cpu_seconds() - cpu0
+            threads = {
+                k: round((v - threads0.get(k, 0.0)) / records * 1e6, 1)
+                for k, v in thread_cpu(hub.pid).items()
+                if v - threads0.get(k, 0.0) > 0
+            }
             # the settles of the last requests: wait for them before stopping the hub
             time.sleep(1.0)
         finally:
@@ -255,6 +279,7 @@ def run_mode(
             base_rates=base_rates,
             hub_requests=st["requests"],
             cpu_us=cpu / records * 1e6,
+            thread_us=threads,
         )
     finally:
         sink.stop()
@@ -269,12 +294,18 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--profile", action="store_true", help="py-spy the hub (bench/out/)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--only", choices=["record", "batch"], help="one mode, no report")
     args = ap.parse_args()
     per_record = args.records or (5_000 if args.quick else 20_000)
     batched = args.batch_records or (50_000 if args.quick else 200_000)
     rounds = 1 if args.quick else 2
     tmp = Path(tempfile.mkdtemp(prefix="jghub-delivery-"))
     t0 = time.monotonic()
+    if args.only:
+        size = 1 if args.only == "record" else args.batch_size
+        res = run_mode(tmp, per_record if size == 1 else batched, size, rounds, args.profile)
+        print({k: v for k, v in res.items() if k != "base_rates"})
+        return 0
     rec = run_mode(tmp, per_record, 1, rounds, args.profile)
     bat = run_mode(tmp, batched, args.batch_size, rounds, args.profile)
     shutil.rmtree(tmp, ignore_errors=True)
