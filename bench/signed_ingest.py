@@ -105,6 +105,7 @@ def _run(
     conns: int,
     pool: multiprocessing.pool.Pool,
     bare: bool = False,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """One wrk run against the hub (unsigned or signed), or with ``bare`` against
     ``bench/baseline_app.py`` (the issue's baseline: parse the JSON, answer 202)."""
@@ -147,9 +148,23 @@ def _run(
         "bare" if bare else "signed" if signed else "unsigned", cmd, port, tmp, tmp / "serve.log"
     )
     server.start()
+    spy = None
+    if profile and not bare:
+        out = BENCH_DIR / "out"
+        out.mkdir(exist_ok=True)
+        pyspy = Path(sys.executable).parent / "py-spy"
+        name = f"profile-{'signed' if signed else 'unsigned'}-ingest-wall.txt"
+        cmd = [str(pyspy), "record", "-p", str(server.pid), "-d", str(max(1, seconds - 1))]
+        spy = subprocess.Popen(
+            [*cmd, "-r", "250", "--threads", "-f", "raw", "-o", str(out / name)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         res = _wrk(script, url, args, conns, seconds)
     finally:
+        if spy is not None:
+            spy.wait(timeout=60)
         server.stop()
     ok = int(res["statuses"].get("202", 0))
     res["ok_per_s"] = ok / float(res["duration_s"])
@@ -160,6 +175,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="3 s per run, one round")
+    p.add_argument("--profile", action="store_true", help="py-spy the hub runs (bench/out/)")
     p.add_argument("--conns", type=int, default=32)
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
     p.add_argument("--doc", type=Path, default=BENCH_DIR.parent / "docs" / "PERFORMANCE.md")
@@ -175,7 +191,7 @@ def main() -> int:
             for kind in ("bare", "unsigned", "signed"):
                 signed = kind == "signed"
                 with tempfile.TemporaryDirectory(prefix="jghub-bench-") as d:
-                    res = _run(Path(d), signed, a.seconds, a.conns, pool, bare=kind == "bare")
+                    res = _run(Path(d), signed, a.seconds, a.conns, pool, kind == "bare", a.profile)
                 print(
                     f"round {r + 1} {kind:>8}: "
                     f"{res['ok_per_s']:,.0f} accepted/s, statuses {res['statuses']}, "
