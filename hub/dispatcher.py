@@ -120,7 +120,8 @@ class TargetWorker:
                 for _ in range(1 if probing else max(free, 0)):
                     if not self._ready:
                         break
-                    unit = [self._ready.popleft() for _ in range(min(step, len(self._ready)))]
+                    size = 1 if probing else min(step, len(self._ready))  # a probe: one
+                    unit = [self._ready.popleft() for _ in range(size)]
                     self.inflight += 1
                     self.unsettled += 1
                     task = asyncio.create_task(self._deliver(unit))
