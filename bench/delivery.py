@@ -304,6 +304,7 @@ def main() -> int:
     if args.only:
         size = 1 if args.only == "record" else args.batch_size
         res = run_mode(tmp, per_record if size == 1 else batched, size, rounds, args.profile)
+        shutil.rmtree(tmp, ignore_errors=True)
         print({k: v for k, v in res.items() if k != "base_rates"})
         return 0
     rec = run_mode(tmp, per_record, 1, rounds, args.profile)
