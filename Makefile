@@ -32,14 +32,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy hub security contracts monitoring
 
-# Benchmarks (not tests): need wrk (apt-get install -y wrk); BENCH_ARGS=--quick for ~1 min.
+# Benchmarks (not tests): need wrk (apt-get install -y wrk); py-spy for --profile.
+# BENCH_ARGS=--quick: shorter runs, fewer records (a few minutes in all).
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) bench/ingest.py $(BENCH_ARGS)
-	$(PY) bench/queue_memory.py
-	$(PY) bench/mapping.py
-	$(PY) bench/signing.py
-	$(PY) bench/signed_ingest.py
+	$(PY) bench/signed_ingest.py $(BENCH_ARGS)
+	$(PY) bench/delivery.py $(BENCH_ARGS)
+	$(PY) bench/latency.py $(BENCH_ARGS)
+	$(PY) bench/queue_memory.py $(BENCH_ARGS)
+	$(PY) bench/mapping.py $(BENCH_ARGS)
+	$(PY) bench/signing.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .jghub-demo .pytest_cache .mypy_cache .ruff_cache

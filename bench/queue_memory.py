@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -84,8 +85,11 @@ async def _post_all(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="200,000 records (for make bench)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.quick and args.records == 1_000_000:
+        args.records = 200_000
     import orjson
 
     from contracts.samples import sample_inspection
@@ -137,6 +141,7 @@ def main() -> int:
     db = sqlite3.connect(tmp / "data" / "hub.db")
     (queued,) = db.execute("SELECT count(*) FROM deliveries WHERE state < 2").fetchone()
     db.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # a million records: ~1.5 GB
 
     def rate(lo: int, hi: int) -> float:
         pts = [(n, t) for n, t in marks if lo <= n <= hi]

@@ -17,6 +17,7 @@ Prints ``RAW_JSON {...}``: rows, transactions, seconds (timed), rows_per_s, txn_
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -62,6 +63,7 @@ def main() -> None:
 
     q = load_queries("hub.store", "sqlite.sql")
     data = payloads(args.bodies, args.count)
+    digests = [hashlib.sha256(d).digest() for d in data]
     conn = _connect(args.db, args.durability)
     conn.executescript(q["schema"])
     ins_msg, ins_del = q["insert_message"], q["insert_delivery"]
@@ -91,6 +93,8 @@ def main() -> None:
                     now,
                     tp,
                     data[seq % len(data)],
+                    None,  # subject
+                    digests[seq % len(data)],  # the hub stores the payload's SHA-256 too
                 )
             )
             del_rows.append((seq, "sink", "inspection-out", 0, None, now))

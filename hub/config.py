@@ -159,7 +159,7 @@ class IngestSettings(_Model):
 class DispatcherSettings(_Model):
     enabled: bool = True
     lease_seconds: float = Field(60.0, gt=0)
-    claim_batch: int = Field(256, ge=1)
+    claim_batch: int = Field(1024, ge=1)
     idle_poll_seconds: float = Field(
         1.0, gt=0, description="longest sleep when idle (catches work written by other processes)"
     )

@@ -13,13 +13,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import orjson
 
 from hub.breaker import BreakerState, CircuitBreaker, backoff_delay
+from hub.builtin import identity as builtin_identity
 from hub.events import DeliveryEvent
+from hub.json_adapter import JsonAdapter
 from hub.specs import OutboundItem, SendResult
 from hub.store import ClaimedDelivery, Outcome
 from hub.tracecontext import child_traceparent
@@ -41,10 +44,19 @@ class TargetWorker:
         self.name = target.name
         self.breaker: CircuitBreaker = target.breaker
         self.wake = asyncio.Event()
-        self.inflight = 0
+        self.inflight = 0  # units being sent (the target's concurrency)
+        self.unsettled = 0  # units claimed and not settled yet (sending or settling)
+        self._ready: deque[ClaimedDelivery] = deque()  # claimed ahead, not started yet
+        self._ready_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        # The stored canonical JSON can go out as it is (no parse, no re-serialisation) when
+        # the transport posts JSON and the target's adapter sends records unchanged.
+        self._raw_json = bool(
+            getattr(target.transport, "accepts_raw_json", False)
+            and getattr(type(target.adapter), "encode", None) is JsonAdapter.encode
+        )
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=f"jghub-dispatch:{self.name}")
@@ -68,6 +80,7 @@ class TargetWorker:
     async def _run(self) -> None:
         settings = self.hub.config.dispatcher
         transport = self.target.transport
+        conc, step = transport.concurrency, transport.max_batch
         while not self._stopping:
             try:
                 wait = self.breaker.ready_in()
@@ -77,25 +90,41 @@ class TargetWorker:
                     continue
                 probing = self.breaker.probing
                 free = transport.concurrency - self.inflight
-                if free <= 0 or (probing and self.inflight):
+                if free <= 0 or (probing and self.inflight) or self.unsettled >= 4 * conc:
                     self.wake.clear()
                     await self._sleep(settings.idle_poll_seconds)
                     continue
-                limit = 1 if probing else min(settings.claim_batch, free * transport.max_batch)
-                self.wake.clear()
-                claimed = await self.hub.store.claim(
-                    self.name, limit, settings.lease_seconds, self.hub.node_id
-                )
-                if not claimed:
-                    due = await self.hub.store.next_due_at(self.name)
-                    now = self.hub.clock()
-                    idle = settings.idle_poll_seconds
-                    await self._sleep(idle if due is None or due <= now else min(due - now, idle))
-                    continue
-                step = transport.max_batch
-                for i in range(0, len(claimed), step):
+                if self._ready and self.hub.clock() > self._ready_until:
+                    self._ready.clear()  # leases near their end: they return to the queue
+                if not self._ready:
+                    # Claim ahead (for the slots free now and four rounds more), so
+                    # the next units start from this buffer, not after another claim (a write
+                    # that queues behind the settles' commits).
+                    ahead = free if probing else free + 4 * conc
+                    limit = 1 if probing else min(settings.claim_batch, ahead * step)
+                    self.wake.clear()
+                    claimed = await self.hub.store.claim(
+                        self.name, limit, settings.lease_seconds, self.hub.node_id
+                    )
+                    if not claimed:
+                        due = await self.hub.store.next_due_at(self.name)
+                        now = self.hub.clock()
+                        idle = settings.idle_poll_seconds
+                        await self._sleep(
+                            idle if due is None or due <= now else min(due - now, idle)
+                        )
+                        continue
+                    self._ready.extend(claimed)
+                    self._ready_until = self.hub.clock() + settings.lease_seconds / 2
+                    free = transport.concurrency - self.inflight
+                for _ in range(1 if probing else max(free, 0)):
+                    if not self._ready:
+                        break
+                    size = 1 if probing else min(step, len(self._ready))  # a probe: one
+                    unit = [self._ready.popleft() for _ in range(size)]
                     self.inflight += 1
-                    task = asyncio.create_task(self._deliver(claimed[i : i + step]))
+                    self.unsettled += 1
+                    task = asyncio.create_task(self._deliver(unit))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
             except asyncio.CancelledError:
@@ -105,13 +134,26 @@ class TargetWorker:
                 await self._sleep(1.0)
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        sending = True
+
+        def sent() -> None:
+            """The target answered: its slot is free for the next unit while this one's
+            outcome is being committed (the fsync need not hold a connection idle)."""
+            nonlocal sending
+            if sending:
+                sending = False
+                self.inflight -= 1
+                self.wake.set()
+
         try:
-            await self._deliver_unit(claimed)
+            await self._deliver_unit(claimed, answered=sent)
         except Exception as exc:
             log.exception("delivery unit to %s failed", self.name)
+            sent()
             await self._settle_failed_unit(claimed, exc)
         finally:
-            self.inflight -= 1
+            sent()
+            self.unsettled -= 1
             self.wake.set()
 
     async def _settle_failed_unit(self, claimed: Sequence[ClaimedDelivery], exc: Exception) -> None:
@@ -148,7 +190,9 @@ class TargetWorker:
         except Exception:  # the leases will expire and the work returns
             log.exception("could not settle the failed unit to %s", self.name)
 
-    async def _deliver_unit(self, claimed: Sequence[ClaimedDelivery]) -> None:
+    async def _deliver_unit(
+        self, claimed: Sequence[ClaimedDelivery], answered: Callable[[], None] = lambda: None
+    ) -> None:
         hub = self.hub
         outcomes: list[Outcome] = []
         events: list[tuple[str, DeliveryEvent, float | str]] = []
@@ -159,8 +203,27 @@ class TargetWorker:
             rt = hub.outbound_route(c.route, self.name)
             mapping = self.target.mappings.get(c.dataset)
             try:
-                data = orjson.loads(c.payload)
                 cipher = hub.guard.ciphers.get(c.dataset)
+                if (
+                    self._raw_json
+                    and mapping is None
+                    and cipher is None
+                    and rt.transform is builtin_identity
+                ):
+                    items.append(
+                        OutboundItem(
+                            c.delivery_id,
+                            c.message_id,
+                            c.dataset,
+                            orjson.Fragment(c.payload),
+                            c.attempt,
+                            child_traceparent(c.traceparent),
+                        )
+                    )
+                    sent.append(c)
+                    notes.append(f"transform={rt.transform_name}")
+                    continue
+                data = orjson.loads(c.payload)
                 if cipher is not None:  # encrypted at rest; targets get clear values
                     data = cipher.decrypt_fields(data)
                 record = rt.transform(data)
@@ -198,6 +261,7 @@ class TargetWorker:
                 raise RuntimeError(
                     f"transport {self.name} returned {len(results)} results for {len(items)}"
                 )
+        answered()
         now = hub.clock()
         transient_failure = False
         reached = False

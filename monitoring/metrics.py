@@ -14,7 +14,7 @@ import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -257,6 +257,7 @@ class HubMetrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        self._delivery_series: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         #: counters of the node's ingest worker processes (``serve --workers``), set by the
         #: monitor from the metrics relay before a scrape
         self.remote: CounterValues = {}
@@ -313,11 +314,20 @@ class HubMetrics:
             self.quarantined.labels(system, dataset or "").inc(quarantined)
 
     def on_delivery(self, outcome: str, event: DeliveryEvent, now: float) -> None:
-        self.deliveries.labels(event.target, outcome).inc()
+        # the labelled series of (target, outcome), looked up once (labels() costs more than
+        # inc() and observe() together, and this runs for every delivered record)
+        series = self._delivery_series.get((event.target, outcome))
+        if series is None:
+            series = self._delivery_series[(event.target, outcome)] = (
+                self.deliveries.labels(event.target, outcome),
+                self.attempt_seconds.labels(event.target),
+                self.e2e_seconds.labels(event.target),
+            )
+        series[0].inc()
         if event.latency_ms:
-            self.attempt_seconds.labels(event.target).observe(event.latency_ms / 1000.0)
+            series[1].observe(event.latency_ms / 1000.0)
         if outcome == "succeeded" and event.accepted_at is not None:
-            self.e2e_seconds.labels(event.target).observe(max(0.0, now - event.accepted_at))
+            series[2].observe(max(0.0, now - event.accepted_at))
 
     def prepare_target(self, target: str) -> None:
         """Create a target's series at zero, so rates and alerts see it before its first

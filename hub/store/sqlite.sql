@@ -227,6 +227,10 @@ UPDATE deliveries SET next_at = :now
               ORDER BY e.id LIMIT 1)
    AND state = 0 AND next_at > :now;
 
+-- name: ordered_of
+-- Which of these deliveries (a JSON array of ids) are ordered: only those unpark a successor.
+SELECT id FROM deliveries WHERE ordered = 1 AND id IN (SELECT value FROM json_each(?));
+
 -- name: claim
 UPDATE deliveries
    SET state = 1, attempts = attempts + 1, next_at = :lease_until, lease_owner = :owner

@@ -140,6 +140,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 class HttpJsonTransport(SignsWithHubKey):
     """One ``aiohttp.ClientSession`` per target, opened in :meth:`start`."""
 
+    #: ``OutboundItem.body`` may be an ``orjson.Fragment`` (stored JSON sent as it is).
+    accepts_raw_json = True
+
     def __init__(self, target: str, options: HttpJsonOptions) -> None:
         self.target = target
         self.options = options
