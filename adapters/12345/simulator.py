@@ -47,8 +47,8 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import PeerServer
+from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = ["ACTIONS", "HotlineBehaviour", "HotlineSimulator"]
@@ -111,7 +111,7 @@ class HotlineSimulator(PeerServer):
 
     def __post_init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._seq = itertools.count(1)
         self._receipt_seq = itertools.count(1)
 
@@ -164,14 +164,9 @@ class HotlineSimulator(PeerServer):
         return resp
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys,
-            now=self.clock(), window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()

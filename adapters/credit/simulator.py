@@ -47,8 +47,8 @@ from aiohttp import web
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
 from hub.peers import PeerServer
+from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = [
@@ -168,7 +168,7 @@ class CreditSimulator(PeerServer):
     def __post_init__(self) -> None:
         self.down = False
         self._session: aiohttp.ClientSession | None = None
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._answers: dict[str, tuple[int, bytes]] = {}
         self._seq = 0
 
@@ -249,15 +249,9 @@ class CreditSimulator(PeerServer):
             self.requests.append((self.clock(), request.method, request.path, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
-        now = self.clock()
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys, now=now,
-            window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     def _remembered(self, request: web.Request) -> web.Response | None:
         key = request.headers.get("Idempotency-Key")

@@ -42,8 +42,8 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import PeerServer
+from hub.peers.signing import RequestVerifier, signed_response
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = [
@@ -148,7 +148,7 @@ class MarketSimulator(PeerServer):
     refused: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._receipts = 0
         self.down = False
 
@@ -177,13 +177,14 @@ class MarketSimulator(PeerServer):
         self, body: bytes, status: int = 200, *, tamper: bool = False, **headers: str
     ) -> web.Response:
         """``tamper``: sign other bytes than those sent (the signature will not verify)."""
-        from security.httpsig import sign_detached
-
-        if self.signer is not None:
-            signed = body + b" " if tamper else body
-            headers[SIGNATURE_HEADER] = sign_detached(signed, self.signer, created=self.clock())
-        return web.Response(
-            body=body, status=status, content_type="application/json", headers=headers
+        return signed_response(
+            body,
+            signer=self.signer,
+            header=SIGNATURE_HEADER,
+            created=self.clock(),
+            status=status,
+            headers=headers,
+            tamper=tamper,
         )
 
     def _error(self, status: int, code: str, msg: str, **extra: Any) -> web.Response:
@@ -222,16 +223,11 @@ class MarketSimulator(PeerServer):
             self.requests.append((self.clock(), request.method, request.path_qs, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
         if self.keys is None:
             return
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys,
-            now=self.clock(), window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     def _append(self, topic: str, record: dict[str, Any]) -> dict[str, Any]:
         seq = len(self.feeds[topic]) + 1

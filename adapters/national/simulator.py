@@ -46,8 +46,8 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import bound_port
+from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = [
@@ -175,7 +175,7 @@ class NationalSimulator:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._answers: dict[str, tuple[int, bytes]] = {}
         self._receipt_seq = 0
         self._inflight: dict[str, int] = {}
@@ -264,15 +264,9 @@ class NationalSimulator:
             self.requests.append((self.clock(), request.method, request.path, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
-        now = self.clock()
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys, now=now,
-            window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     def _remembered(self, request: web.Request) -> web.Response | None:
         """The answer already given to this Idempotency-Key (a re-sent request)."""

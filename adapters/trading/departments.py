@@ -32,8 +32,8 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import PeerServer
+from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = ["AttachmentFields", "SupervisingDepartment"]
@@ -78,7 +78,7 @@ class SupervisingDepartment(PeerServer):
     verified_attachments: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -110,14 +110,10 @@ class SupervisingDepartment(PeerServer):
             return self._refuse(503, "BM503", "系统维护中")
         body = await request.read()
         if self.keys is not None:
-            from security.httpsig import verify_request
-
-            now = self.clock()
             try:
-                sig = verify_request(
-                    "POST", self.url, request.headers, body, keys=self.keys, now=now
+                await self._verifier.verify(
+                    request, body, keys=self.keys, now=self.clock(), url=self.url
                 )
-                await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, 300.0)
             except HubError as exc:
                 return self._refuse(401, "BM401", f"签名无效: {exc.code} {exc.message}")
         key = request.headers.get("Idempotency-Key", "")

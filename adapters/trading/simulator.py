@@ -45,8 +45,8 @@ from contracts.samples import make_uscc
 from contracts.validators import USCC_ALPHABET
 from hub.errors import HubError
 from hub.peers import PeerServer
+from hub.peers.signing import RequestVerifier, signed_response
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 from transforms.xmljson import dict_to_xml, parse_xml
 
@@ -379,7 +379,7 @@ class TradingPlatform(PeerServer):
     refusals: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -502,35 +502,32 @@ class TradingPlatform(PeerServer):
     async def _check_signature(
         self, request: web.Request
     ) -> tuple[str | None, web.Response | None]:
-        from security.httpsig import verify_request
-
         if self.keys is None:
             return None, self._error(401, "JY4010", "平台未配置可信密钥")
         body = await request.read()
         url = f"http://127.0.0.1:{self.port}{request.path_qs}"
-        now = self.clock()
+        window = self.behaviour.tolerance
         try:
-            sig = verify_request(
-                request.method, url, request.headers, body, keys=self.keys, now=now,
-                window=self.behaviour.tolerance,
-            )  # fmt: skip
+            sig = self._verifier.check_signature(
+                request, body, keys=self.keys, now=self.clock(), window=window, url=url
+            )
         except HubError as exc:
             return None, self._error(401, "JY4010", f"签名验证失败: {exc.message}")
         try:
-            await check_replay(
-                self._nonces, sig.key_id, sig.nonce, sig.created, self.behaviour.tolerance
-            )
+            await self._verifier.check_nonce(sig, window)
         except HubError as exc:
             return sig.key_id, self._error(401, "JY4011", f"重复请求: {exc.message}")
         return sig.key_id, None
 
     def _signed(self, body: bytes, content_type: str, status: int = 200) -> web.Response:
-        resp = web.Response(body=body, status=status, content_type=content_type)
-        if self.signer is not None:
-            from security.httpsig import sign_detached
-
-            resp.headers["X-JY-Signature"] = sign_detached(body, self.signer, created=self.clock())
-        return resp
+        return signed_response(
+            body,
+            signer=self.signer,
+            header="X-JY-Signature",
+            created=self.clock(),
+            status=status,
+            content_type=content_type,
+        )
 
     def _error(self, status: int, code: str, message: str) -> web.Response:
         self.refusals.append(code)
