@@ -4,7 +4,6 @@ simulator and the housing bureau's inbox, all on loopback."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,10 +14,10 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from adapters.common import load_with_environment, serve_app
 from adapters.credit.demo import prepare_credit_setup
 from adapters.credit.simulator import CreditSimulator
 from hub.api import create_app
-from hub.config import load_config
 from hub.peers.sink import Sink
 from hub.runtime import Hub
 from security.keystore import Keystore, ManagedKey
@@ -106,23 +105,10 @@ async def credit_rig(
                 "min_backoff": 0.05,
             }
             path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-        saved = {k: os.environ.get(k) for k in ("CREDIT_URL", "DEPT_ZJJ_URL", "JGHUB_PORT")}
-        os.environ.update(
-            {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
-        )
-        try:
-            cfg = load_config(hub_file)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        env = {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
+        cfg = load_with_environment(hub_file, env)
         hub = Hub(cfg, clock=clock) if clock is not None else Hub(cfg)
-        app = create_app(cfg, hub=hub)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, _ = await serve_app(create_app(cfg, hub=hub), port)
         async with aiohttp.ClientSession(base_url=base) as http:
             yield Rig(hub, http, sim, inbox, base, work)
     finally:
