@@ -46,7 +46,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer
 from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -84,7 +84,7 @@ class HotlineBehaviour:
 
 
 @dataclass
-class HotlineSimulator(PeerServer):
+class HotlineSimulator(ClientPeer):
     """Start with ``await sim.start()``; set :attr:`hub_url` (the hub's base URL) and
     :attr:`system` before pushing."""
 
@@ -110,7 +110,6 @@ class HotlineSimulator(PeerServer):
     files: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
         self._verifier = RequestVerifier()
         self._seq = itertools.count(1)
         self._receipt_seq = itertools.count(1)
@@ -132,16 +131,6 @@ class HotlineSimulator(PeerServer):
         app.router.add_get("/api/v1/gd/{gdbh}", self._order)
         app.router.add_get("/files/{fid}", self._file)
         return app
-
-    async def start(self) -> None:
-        await super().start()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     # ------------------------------------------------------------------ server side
 

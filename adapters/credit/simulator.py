@@ -46,7 +46,7 @@ from aiohttp import web
 
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer
 from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -130,7 +130,7 @@ class CreditBehaviour:
 
 
 @dataclass
-class CreditSimulator(PeerServer):
+class CreditSimulator(ClientPeer):
     """Start with ``await sim.start()``; ``sim.base_url`` is the API root. ``go_down()`` /
     ``come_up()`` (:class:`hub.peers.PeerServer`) make it vanish (connection refused) and come
     back on the same port."""
@@ -167,7 +167,6 @@ class CreditSimulator(PeerServer):
 
     def __post_init__(self) -> None:
         self.down = False
-        self._session: aiohttp.ClientSession | None = None
         self._verifier = RequestVerifier()
         self._answers: dict[str, tuple[int, bytes]] = {}
         self._seq = 0
@@ -185,16 +184,6 @@ class CreditSimulator(PeerServer):
         r.add_post(ROOT + "/lhjc/feedback", self._feedback)
         r.add_get(ROOT + "/md/entries", self._feed)
         return app
-
-    async def start(self) -> None:
-        await super().start()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     # ------------------------------------------------------------------ plumbing
 

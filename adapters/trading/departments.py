@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer
 from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -51,8 +51,11 @@ class AttachmentFields:
 
 
 @dataclass
-class SupervisingDepartment(PeerServer):
+class SupervisingDepartment(ClientPeer):
     """Start with ``await dept.start()``; ``dept.url`` is where the hub posts award results."""
+
+    #: seconds one attachment download may take
+    client_timeout = 5.0
 
     name: str = "dept"
     title: str = ""
@@ -79,7 +82,6 @@ class SupervisingDepartment(PeerServer):
 
     def __post_init__(self) -> None:
         self._verifier = RequestVerifier()
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def url(self) -> str:
@@ -89,12 +91,6 @@ class SupervisingDepartment(PeerServer):
         app = web.Application()
         app.router.add_post("/api/zbjg", self._receive)
         return app
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     def _refuse(self, status: int, code: str, detail: str) -> web.Response:
         self.refused.append((code, detail))
@@ -174,14 +170,12 @@ class SupervisingDepartment(PeerServer):
 
     async def _fetch(self, uri: str) -> bytes | None:
         """The attachment's bytes (None for a 404); raises for a platform that is down."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         headers: dict[str, str] = {}
         if self.signer is not None:
             from security.httpsig import sign_request
 
             sign_request("GET", uri, headers, b"", signer=self.signer, created=self.clock())
-        async with self._session.get(uri, headers=headers) as resp:
+        async with self.client().get(uri, headers=headers) as resp:
             if resp.status == 404:
                 return None
             if resp.status != 200:

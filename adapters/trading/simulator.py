@@ -44,7 +44,7 @@ from adapters.trading.documents import NS_FJ, NS_JY, validate_document
 from contracts.samples import make_uscc
 from contracts.validators import USCC_ALPHABET
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer
 from hub.peers.signing import RequestVerifier, signed_response
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -347,7 +347,7 @@ class Push:
 
 
 @dataclass
-class TradingPlatform(PeerServer):
+class TradingPlatform(ClientPeer):
     """Start with ``await platform.start()``; ``platform.base_url`` is its API root."""
 
     #: the platform's own key: signs its pushes and its answers
@@ -380,11 +380,15 @@ class TradingPlatform(PeerServer):
 
     def __post_init__(self) -> None:
         self._verifier = RequestVerifier()
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/ggzy/v1"
+
+    @property
+    def client_timeout(self) -> float:  # type: ignore[override]
+        """Seconds one push may take (:attr:`timeout`)."""
+        return self.timeout
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
@@ -392,12 +396,6 @@ class TradingPlatform(PeerServer):
         app.router.add_get("/ggzy/v1/wj/{wjbh}", self._document)
         app.router.add_get("/ggzy/v1/fj/{fjid}", self._attachment)
         return app
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     # ------------------------------------------------------------------ attachments
 
@@ -445,10 +443,8 @@ class TradingPlatform(PeerServer):
             from security.httpsig import sign_request
 
             sign_request("POST", url, headers, body, signer=self.signer, created=self.clock())
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
+            async with self.client().post(url, data=body, headers=headers) as resp:
                 text = await resp.read()
                 try:
                     answer = orjson.loads(text) if text else None

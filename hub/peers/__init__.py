@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from abc import ABC, abstractmethod
 
+import aiohttp
 from aiohttp import web
 
-__all__ = ["PeerServer", "bound_port"]
+__all__ = ["ClientPeer", "PeerServer", "bound_port"]
 
 
 def bound_port(site: web.TCPSite) -> int:
@@ -63,3 +64,29 @@ class PeerServer(ABC):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class ClientPeer(PeerServer):
+    """A peer that also calls out (pushes to the hub, fetches attachments) over one client
+    session: opened by :meth:`start` (``client_timeout`` seconds a request), or on first use of
+    :meth:`client`, and closed by :meth:`stop`."""
+
+    client_timeout: float = 10.0
+    _session: aiohttp.ClientSession | None = None
+
+    def client(self) -> aiohttp.ClientSession:
+        """The peer's client session (opened now if it is not yet)."""
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.client_timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def start(self) -> None:
+        await super().start()
+        self.client()
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await super().stop()
