@@ -36,18 +36,18 @@ import asyncio
 import datetime as dt
 import hashlib
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import ClientPeer
-from hub.peers.signing import RequestVerifier
+from hub.peers.signing import RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
 
@@ -270,19 +270,16 @@ class HotlineSimulator(ClientPeer):
         return order
 
     async def _post(self, dataset: str, doc: dict[str, Any], key: str) -> tuple[int | None, Any]:
-        from security.httpsig import sign_request
-
         assert self._session is not None and self.signer is not None and self.hub_url
         url = f"{self.hub_url}/v1/systems/{self.system}/records?dataset={dataset}"
         body = orjson.dumps(doc)
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-        sign_request("POST", url, headers, body, signer=self.signer)
-        try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
-                answer = await resp.json(content_type=None)
-                status: int | None = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            status, answer = None, repr(exc)
+        posted = await post_signed(self._session, url, body, headers, signer=self.signer)
+        status = posted.status
+        if posted.error is not None:
+            answer: Any = repr(posted.error)
+        else:
+            answer = json.loads(posted.body) if posted.body.strip() else None
         self.pushes.append((key, status, answer))
         return status, answer
 

@@ -40,14 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
 from hub.peers import ClientPeer
-from hub.peers.signing import RequestVerifier
+from hub.peers.signing import RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
 
@@ -415,22 +414,14 @@ class CreditSimulator(ClientPeer):
 
     async def push(self, entries: list[dict[str, Any]]) -> int | None:
         """POST entries, signed with the platform's key, to ``push_url``; the status or None."""
-        from security.httpsig import sign_request
-
         assert self._session is not None and self.push_url is not None and self.signer
         body = orjson.dumps(entries)
         key = f"{entries[0]['MDBH']}#{entries[0]['XH']}"  # one key per published version
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.push_token:
             headers["Authorization"] = f"Bearer {self.push_token}"
-        sign_request("POST", self.push_url, headers, body, signer=self.signer)
-        status: int | None
-        try:
-            async with self._session.post(self.push_url, data=body, headers=headers) as resp:
-                await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError):
-            status = None
+        posted = await post_signed(self._session, self.push_url, body, headers, signer=self.signer)
+        status = posted.status
         for e in entries:
             self.pushes.append((e["MDBH"], status))
         return status

@@ -46,7 +46,7 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import bound_port
-from hub.peers.signing import RequestVerifier
+from hub.peers.signing import RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
 
@@ -490,19 +490,11 @@ class NationalSimulator:
 
     async def push(self, items: list[dict[str, Any]]) -> int | None:
         """POST items, signed with the nation's key, to ``push_url``; the status or None."""
-        from security.httpsig import sign_request
-
         assert self._session is not None and self.push_url is not None and self.signer
         body = orjson.dumps(items)
         headers = {"Content-Type": "application/json", "Idempotency-Key": items[0]["xfbh"]}
-        sign_request("POST", self.push_url, headers, body, signer=self.signer)
-        status: int | None
-        try:
-            async with self._session.post(self.push_url, data=body, headers=headers) as resp:
-                await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError):
-            status = None
+        posted = await post_signed(self._session, self.push_url, body, headers, signer=self.signer)
+        status = posted.status
         for item in items:
             self.pushes.append((item["xfbh"], status))
         return status

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from lxml import etree
@@ -45,7 +44,7 @@ from contracts.samples import make_uscc
 from contracts.validators import USCC_ALPHABET
 from hub.errors import HubError
 from hub.peers import ClientPeer
-from hub.peers.signing import RequestVerifier, signed_response
+from hub.peers.signing import RequestVerifier, post_signed, signed_response
 from hub.specs import Signer
 from security.signing import KeyResolver
 from transforms.xmljson import dict_to_xml, parse_xml
@@ -439,20 +438,19 @@ class TradingPlatform(ClientPeer):
         headers = {"Content-Type": "application/xml", "Idempotency-Key": wjbh}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        if self.signer is not None:
-            from security.httpsig import sign_request
-
-            sign_request("POST", url, headers, body, signer=self.signer, created=self.clock())
-        try:
-            async with self.client().post(url, data=body, headers=headers) as resp:
-                text = await resp.read()
-                try:
-                    answer = orjson.loads(text) if text else None
-                except orjson.JSONDecodeError:
-                    answer = text.decode("utf-8", "replace")
-                push = Push(wjbh, dataset, resp.status, answer)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        posted = await post_signed(
+            self.client(), url, body, headers, signer=self.signer, created=self.clock()
+        )
+        if posted.error is not None:
+            exc = posted.error
             push = Push(wjbh, dataset, None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            text = posted.body
+            try:
+                answer = orjson.loads(text) if text else None
+            except orjson.JSONDecodeError:
+                answer = text.decode("utf-8", "replace")
+            push = Push(wjbh, dataset, posted.status, answer)
         self.pushes.append(push)
         self._settle(push)
         return push

@@ -7,6 +7,8 @@ signature header; what is the same everywhere lives here:
 * :class:`RequestVerifier` — the hub's RFC 9421 signature (:func:`security.httpsig.verify_request`)
   checked against the platform's trusted keys, then the nonce against a replay cache
   (:func:`security.replay.check_replay`), both within one freshness window;
+* :func:`post_signed` — a push to the hub signed with the platform's key (RFC 9421), the
+  network errors kept as the result, never raised;
 * :func:`signed_response` — an answer whose body carries a detached signature
   (:func:`security.httpsig.sign_detached`) by the platform's key in the platform's header.
 """
@@ -14,8 +16,10 @@ signature header; what is the same everywhere lives here:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from hub.specs import Signer
@@ -25,7 +29,7 @@ from security.signing import KeyResolver
 if TYPE_CHECKING:
     from security.httpsig import VerifiedSignature
 
-__all__ = ["RequestVerifier", "signed_response"]
+__all__ = ["Posted", "RequestVerifier", "post_signed", "signed_response"]
 
 
 class RequestVerifier:
@@ -100,3 +104,35 @@ def signed_response(
     if signer is not None:
         out[header] = sign_detached(body + b" " if tamper else body, signer, created=created)
     return web.Response(body=body, status=status, content_type=content_type, headers=out)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a push got: the HTTP status and answer bytes, or (``status`` None) the network
+    error or timeout that stopped it."""
+
+    status: int | None
+    body: bytes = b""
+    error: BaseException | None = None
+
+
+async def post_signed(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    signer: Signer | None,
+    created: float | None = None,
+) -> Posted:
+    """POST ``body`` to ``url`` with ``headers``, signed last by ``signer`` when there is one
+    (RFC 9421 over the final headers; ``created`` is the signing time, default now)."""
+    if signer is not None:
+        from security.httpsig import sign_request
+
+        sign_request("POST", url, headers, body, signer=signer, created=created)
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            return Posted(resp.status, await resp.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Posted(None, error=exc)
