@@ -46,7 +46,7 @@ from aiohttp import web
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
 from hub.peers import ClientPeer
-from hub.peers.signing import RequestVerifier, post_signed
+from hub.peers.signing import AnswerMemory, RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
 
@@ -167,7 +167,7 @@ class CreditSimulator(ClientPeer):
     def __post_init__(self) -> None:
         self.down = False
         self._verifier = RequestVerifier()
-        self._answers: dict[str, tuple[int, bytes]] = {}
+        self._answers = AnswerMemory()
         self._seq = 0
 
     @property
@@ -242,17 +242,12 @@ class CreditSimulator(ClientPeer):
         )
 
     def _remembered(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("Idempotency-Key")
-        if key and key in self._answers:
-            status, body = self._answers[key]
-            return web.Response(body=body, status=status, content_type="application/json")
-        return None
+        return self._answers.again(request)
 
     def _answer(self, request: web.Request, doc: dict[str, Any], status: int = 200) -> web.Response:
         body = orjson.dumps(doc)
-        key = request.headers.get("Idempotency-Key")
-        if key and status < 300:  # a refused request changed nothing: a re-send is judged again
-            self._answers[key] = (status, body)
+        if status < 300:  # a refused request changed nothing: a re-send is judged again
+            self._answers.keep(request, status, body)
         headers = {"X-Receipt-Id": str(doc["hzbh"])} if doc.get("hzbh") else None
         return web.Response(
             body=body, status=status, content_type="application/json", headers=headers

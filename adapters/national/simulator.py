@@ -46,7 +46,7 @@ from aiohttp import web
 
 from hub.errors import HubError
 from hub.peers import bound_port
-from hub.peers.signing import RequestVerifier, post_signed
+from hub.peers.signing import AnswerMemory, RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
 
@@ -176,7 +176,7 @@ class NationalSimulator:
         self._site: web.TCPSite | None = None
         self._session: aiohttp.ClientSession | None = None
         self._verifier = RequestVerifier()
-        self._answers: dict[str, tuple[int, bytes]] = {}
+        self._answers = AnswerMemory()
         self._receipt_seq = 0
         self._inflight: dict[str, int] = {}
 
@@ -270,17 +270,12 @@ class NationalSimulator:
 
     def _remembered(self, request: web.Request) -> web.Response | None:
         """The answer already given to this Idempotency-Key (a re-sent request)."""
-        key = request.headers.get("Idempotency-Key")
-        if key and key in self._answers:
-            status, body = self._answers[key]
-            return web.Response(body=body, status=status, content_type="application/json")
-        return None
+        return self._answers.again(request)
 
     def _answer(self, request: web.Request, doc: dict[str, Any], status: int = 200) -> web.Response:
         body = orjson.dumps(doc)
-        key = request.headers.get("Idempotency-Key")
-        if key and status < 500:
-            self._answers[key] = (status, body)
+        if status < 500:
+            self._answers.keep(request, status, body)
         if self.behaviour.lost_replies > 0:
             self.behaviour.lost_replies -= 1
             return self._error(500, "GJ5001", "内部错误 (reply lost after the change was applied)")

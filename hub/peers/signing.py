@@ -9,6 +9,8 @@ signature header; what is the same everywhere lives here:
   (:func:`security.replay.check_replay`), both within one freshness window;
 * :func:`post_signed` — a push to the hub signed with the platform's key (RFC 9421), the
   network errors kept as the result, never raised;
+* :class:`AnswerMemory` — the answers given by ``Idempotency-Key``: a re-sent request gets
+  the first answer again;
 * :func:`signed_response` — an answer whose body carries a detached signature
   (:func:`security.httpsig.sign_detached`) by the platform's key in the platform's header.
 """
@@ -29,7 +31,7 @@ from security.signing import KeyResolver
 if TYPE_CHECKING:
     from security.httpsig import VerifiedSignature
 
-__all__ = ["Posted", "RequestVerifier", "post_signed", "signed_response"]
+__all__ = ["AnswerMemory", "Posted", "RequestVerifier", "post_signed", "signed_response"]
 
 
 class RequestVerifier:
@@ -136,3 +138,25 @@ async def post_signed(
             return Posted(resp.status, await resp.read())
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Posted(None, error=exc)
+
+
+class AnswerMemory:
+    """The JSON answers a platform gave, by the request's ``Idempotency-Key``. Which answers
+    are kept (e.g. not a refusal, so that a re-send is judged again) is the platform's call."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[int, bytes]] = {}
+
+    def again(self, request: web.Request) -> web.Response | None:
+        """The answer already given to this request's key (a re-sent request), or None."""
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self.answers:
+            status, body = self.answers[key]
+            return web.Response(body=body, status=status, content_type="application/json")
+        return None
+
+    def keep(self, request: web.Request, status: int, body: bytes) -> None:
+        """Remember the answer to this request's key (a request without a key: nothing)."""
+        key = request.headers.get("Idempotency-Key")
+        if key:
+            self.answers[key] = (status, body)
