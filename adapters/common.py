@@ -15,9 +15,9 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -30,9 +30,19 @@ __all__ = [
     "free_port",
     "load_with_environment",
     "serve_app",
+    "serving",
+    "started",
     "until",
     "write_trial_keys",
 ]
+
+
+class Peer(Protocol):
+    """A simulated system that starts and stops (``hub.peers.PeerServer`` and the others)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 async def until(
@@ -126,3 +136,28 @@ async def serve_app(app: web.Application, port: int = 0) -> tuple[web.AppRunner,
         await runner.cleanup()
         raise
     return runner, site
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, port: int = 0) -> AsyncIterator[web.TCPSite]:
+    """Serve ``app`` on 127.0.0.1:``port`` for the time of the block (see :func:`serve_app`)."""
+    runner, site = await serve_app(app, port)
+    try:
+        yield site
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def started(*peers: Peer) -> AsyncIterator[None]:
+    """Start the simulated ``peers`` in order for the time of the block; on exit (or when one
+    does not start) stop those started, the last first."""
+    running: list[Peer] = []
+    try:
+        for peer in peers:
+            await peer.start()
+            running.append(peer)
+        yield
+    finally:
+        for peer in reversed(running):
+            await peer.stop()

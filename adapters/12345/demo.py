@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import common
-from adapters.common import environment, free_port, serve_app, until
+from adapters.common import environment, free_port, serving, started, until
 
 __all__ = [
     "EXAMPLE",
@@ -137,7 +137,6 @@ async def hotline_stack(
     """Start the simulators and the hub on the example configuration copied into ``work``
     (SQLite store there); stop everything on exit. ``edit(work)`` may change the copied files
     before the hub loads them (tests shorten retry delays)."""
-    from aiohttp import web
 
     from hub.api import HUB_KEY, create_app
     from hub.config import load_config
@@ -161,10 +160,7 @@ async def hotline_stack(
     water = dept_mod.HotlineDepartment(
         system="dept-water", title="杭州市水务集团", code="SWJT330100", token=tokens["dept-water"]
     )
-    runner: web.AppRunner | None = None
-    try:
-        for peer in (sim, scjg, water):
-            await peer.start()
+    async with started(sim, scjg, water):
         port = free_port()
         env = {
             "JGHUB_PORT": str(port),
@@ -183,15 +179,10 @@ async def hotline_stack(
             edit(work)
         with environment(env):  # the keys are read when the app is made, too
             app = create_app(load_config(hub_file))
-        runner, _ = await serve_app(app, port)
-        base = f"http://127.0.0.1:{port}"
-        sim.hub_url = scjg.hub_url = water.hub_url = base
-        yield HotlineStack(app[HUB_KEY], app, base, sim, scjg, water, work)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        for peer in (sim, scjg, water):
-            await peer.stop()
+        async with serving(app, port):
+            base = f"http://127.0.0.1:{port}"
+            sim.hub_url = scjg.hub_url = water.hub_url = base
+            yield HotlineStack(app[HUB_KEY], app, base, sim, scjg, water, work)
 
 
 async def run_hotline_flow(work: Path, *, timeout: float = 30.0) -> HotlineFlowReport:

@@ -28,7 +28,8 @@ from adapters.common import (
     copy_example,
     free_port,
     load_with_environment,
-    serve_app,
+    serving,
+    started,
     until,
     write_trial_keys,
 )
@@ -98,7 +99,6 @@ def prepare_credit_setup(work: Path) -> tuple[Path, Any, Any]:
 async def run_credit_flow(work: Path, *, timeout: float = 30.0) -> CreditFlowReport:
     """Run the credit flow end to end (see the module docstring) and report what happened."""
     import aiohttp
-    from aiohttp import web
 
     from adapters.credit.simulator import CreditSimulator
     from hub.api import HUB_KEY, create_app
@@ -107,11 +107,8 @@ async def run_credit_flow(work: Path, *, timeout: float = 30.0) -> CreditFlowRep
 
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
-    runner: web.AppRunner | None = None
     report = CreditFlowReport()
-    try:
-        await inbox.start()
-        await sim.start()
+    async with started(inbox, sim):
         port = free_port()
         hub_file, hub_key, platform_key = prepare_credit_setup(work)
         sim.keys = Keystore([ManagedKey(hub_key, owner="jghub")])
@@ -121,14 +118,8 @@ async def run_credit_flow(work: Path, *, timeout: float = 30.0) -> CreditFlowRep
         env = {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
         env.update({k: os.environ.get(k) or v for k, v in _TOKENS.items()})
         app = create_app(load_with_environment(hub_file, env))
-        runner, _ = await serve_app(app, port)
-        async with aiohttp.ClientSession(base_url=base) as http:
+        async with serving(app, port), aiohttp.ClientSession(base_url=base) as http:
             await _flow(app[HUB_KEY], http, sim, inbox, env, report, timeout)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        await inbox.stop()
     return report
 
 

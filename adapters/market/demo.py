@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from adapters.common import free_port, serve_app, until, write_trial_keys
+from adapters.common import free_port, serving, started, until, write_trial_keys
 
 __all__ = ["EXAMPLE", "MarketFlowReport", "run_market_flow", "write_market_setup"]
 
@@ -127,7 +127,6 @@ class MarketFlowReport:
 async def run_market_flow(work: Path, *, timeout: float = 30.0) -> MarketFlowReport:
     """Run the market flow end to end on loopback (see the module docstring): its own hub
     (SQLite in ``work``), the platform simulator and two department inboxes."""
-    from aiohttp import web
 
     from adapters.market.simulator import MarketSimulator
     from hub.api import HUB_KEY, create_app
@@ -137,12 +136,8 @@ async def run_market_flow(work: Path, *, timeout: float = 30.0) -> MarketFlowRep
 
     sinks = {"dept-a": Sink("dept-a"), "dept-b": Sink("dept-b")}
     sim = MarketSimulator()
-    runner: web.AppRunner | None = None
     report = MarketFlowReport()
-    try:
-        for s in sinks.values():
-            await s.start()
-        await sim.start()
+    async with started(*sinks.values(), sim):
         port = free_port()
         path, hub_key, platform_key = write_market_setup(
             work, market_url=sim.base_url, dept_urls={n: s.url for n, s in sinks.items()}, port=port
@@ -150,14 +145,8 @@ async def run_market_flow(work: Path, *, timeout: float = 30.0) -> MarketFlowRep
         sim.keys = Keystore([ManagedKey(hub_key, owner="zj-hub")])
         sim.signer = platform_key
         app = create_app(load_config(path))
-        runner, _ = await serve_app(app, port)
-        await _flow(app[HUB_KEY], f"http://127.0.0.1:{port}", sim, sinks, report, timeout)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        for s in sinks.values():
-            await s.stop()
+        async with serving(app, port):
+            await _flow(app[HUB_KEY], f"http://127.0.0.1:{port}", sim, sinks, report, timeout)
     return report
 
 

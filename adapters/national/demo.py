@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from adapters.common import free_port, serve_app, until, write_trial_keys
+from adapters.common import free_port, serving, started, until, write_trial_keys
 
 __all__ = [
     "NationalFlowReport",
@@ -315,7 +315,6 @@ async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> National
     coordination reports) uploaded in batches; a risk warning issued by the nation, pushed to
     the hub, routed to the responsible department and acknowledged, and the department's
     handling result sent back; then 对账 for the day, which must be clean."""
-    from aiohttp import web
 
     from adapters.national.simulator import NationalSimulator
     from hub.api import HUB_KEY, create_app
@@ -325,12 +324,8 @@ async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> National
 
     sinks = {"dept-a": Sink("dept-a"), "dept-b": Sink("dept-b")}
     sim = NationalSimulator(keys=Keystore())
-    runner: web.AppRunner | None = None
     report = NationalFlowReport()
-    try:
-        for s in sinks.values():
-            await s.start()
-        await sim.start()
+    async with started(*sinks.values(), sim):
         port = free_port()
         path, hub_key, nation_key = write_national_setup(
             workdir,
@@ -344,14 +339,8 @@ async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> National
             f"http://127.0.0.1:{port}/v1/systems/national/records?dataset=national_issued"
         )
         app = create_app(load_config(path))
-        runner, _ = await serve_app(app, port)
-        await _flow(app[HUB_KEY], sim, sinks, report, timeout)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        for s in sinks.values():
-            await s.stop()
+        async with serving(app, port):
+            await _flow(app[HUB_KEY], sim, sinks, report, timeout)
     return report
 
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
 
-from adapters.common import load_with_environment, serve_app
+from adapters.common import load_with_environment, serving, started
 from adapters.credit.demo import prepare_credit_setup
 from adapters.credit.simulator import CreditSimulator
 from hub.api import create_app
@@ -72,10 +71,7 @@ async def credit_rig(
     gets a ``security:`` section (role tokens, audit log)."""
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
-    await inbox.start()
-    await sim.start()
-    runner: web.AppRunner | None = None
-    try:
+    async with started(inbox, sim):
         port = free_port()
         hub_file, hub_key, platform_key = prepare_credit_setup(work)
         sim.keys = Keystore([ManagedKey(hub_key, owner="jghub")])
@@ -108,11 +104,6 @@ async def credit_rig(
         env = {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
         cfg = load_with_environment(hub_file, env)
         hub = Hub(cfg, clock=clock) if clock is not None else Hub(cfg)
-        runner, _ = await serve_app(create_app(cfg, hub=hub), port)
-        async with aiohttp.ClientSession(base_url=base) as http:
+        app = create_app(cfg, hub=hub)
+        async with serving(app, port), aiohttp.ClientSession(base_url=base) as http:
             yield Rig(hub, http, sim, inbox, base, work)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        await inbox.stop()
