@@ -46,7 +46,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import ClientPeer
+from hub.peers import ClientPeer, PeerFaults
 from hub.peers.signing import RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -70,17 +70,14 @@ def _now_text(clock: Callable[[], float]) -> str:
 
 
 @dataclass
-class HotlineBehaviour:
-    """How the platform misbehaves; tests change the fields while it runs."""
+class HotlineBehaviour(PeerFaults):
+    """How the platform misbehaves; tests change the fields while it runs. ``fail_next``: 503
+    ``RX5030`` (系统维护)."""
 
-    #: the next N requests to the platform are answered 503 RX5030 (系统维护)
-    fail_next: int = 0
     #: seconds added before each answer
     latency: float = 0.0
     #: the next N 流转记录 are refused 400 RX4002 (a strict validator's bad day)
     refuse_next: int = 0
-    #: seconds a signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -145,8 +142,7 @@ class HotlineSimulator(ClientPeer):
         b = self.behaviour
         if b.latency:
             await asyncio.sleep(b.latency)
-        if b.fail_next > 0:
-            b.fail_next -= 1
+        if b.take("fail_next"):
             self.refused.append(("RX5030", request.path))
             return self._error(503, "RX5030", "系统维护中，请稍后重试 (maintenance)")
         resp: web.StreamResponse = await handler(request)
@@ -179,8 +175,7 @@ class HotlineSimulator(ClientPeer):
         if doc["DZLX"] not in ACTIONS:
             self.refused.append(("RX4002", "DZLX"))
             return self._error(400, "RX4002", f"动作类型 {doc['DZLX']} 无效", field="DZLX")
-        if self.behaviour.refuse_next > 0:
-            self.behaviour.refuse_next -= 1
+        if self.behaviour.take("refuse_next"):
             self.refused.append(("RX4002", "CZSJ"))
             return self._error(400, "RX4002", "操作时间格式错误 (refused on demand)", field="CZSJ")
         gdbh = doc["GDBH"]

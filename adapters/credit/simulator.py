@@ -45,7 +45,7 @@ from aiohttp import web
 
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
-from hub.peers import ClientPeer
+from hub.peers import ClientPeer, ThrottledFaults
 from hub.peers.signing import AnswerMemory, RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -108,24 +108,17 @@ _KINDS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class CreditBehaviour:
+class CreditBehaviour(ThrottledFaults):
     """How the platform misbehaves; tests change the fields while it runs. Counters count
-    requests down to zero."""
+    requests down to zero. ``fail_next``: 503 ``XY5000``; ``throttle``: 429 ``XY4290``."""
 
     #: every request answered 503 XY5030 until set back to False (维护中)
     maintenance: bool = False
-    #: the next N requests answered 503
-    fail_next: int = 0
-    #: the next N requests answered 429 with ``Retry-After: retry_after``
-    throttle: int = 0
-    retry_after: str = "1"
     #: the next N requests hang ``hang`` seconds first (client timeouts)
     timeout_next: int = 0
     hang: float = 5.0
     #: seconds every request waits before it is handled (a slow platform)
     delay: float = 0.0
-    #: seconds a signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -200,17 +193,14 @@ class CreditSimulator(ClientPeer):
         try:
             if b.delay > 0:
                 await asyncio.sleep(b.delay)
-            if b.timeout_next > 0:
-                b.timeout_next -= 1
+            if b.take("timeout_next"):
                 await asyncio.sleep(b.hang)
             resp: web.StreamResponse
             if b.maintenance:
                 resp = self._error(503, "XY5030", "平台维护中 (platform down for maintenance)")
-            elif b.fail_next > 0:
-                b.fail_next -= 1
+            elif b.take("fail_next"):
                 resp = self._error(503, "XY5000", "系统繁忙 (temporarily unavailable)")
-            elif b.throttle > 0:
-                b.throttle -= 1
+            elif b.take("throttle"):
                 resp = web.json_response(
                     {"code": "XY4290", "message": "请求过于频繁"},
                     status=429,

@@ -41,7 +41,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import PeerServer, ThrottledFaults
 from hub.peers.signing import RequestVerifier, signed_response
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -94,15 +94,11 @@ _DAY = re.compile(r"^\d{8}$")
 
 
 @dataclass
-class MarketBehaviour:
+class MarketBehaviour(ThrottledFaults):
     """How the platform misbehaves; tests change the fields while it runs. Counters count
-    requests down to zero."""
+    requests down to zero. ``fail_next``: 503 ``SC5030`` (系统维护); ``throttle``: 429
+    ``SC4290``."""
 
-    #: the next N requests are answered 429 with ``Retry-After: retry_after``
-    throttle: int = 0
-    retry_after: str = "1"
-    #: the next N requests are answered 503 (系统维护)
-    fail_next: int = 0
     #: seconds added before every answer (a slow platform)
     latency: float = 0.0
     #: the next N feed pages are sent truncated (not JSON)
@@ -117,8 +113,6 @@ class MarketBehaviour:
     #: largest page and batch
     max_page: int = 500
     max_batch: int = 200
-    #: seconds a request signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -199,14 +193,12 @@ class MarketSimulator(PeerServer):
         try:
             if b.latency > 0:
                 await asyncio.sleep(b.latency)
-            if b.throttle > 0:
-                b.throttle -= 1
+            if b.take("throttle"):
                 resp: web.StreamResponse = self._error(
                     429, "SC4290", "请求过于频繁", **{"retryAfter": b.retry_after}
                 )
                 resp.headers["Retry-After"] = b.retry_after
-            elif b.fail_next > 0:
-                b.fail_next -= 1
+            elif b.take("fail_next"):
                 resp = self._error(503, "SC5030", "系统维护中，请稍后重试")
             else:
                 body = await request.read()
@@ -390,8 +382,7 @@ class MarketSimulator(PeerServer):
             b.malformed_next -= 1
             body = orjson.dumps(doc)
             return self._signed_bytes(body[: len(body) // 2])
-        if b.wrong_shape_next > 0:
-            b.wrong_shape_next -= 1
+        if b.take("wrong_shape_next"):
             data["records"] = {"error": "内部错误"}
         tamper = b.bad_signature_next > 0
         if tamper:

@@ -45,7 +45,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import bound_port
+from hub.peers import ThrottledFaults, bound_port
 from hub.peers.signing import AnswerMemory, RequestVerifier, post_signed
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -113,15 +113,11 @@ def day_digest(entries: dict[str, str]) -> str:
 
 
 @dataclass
-class NationalBehaviour:
+class NationalBehaviour(ThrottledFaults):
     """How the national side misbehaves; tests change the fields while it runs. Counters
-    (``throttle``, ``fail_next`` ...) count requests down to zero."""
+    (``throttle``, ``fail_next`` ...) count requests down to zero. ``fail_next``: 503
+    ``GJ5000``; ``throttle``: 429 ``GJ4290``."""
 
-    #: the next N requests are answered 429 with ``Retry-After: retry_after``
-    throttle: int = 0
-    retry_after: str = "1"
-    #: the next N requests are answered 503
-    fail_next: int = 0
     #: the next N requests hang ``hang`` seconds before they are handled (client timeouts)
     timeout_next: int = 0
     hang: float = 5.0
@@ -131,8 +127,6 @@ class NationalBehaviour:
     lose_next: int = 0
     #: most records in one batch (more: 413)
     max_batch: int = 500
-    #: seconds a signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -235,18 +229,15 @@ class NationalSimulator:
         self._inflight[path] = self._inflight.get(path, 0) + 1
         self.peak_concurrency[path] = max(self.peak_concurrency.get(path, 0), self._inflight[path])
         try:
-            if b.timeout_next > 0:
-                b.timeout_next -= 1
+            if b.take("timeout_next"):
                 await asyncio.sleep(b.hang)
-            if b.throttle > 0:
-                b.throttle -= 1
+            if b.take("throttle"):
                 resp: web.StreamResponse = web.json_response(
                     {"code": "GJ4290", "message": "请求过于频繁 (rate limited)"},
                     status=429,
                     headers={"Retry-After": b.retry_after},
                 )
-            elif b.fail_next > 0:
-                b.fail_next -= 1
+            elif b.take("fail_next"):
                 resp = self._error(503, "GJ5000", "系统繁忙 (temporarily unavailable)")
             else:
                 body = await request.read()
@@ -276,8 +267,7 @@ class NationalSimulator:
         body = orjson.dumps(doc)
         if status < 500:
             self._answers.keep(request, status, body)
-        if self.behaviour.lost_replies > 0:
-            self.behaviour.lost_replies -= 1
+        if self.behaviour.take("lost_replies"):
             return self._error(500, "GJ5001", "内部错误 (reply lost after the change was applied)")
         return web.Response(body=body, status=status, content_type="application/json")
 
@@ -433,8 +423,7 @@ class NationalSimulator:
                 )
                 continue
             receipt = self._receipt()
-            if self.behaviour.lose_next > 0:
-                self.behaviour.lose_next -= 1
+            if self.behaviour.take("lose_next"):
                 self.lost.append(rid)
             else:
                 assert isinstance(data, dict)

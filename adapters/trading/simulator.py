@@ -43,7 +43,7 @@ from adapters.trading.documents import NS_FJ, NS_JY, validate_document
 from contracts.samples import make_uscc
 from contracts.validators import USCC_ALPHABET
 from hub.errors import HubError
-from hub.peers import ClientPeer
+from hub.peers import ClientPeer, ThrottledFaults
 from hub.peers.signing import RequestVerifier, post_signed, signed_response
 from hub.specs import Signer
 from security.signing import KeyResolver
@@ -319,19 +319,13 @@ def _sample_ref() -> dict[str, Any]:
 
 
 @dataclass
-class PlatformBehaviour:
-    """How the platform misbehaves on its own endpoints; tests change the fields while it
-    runs. Counters count requests down to zero."""
+class PlatformBehaviour(ThrottledFaults):
+    """How the platform misbehaves on its own endpoints; tests change the fields while it runs.
+    Counters count requests down to zero. ``fail_next``: 503 ``JY5030`` (系统维护); ``throttle``:
+    429 ``JY4290``."""
 
     #: seconds added to every answer (a slow platform)
     latency: float = 0.0
-    #: the next N requests are answered 503 ``JY5030`` (系统维护)
-    fail_next: int = 0
-    #: the next N requests are answered 429 ``JY4290`` with ``Retry-After``
-    throttle: int = 0
-    retry_after: str = "1"
-    #: seconds a request signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -480,11 +474,9 @@ class TradingPlatform(ClientPeer):
         if b.latency:
             await asyncio.sleep(b.latency)
         key_id: str | None = None
-        if b.fail_next > 0:
-            b.fail_next -= 1
+        if b.take("fail_next"):
             resp = self._error(503, "JY5030", "系统维护中，请稍后再试")
-        elif b.throttle > 0:
-            b.throttle -= 1
+        elif b.take("throttle"):
             resp = self._error(429, "JY4290", "请求过于频繁")
             resp.headers["Retry-After"] = b.retry_after
         else:

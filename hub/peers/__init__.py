@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-__all__ = ["ClientPeer", "PeerServer", "bound_port"]
+__all__ = ["ClientPeer", "PeerFaults", "PeerServer", "ThrottledFaults", "bound_port"]
 
 
 def bound_port(site: web.TCPSite) -> int:
@@ -90,3 +91,33 @@ class ClientPeer(PeerServer):
             await self._session.close()
             self._session = None
         await super().stop()
+
+
+@dataclass
+class PeerFaults:
+    """The fault knobs every simulated platform has; tests change them while it runs. A
+    platform's own behaviour class adds its own knobs and answers with its own codes.
+    Counters (``fail_next`` ...) count requests down to zero: :meth:`take`."""
+
+    #: the next N requests are answered 503 (the platform's maintenance / busy code)
+    fail_next: int = 0
+    #: seconds a request signature is fresh
+    tolerance: float = 300.0
+
+    def take(self, counter: str) -> bool:
+        """Whether the fault ``counter`` names applies to this request: True (and one less
+        to go) while it is above zero."""
+        left: int = getattr(self, counter)
+        if left <= 0:
+            return False
+        setattr(self, counter, left - 1)
+        return True
+
+
+@dataclass
+class ThrottledFaults(PeerFaults):
+    """:class:`PeerFaults` of a platform that also rate-limits."""
+
+    #: the next N requests are answered 429 with ``Retry-After: retry_after``
+    throttle: int = 0
+    retry_after: str = "1"
