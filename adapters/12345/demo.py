@@ -19,20 +19,19 @@ on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import datetime as dt
 import importlib
-import os
 import secrets
-import shutil
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from adapters import common
+from adapters.common import environment, free_port, serving, started, until
 
 __all__ = [
     "EXAMPLE",
@@ -43,6 +42,10 @@ __all__ = [
     "hotline_stack",
     "run_hotline_flow",
 ]
+
+_until = partial(until, flow="12345")
+#: set the variables the example files read while they load (:func:`adapters.common.environment`)
+hotline_environment = environment
 
 #: the example configuration the flow runs
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "platforms" / "12345"
@@ -104,53 +107,13 @@ class HotlineFlowReport:
         ]
 
 
-async def _until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"12345 flow: timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _secret() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-@contextlib.contextmanager
-def hotline_environment(values: dict[str, str]) -> Iterator[None]:
-    """Set the variables the example files read, and restore the previous values after (the
-    configuration reads them while it loads: keys, URLs, tokens)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def copy_example(work: Path) -> Path:
     """Copy the example hub file and systems into ``work``; return the hub file there."""
-    work.mkdir(parents=True, exist_ok=True)
-    for entry in ("systems", "samples"):
-        shutil.rmtree(work / entry, ignore_errors=True)
-        shutil.copytree(EXAMPLE / entry, work / entry)
-    shutil.copy2(EXAMPLE / "hub.yaml", work / "hub.yaml")
-    return work / "hub.yaml"
+    return common.copy_example(EXAMPLE, work, ("systems", "samples"), fresh=True)
 
 
 @dataclass
@@ -174,7 +137,6 @@ async def hotline_stack(
     """Start the simulators and the hub on the example configuration copied into ``work``
     (SQLite store there); stop everything on exit. ``edit(work)`` may change the copied files
     before the hub loads them (tests shorten retry delays)."""
-    from aiohttp import web
 
     from hub.api import HUB_KEY, create_app
     from hub.config import load_config
@@ -198,11 +160,8 @@ async def hotline_stack(
     water = dept_mod.HotlineDepartment(
         system="dept-water", title="杭州市水务集团", code="SWJT330100", token=tokens["dept-water"]
     )
-    runner: web.AppRunner | None = None
-    try:
-        for peer in (sim, scjg, water):
-            await peer.start()
-        port = _free_port()
+    async with started(sim, scjg, water):
+        port = free_port()
         env = {
             "JGHUB_PORT": str(port),
             "HOTLINE12345_HUB_SECRET": hub_secret,
@@ -218,19 +177,12 @@ async def hotline_stack(
         hub_file = copy_example(work)
         if edit is not None:
             edit(work)
-        with hotline_environment(env):
+        with environment(env):  # the keys are read when the app is made, too
             app = create_app(load_config(hub_file))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        base = f"http://127.0.0.1:{port}"
-        sim.hub_url = scjg.hub_url = water.hub_url = base
-        yield HotlineStack(app[HUB_KEY], app, base, sim, scjg, water, work)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        for peer in (sim, scjg, water):
-            await peer.stop()
+        async with serving(app, port):
+            base = f"http://127.0.0.1:{port}"
+            sim.hub_url = scjg.hub_url = water.hub_url = base
+            yield HotlineStack(app[HUB_KEY], app, base, sim, scjg, water, work)
 
 
 async def run_hotline_flow(work: Path, *, timeout: float = 30.0) -> HotlineFlowReport:

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer
 
 from .contracts import verify_attachment
 from .errors import AttachmentChecksumError
@@ -35,7 +35,7 @@ CST = dt.timezone(dt.timedelta(hours=8))
 
 
 @dataclass
-class HotlineDepartment(PeerServer):
+class HotlineDepartment(ClientPeer):
     """Start with ``await dept.start()``; ``dept.url`` is its inbox (the system's
     ``outbound.url``); set :attr:`hub_url` before :meth:`act`."""
 
@@ -57,7 +57,6 @@ class HotlineDepartment(PeerServer):
 
     def __post_init__(self) -> None:
         self._seen: set[str] = set()
-        self._session: aiohttp.ClientSession | None = None
         self._seq = itertools.count(1)
 
     @property
@@ -68,16 +67,6 @@ class HotlineDepartment(PeerServer):
         app = web.Application()
         app.router.add_post("/gd", self._receive)
         return app
-
-    async def start(self) -> None:
-        await super().start()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     # ------------------------------------------------------------------ receiving
 

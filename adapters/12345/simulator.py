@@ -36,19 +36,19 @@ import asyncio
 import datetime as dt
 import hashlib
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer, PeerFaults
+from hub.peers.signing import RequestVerifier, post_signed
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = ["ACTIONS", "HotlineBehaviour", "HotlineSimulator"]
@@ -70,21 +70,18 @@ def _now_text(clock: Callable[[], float]) -> str:
 
 
 @dataclass
-class HotlineBehaviour:
-    """How the platform misbehaves; tests change the fields while it runs."""
+class HotlineBehaviour(PeerFaults):
+    """How the platform misbehaves; tests change the fields while it runs. ``fail_next``: 503
+    ``RX5030`` (系统维护)."""
 
-    #: the next N requests to the platform are answered 503 RX5030 (系统维护)
-    fail_next: int = 0
     #: seconds added before each answer
     latency: float = 0.0
     #: the next N 流转记录 are refused 400 RX4002 (a strict validator's bad day)
     refuse_next: int = 0
-    #: seconds a signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
-class HotlineSimulator(PeerServer):
+class HotlineSimulator(ClientPeer):
     """Start with ``await sim.start()``; set :attr:`hub_url` (the hub's base URL) and
     :attr:`system` before pushing."""
 
@@ -110,8 +107,7 @@ class HotlineSimulator(PeerServer):
     files: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._seq = itertools.count(1)
         self._receipt_seq = itertools.count(1)
 
@@ -133,16 +129,6 @@ class HotlineSimulator(PeerServer):
         app.router.add_get("/files/{fid}", self._file)
         return app
 
-    async def start(self) -> None:
-        await super().start()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
-
     # ------------------------------------------------------------------ server side
 
     @staticmethod
@@ -156,22 +142,16 @@ class HotlineSimulator(PeerServer):
         b = self.behaviour
         if b.latency:
             await asyncio.sleep(b.latency)
-        if b.fail_next > 0:
-            b.fail_next -= 1
+        if b.take("fail_next"):
             self.refused.append(("RX5030", request.path))
             return self._error(503, "RX5030", "系统维护中，请稍后重试 (maintenance)")
         resp: web.StreamResponse = await handler(request)
         return resp
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys,
-            now=self.clock(), window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -195,8 +175,7 @@ class HotlineSimulator(PeerServer):
         if doc["DZLX"] not in ACTIONS:
             self.refused.append(("RX4002", "DZLX"))
             return self._error(400, "RX4002", f"动作类型 {doc['DZLX']} 无效", field="DZLX")
-        if self.behaviour.refuse_next > 0:
-            self.behaviour.refuse_next -= 1
+        if self.behaviour.take("refuse_next"):
             self.refused.append(("RX4002", "CZSJ"))
             return self._error(400, "RX4002", "操作时间格式错误 (refused on demand)", field="CZSJ")
         gdbh = doc["GDBH"]
@@ -286,19 +265,16 @@ class HotlineSimulator(PeerServer):
         return order
 
     async def _post(self, dataset: str, doc: dict[str, Any], key: str) -> tuple[int | None, Any]:
-        from security.httpsig import sign_request
-
         assert self._session is not None and self.signer is not None and self.hub_url
         url = f"{self.hub_url}/v1/systems/{self.system}/records?dataset={dataset}"
         body = orjson.dumps(doc)
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-        sign_request("POST", url, headers, body, signer=self.signer)
-        try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
-                answer = await resp.json(content_type=None)
-                status: int | None = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            status, answer = None, repr(exc)
+        posted = await post_signed(self._session, url, body, headers, signer=self.signer)
+        status = posted.status
+        if posted.error is not None:
+            answer: Any = repr(posted.error)
+        else:
+            answer = json.loads(posted.body) if posted.body.strip() else None
         self.pushes.append((key, status, answer))
         return status, answer
 

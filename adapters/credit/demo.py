@@ -16,20 +16,27 @@ simulator and the housing bureau's inbox, everything over HTTP on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import re
-import shutil
-import socket
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from adapters.common import (
+    copy_example,
+    free_port,
+    load_with_environment,
+    serving,
+    started,
+    until,
+    write_trial_keys,
+)
+
 __all__ = ["EXAMPLE", "CreditFlowReport", "prepare_credit_setup", "run_credit_flow"]
+
+_until = partial(until, flow="credit")
 
 #: the example configuration the flow runs
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "platforms" / "credit"
@@ -81,76 +88,28 @@ class CreditFlowReport:
         ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def prepare_credit_setup(work: Path) -> tuple[Path, Any, Any]:
     """Copy the example hub and systems into ``work`` and write fresh keys there (the example's
     trial keys are not used). Returns (hub.yaml, the hub's key, the platform's key)."""
-    from security.signing import generate_key, private_pem
-
-    work.mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLE / "hub.yaml", work / "hub.yaml")
-    shutil.copytree(EXAMPLE / "systems", work / "systems", dirs_exist_ok=True)
-    keys = work / "keys"
-    keys.mkdir(exist_ok=True)
-    hub_key = generate_key("ed25519", "jghub-credit-1")
-    platform_key = generate_key("ed25519", "credit-platform-1")
-    (keys / "jghub-credit-1.pem").write_bytes(private_pem(hub_key))
-    (keys / "credit-platform-1.pub.pem").write_bytes(platform_key.public_pem() or b"")
-    return work / "hub.yaml", hub_key, platform_key
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set variables the config reads for the time it is loaded, then put them back."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-async def _until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"credit flow: timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    hub_file = copy_example(EXAMPLE, work)
+    hub_key, platform_key = write_trial_keys(work / "keys", "jghub-credit-1", "credit-platform-1")
+    return hub_file, hub_key, platform_key
 
 
 async def run_credit_flow(work: Path, *, timeout: float = 30.0) -> CreditFlowReport:
     """Run the credit flow end to end (see the module docstring) and report what happened."""
     import aiohttp
-    from aiohttp import web
 
     from adapters.credit.simulator import CreditSimulator
     from hub.api import HUB_KEY, create_app
-    from hub.config import load_config
     from hub.peers.sink import Sink
     from security.keystore import Keystore, ManagedKey
 
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
-    runner: web.AppRunner | None = None
     report = CreditFlowReport()
-    try:
-        await inbox.start()
-        await sim.start()
-        port = _free_port()
+    async with started(inbox, sim):
+        port = free_port()
         hub_file, hub_key, platform_key = prepare_credit_setup(work)
         sim.keys = Keystore([ManagedKey(hub_key, owner="jghub")])
         sim.signer = platform_key
@@ -158,19 +117,9 @@ async def run_credit_flow(work: Path, *, timeout: float = 30.0) -> CreditFlowRep
         sim.push_url = f"{base}/v1/systems/credit/records?dataset=credit_list_entry"
         env = {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
         env.update({k: os.environ.get(k) or v for k, v in _TOKENS.items()})
-        with _environment(env):
-            cfg = load_config(hub_file)
-        app = create_app(cfg)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        async with aiohttp.ClientSession(base_url=base) as http:
+        app = create_app(load_with_environment(hub_file, env))
+        async with serving(app, port), aiohttp.ClientSession(base_url=base) as http:
             await _flow(app[HUB_KEY], http, sim, inbox, env, report, timeout)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        await inbox.stop()
     return report
 
 

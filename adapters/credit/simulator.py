@@ -40,15 +40,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from contracts.validators import id_card_error, uscc_error
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer, ThrottledFaults
+from hub.peers.signing import AnswerMemory, RequestVerifier, post_signed
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = [
@@ -109,28 +108,21 @@ _KINDS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class CreditBehaviour:
+class CreditBehaviour(ThrottledFaults):
     """How the platform misbehaves; tests change the fields while it runs. Counters count
-    requests down to zero."""
+    requests down to zero. ``fail_next``: 503 ``XY5000``; ``throttle``: 429 ``XY4290``."""
 
     #: every request answered 503 XY5030 until set back to False (维护中)
     maintenance: bool = False
-    #: the next N requests answered 503
-    fail_next: int = 0
-    #: the next N requests answered 429 with ``Retry-After: retry_after``
-    throttle: int = 0
-    retry_after: str = "1"
     #: the next N requests hang ``hang`` seconds first (client timeouts)
     timeout_next: int = 0
     hang: float = 5.0
     #: seconds every request waits before it is handled (a slow platform)
     delay: float = 0.0
-    #: seconds a signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
-class CreditSimulator(PeerServer):
+class CreditSimulator(ClientPeer):
     """Start with ``await sim.start()``; ``sim.base_url`` is the API root. ``go_down()`` /
     ``come_up()`` (:class:`hub.peers.PeerServer`) make it vanish (connection refused) and come
     back on the same port."""
@@ -167,9 +159,8 @@ class CreditSimulator(PeerServer):
 
     def __post_init__(self) -> None:
         self.down = False
-        self._session: aiohttp.ClientSession | None = None
-        self._nonces = MemoryNonceCache()
-        self._answers: dict[str, tuple[int, bytes]] = {}
+        self._verifier = RequestVerifier()
+        self._answers = AnswerMemory()
         self._seq = 0
 
     @property
@@ -185,16 +176,6 @@ class CreditSimulator(PeerServer):
         r.add_post(ROOT + "/lhjc/feedback", self._feedback)
         r.add_get(ROOT + "/md/entries", self._feed)
         return app
-
-    async def start(self) -> None:
-        await super().start()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -212,17 +193,14 @@ class CreditSimulator(PeerServer):
         try:
             if b.delay > 0:
                 await asyncio.sleep(b.delay)
-            if b.timeout_next > 0:
-                b.timeout_next -= 1
+            if b.take("timeout_next"):
                 await asyncio.sleep(b.hang)
             resp: web.StreamResponse
             if b.maintenance:
                 resp = self._error(503, "XY5030", "平台维护中 (platform down for maintenance)")
-            elif b.fail_next > 0:
-                b.fail_next -= 1
+            elif b.take("fail_next"):
                 resp = self._error(503, "XY5000", "系统繁忙 (temporarily unavailable)")
-            elif b.throttle > 0:
-                b.throttle -= 1
+            elif b.take("throttle"):
                 resp = web.json_response(
                     {"code": "XY4290", "message": "请求过于频繁"},
                     status=429,
@@ -249,28 +227,17 @@ class CreditSimulator(PeerServer):
             self.requests.append((self.clock(), request.method, request.path, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
-        now = self.clock()
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys, now=now,
-            window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     def _remembered(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("Idempotency-Key")
-        if key and key in self._answers:
-            status, body = self._answers[key]
-            return web.Response(body=body, status=status, content_type="application/json")
-        return None
+        return self._answers.again(request)
 
     def _answer(self, request: web.Request, doc: dict[str, Any], status: int = 200) -> web.Response:
         body = orjson.dumps(doc)
-        key = request.headers.get("Idempotency-Key")
-        if key and status < 300:  # a refused request changed nothing: a re-send is judged again
-            self._answers[key] = (status, body)
+        if status < 300:  # a refused request changed nothing: a re-send is judged again
+            self._answers.keep(request, status, body)
         headers = {"X-Receipt-Id": str(doc["hzbh"])} if doc.get("hzbh") else None
         return web.Response(
             body=body, status=status, content_type="application/json", headers=headers
@@ -432,22 +399,14 @@ class CreditSimulator(PeerServer):
 
     async def push(self, entries: list[dict[str, Any]]) -> int | None:
         """POST entries, signed with the platform's key, to ``push_url``; the status or None."""
-        from security.httpsig import sign_request
-
         assert self._session is not None and self.push_url is not None and self.signer
         body = orjson.dumps(entries)
         key = f"{entries[0]['MDBH']}#{entries[0]['XH']}"  # one key per published version
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.push_token:
             headers["Authorization"] = f"Bearer {self.push_token}"
-        sign_request("POST", self.push_url, headers, body, signer=self.signer)
-        status: int | None
-        try:
-            async with self._session.post(self.push_url, data=body, headers=headers) as resp:
-                await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError):
-            status = None
+        posted = await post_signed(self._session, self.push_url, body, headers, signer=self.signer)
+        status = posted.status
         for e in entries:
             self.pushes.append((e["MDBH"], status))
         return status

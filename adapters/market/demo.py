@@ -17,18 +17,19 @@ tests exercise exactly the configuration a province would deploy. ``run_market_f
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import socket
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from adapters.common import free_port, serving, started, until, write_trial_keys
+
 __all__ = ["EXAMPLE", "MarketFlowReport", "run_market_flow", "write_market_setup"]
+
+_until = partial(until, flow="market")
 
 #: the shipped configuration this flow runs
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platforms" / "market"
@@ -56,15 +57,8 @@ def write_market_setup(
     """Copy the example set-up into ``workdir`` with the simulators' URLs, short waits, an
     SQLite store in ``workdir/data`` and fresh keys. Returns (hub file, the hub's key, the
     platform's key): the simulator verifies with the first and signs with the second."""
-    from security.signing import generate_key, private_pem
-
     workdir.mkdir(parents=True, exist_ok=True)
-    keys = workdir / "keys"
-    keys.mkdir(exist_ok=True)
-    hub_key = generate_key("ed25519", "zj-hub-1")
-    platform_key = generate_key("ed25519", "scjg-1")
-    (keys / "zj-hub-1.pem").write_bytes(private_pem(hub_key))
-    (keys / "scjg-1.pub.pem").write_bytes(platform_key.public_pem() or b"")
+    hub_key, platform_key = write_trial_keys(workdir / "keys", "zj-hub-1", "scjg-1")
     sysdir = workdir / "systems"
     sysdir.mkdir(exist_ok=True)
     for src in sorted((EXAMPLE / "systems").glob("*.yaml")):
@@ -130,29 +124,9 @@ class MarketFlowReport:
         ]
 
 
-async def _until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"market flow: timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run_market_flow(work: Path, *, timeout: float = 30.0) -> MarketFlowReport:
     """Run the market flow end to end on loopback (see the module docstring): its own hub
     (SQLite in ``work``), the platform simulator and two department inboxes."""
-    from aiohttp import web
 
     from adapters.market.simulator import MarketSimulator
     from hub.api import HUB_KEY, create_app
@@ -162,29 +136,17 @@ async def run_market_flow(work: Path, *, timeout: float = 30.0) -> MarketFlowRep
 
     sinks = {"dept-a": Sink("dept-a"), "dept-b": Sink("dept-b")}
     sim = MarketSimulator()
-    runner: web.AppRunner | None = None
     report = MarketFlowReport()
-    try:
-        for s in sinks.values():
-            await s.start()
-        await sim.start()
-        port = _free_port()
+    async with started(*sinks.values(), sim):
+        port = free_port()
         path, hub_key, platform_key = write_market_setup(
             work, market_url=sim.base_url, dept_urls={n: s.url for n, s in sinks.items()}, port=port
         )
         sim.keys = Keystore([ManagedKey(hub_key, owner="zj-hub")])
         sim.signer = platform_key
         app = create_app(load_config(path))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await _flow(app[HUB_KEY], f"http://127.0.0.1:{port}", sim, sinks, report, timeout)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        for s in sinks.values():
-            await s.stop()
+        async with serving(app, port):
+            await _flow(app[HUB_KEY], f"http://127.0.0.1:{port}", sim, sinks, report, timeout)
     return report
 
 

@@ -41,9 +41,9 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import PeerServer, ThrottledFaults
+from hub.peers.signing import RequestVerifier, signed_response
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = [
@@ -94,15 +94,11 @@ _DAY = re.compile(r"^\d{8}$")
 
 
 @dataclass
-class MarketBehaviour:
+class MarketBehaviour(ThrottledFaults):
     """How the platform misbehaves; tests change the fields while it runs. Counters count
-    requests down to zero."""
+    requests down to zero. ``fail_next``: 503 ``SC5030`` (系统维护); ``throttle``: 429
+    ``SC4290``."""
 
-    #: the next N requests are answered 429 with ``Retry-After: retry_after``
-    throttle: int = 0
-    retry_after: str = "1"
-    #: the next N requests are answered 503 (系统维护)
-    fail_next: int = 0
     #: seconds added before every answer (a slow platform)
     latency: float = 0.0
     #: the next N feed pages are sent truncated (not JSON)
@@ -117,8 +113,6 @@ class MarketBehaviour:
     #: largest page and batch
     max_page: int = 500
     max_batch: int = 200
-    #: seconds a request signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -148,7 +142,7 @@ class MarketSimulator(PeerServer):
     refused: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._nonces = MemoryNonceCache()
+        self._verifier = RequestVerifier()
         self._receipts = 0
         self.down = False
 
@@ -177,13 +171,14 @@ class MarketSimulator(PeerServer):
         self, body: bytes, status: int = 200, *, tamper: bool = False, **headers: str
     ) -> web.Response:
         """``tamper``: sign other bytes than those sent (the signature will not verify)."""
-        from security.httpsig import sign_detached
-
-        if self.signer is not None:
-            signed = body + b" " if tamper else body
-            headers[SIGNATURE_HEADER] = sign_detached(signed, self.signer, created=self.clock())
-        return web.Response(
-            body=body, status=status, content_type="application/json", headers=headers
+        return signed_response(
+            body,
+            signer=self.signer,
+            header=SIGNATURE_HEADER,
+            created=self.clock(),
+            status=status,
+            headers=headers,
+            tamper=tamper,
         )
 
     def _error(self, status: int, code: str, msg: str, **extra: Any) -> web.Response:
@@ -198,14 +193,12 @@ class MarketSimulator(PeerServer):
         try:
             if b.latency > 0:
                 await asyncio.sleep(b.latency)
-            if b.throttle > 0:
-                b.throttle -= 1
+            if b.take("throttle"):
                 resp: web.StreamResponse = self._error(
                     429, "SC4290", "请求过于频繁", **{"retryAfter": b.retry_after}
                 )
                 resp.headers["Retry-After"] = b.retry_after
-            elif b.fail_next > 0:
-                b.fail_next -= 1
+            elif b.take("fail_next"):
                 resp = self._error(503, "SC5030", "系统维护中，请稍后重试")
             else:
                 body = await request.read()
@@ -222,16 +215,11 @@ class MarketSimulator(PeerServer):
             self.requests.append((self.clock(), request.method, request.path_qs, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
         if self.keys is None:
             return
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys,
-            now=self.clock(), window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     def _append(self, topic: str, record: dict[str, Any]) -> dict[str, Any]:
         seq = len(self.feeds[topic]) + 1
@@ -394,8 +382,7 @@ class MarketSimulator(PeerServer):
             b.malformed_next -= 1
             body = orjson.dumps(doc)
             return self._signed_bytes(body[: len(body) // 2])
-        if b.wrong_shape_next > 0:
-            b.wrong_shape_next -= 1
+        if b.take("wrong_shape_next"):
             data["records"] = {"error": "内部错误"}
         tamper = b.bad_signature_next > 0
         if tamper:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -30,13 +30,13 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from adapters.market.errors import MarketRejected
 from adapters.market.simulator import SIGNATURE_HEADER
-from hub.errors import ConfigError, HubError
+from adapters.platform_transport import SignedPlatformTransport
+from hub.errors import HubError
 from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
-from hub.store import QuarantinedRecord
 from hub.transports.http_json import classify_status, parse_retry_after
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    pass
 
 __all__ = ["MarketOptions", "MarketTransport", "spec"]
 
@@ -59,43 +59,16 @@ class MarketOptions(BaseModel):
     )
 
 
-class MarketTransport:
+class MarketTransport(SignedPlatformTransport):
     """One client session to the platform; the market plugin calls :meth:`attach` in
     ``hub_startup`` (the store keeps the quarantine; the guard verifies answers)."""
 
+    platform = "the market platform"
+    log = log
+
     def __init__(self, target: str, options: MarketOptions) -> None:
-        self.target = target
-        self.options = options
+        super().__init__(target, options)
         self.url = str(options.url).rstrip("/") + options.results_path
-        self.max_batch = options.batch_size
-        self.concurrency = options.concurrency
-        self._session: aiohttp.ClientSession | None = None
-        self._signer: Callable[[], Signer] | None = None
-        self.hub: Hub | None = None
-
-    def set_signer(self, current: Callable[[], Signer] | None) -> None:
-        """The hub's own key; the platform refuses unsigned requests."""
-        if current is None:
-            raise ConfigError(
-                f"target {self.target}: the market platform requires signed requests; give the "
-                "hub an own key (keys.own in the hub file)",
-                field="keys.own",
-            )
-        self._signer = current
-
-    def attach(self, hub: Hub) -> None:
-        self.hub = hub
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.concurrency),
-            timeout=aiohttp.ClientTimeout(total=self.options.timeout),
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def send(self, items: Sequence[OutboundItem]) -> list[SendResult]:
         assert self._session is not None, "transport not started"
@@ -189,32 +162,19 @@ class MarketTransport:
     async def _quarantine(self, refused: list[tuple[OutboundItem, dict[str, Any]]]) -> None:
         """Put records the platform refused in the quarantine of the department that sent
         them, naming the platform's field."""
-        hub = self.hub
-        if hub is None:
-            return
-        items = []
-        for item, info in refused:
-            trace = await hub.store.trace(item.message_id)
-            if trace is None:
-                continue
-            pfield = str(info.get("CWZD", "")) or None
-            items.append(
-                QuarantinedRecord(
-                    trace.source,
-                    item.dataset,
-                    f"market:{item.message_id}",
-                    f"upload to {self.target}, message {item.message_id}",
-                    MarketRejected.code,
-                    f"{self.target}.{pfield}" if pfield else None,
+        await self.quarantine_refused(
+            [
+                (
+                    item,
+                    str(info.get("CWZD", "")) or None,
                     f"platform code {info.get('CWDM', '?')}: {info.get('CWXX', '')}",
-                    trace.payload.decode("utf-8", "replace"),
-                    hub.clock(),
                 )
-            )
-        try:
-            await hub.store.quarantine(items)
-        except Exception:  # the dead letter keeps the reason anyway
-            log.exception("could not quarantine %d records refused by %s", len(items), self.target)
+                for item, info in refused
+            ],
+            code=MarketRejected.code,
+            kind="market",
+            what="upload",
+        )
 
 
 def _platform_said(text: bytes) -> str:

@@ -7,16 +7,15 @@ demo exercise the configuration path too. ``run_national_flow`` is what ``jghub 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import socket
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from adapters.common import free_port, serving, started, until, write_trial_keys
 
 __all__ = [
     "NationalFlowReport",
@@ -24,6 +23,8 @@ __all__ = [
     "run_national_flow",
     "write_national_setup",
 ]
+
+_until = partial(until, flow="national")
 
 _CATALOG_CODES = ["33000000000000", "33000000000001", "33000000000002"]
 
@@ -197,15 +198,8 @@ def write_national_setup(
     监管行为 and feedback) and ``dept-b`` (西湖区 330106), and the national system. Returns
     (hub.yaml path, the hub's key, the nation's key): give the simulator the hub's key to
     verify with and the nation's key to push with."""
-    from security.signing import generate_key, private_pem
-
     workdir.mkdir(parents=True, exist_ok=True)
-    keys = workdir / "keys"
-    keys.mkdir(exist_ok=True)
-    hub_key = generate_key("ed25519", "zj-hub-1")
-    nation_key = generate_key("ed25519", "gj-1")
-    (keys / "zj-hub-1.pem").write_bytes(private_pem(hub_key))
-    (keys / "gj-1.pub.pem").write_bytes(nation_key.public_pem() or b"")
+    hub_key, nation_key = write_trial_keys(workdir / "keys", "zj-hub-1", "gj-1")
     sysdir = workdir / "systems"
     sysdir.mkdir(exist_ok=True)
     docs: list[dict[str, Any]] = [
@@ -315,32 +309,12 @@ class NationalFlowReport:
         ]
 
 
-async def _until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"national flow: timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> NationalFlowReport:
     """Run the national flow end to end against the simulator, on loopback: the catalog
     (three items, two versions each) pushed in order; 监管行为 (inspections, penalties,
     coordination reports) uploaded in batches; a risk warning issued by the nation, pushed to
     the hub, routed to the responsible department and acknowledged, and the department's
     handling result sent back; then 对账 for the day, which must be clean."""
-    from aiohttp import web
 
     from adapters.national.simulator import NationalSimulator
     from hub.api import HUB_KEY, create_app
@@ -350,13 +324,9 @@ async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> National
 
     sinks = {"dept-a": Sink("dept-a"), "dept-b": Sink("dept-b")}
     sim = NationalSimulator(keys=Keystore())
-    runner: web.AppRunner | None = None
     report = NationalFlowReport()
-    try:
-        for s in sinks.values():
-            await s.start()
-        await sim.start()
-        port = _free_port()
+    async with started(*sinks.values(), sim):
+        port = free_port()
         path, hub_key, nation_key = write_national_setup(
             workdir,
             national_url=sim.base_url,
@@ -369,17 +339,8 @@ async def run_national_flow(workdir: Path, *, timeout: float = 30.0) -> National
             f"http://127.0.0.1:{port}/v1/systems/national/records?dataset=national_issued"
         )
         app = create_app(load_config(path))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        await _flow(app[HUB_KEY], sim, sinks, report, timeout)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        for s in sinks.values():
-            await s.stop()
+        async with serving(app, port):
+            await _flow(app[HUB_KEY], sim, sinks, report, timeout)
     return report
 
 

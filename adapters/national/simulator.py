@@ -45,9 +45,9 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import bound_port
+from hub.peers import ThrottledFaults, bound_port
+from hub.peers.signing import AnswerMemory, RequestVerifier, post_signed
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = [
@@ -113,15 +113,11 @@ def day_digest(entries: dict[str, str]) -> str:
 
 
 @dataclass
-class NationalBehaviour:
+class NationalBehaviour(ThrottledFaults):
     """How the national side misbehaves; tests change the fields while it runs. Counters
-    (``throttle``, ``fail_next`` ...) count requests down to zero."""
+    (``throttle``, ``fail_next`` ...) count requests down to zero. ``fail_next``: 503
+    ``GJ5000``; ``throttle``: 429 ``GJ4290``."""
 
-    #: the next N requests are answered 429 with ``Retry-After: retry_after``
-    throttle: int = 0
-    retry_after: str = "1"
-    #: the next N requests are answered 503
-    fail_next: int = 0
     #: the next N requests hang ``hang`` seconds before they are handled (client timeouts)
     timeout_next: int = 0
     hang: float = 5.0
@@ -131,8 +127,6 @@ class NationalBehaviour:
     lose_next: int = 0
     #: most records in one batch (more: 413)
     max_batch: int = 500
-    #: seconds a signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -175,8 +169,8 @@ class NationalSimulator:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._nonces = MemoryNonceCache()
-        self._answers: dict[str, tuple[int, bytes]] = {}
+        self._verifier = RequestVerifier()
+        self._answers = AnswerMemory()
         self._receipt_seq = 0
         self._inflight: dict[str, int] = {}
 
@@ -235,18 +229,15 @@ class NationalSimulator:
         self._inflight[path] = self._inflight.get(path, 0) + 1
         self.peak_concurrency[path] = max(self.peak_concurrency.get(path, 0), self._inflight[path])
         try:
-            if b.timeout_next > 0:
-                b.timeout_next -= 1
+            if b.take("timeout_next"):
                 await asyncio.sleep(b.hang)
-            if b.throttle > 0:
-                b.throttle -= 1
+            if b.take("throttle"):
                 resp: web.StreamResponse = web.json_response(
                     {"code": "GJ4290", "message": "请求过于频繁 (rate limited)"},
                     status=429,
                     headers={"Retry-After": b.retry_after},
                 )
-            elif b.fail_next > 0:
-                b.fail_next -= 1
+            elif b.take("fail_next"):
                 resp = self._error(503, "GJ5000", "系统繁忙 (temporarily unavailable)")
             else:
                 body = await request.read()
@@ -264,31 +255,19 @@ class NationalSimulator:
             self.requests.append((self.clock(), request.method, request.path, status))
 
     async def _verify(self, request: web.Request, body: bytes) -> None:
-        from security.httpsig import verify_request
-
-        now = self.clock()
-        window = self.behaviour.tolerance
-        sig = verify_request(
-            request.method, str(request.url), request.headers, body, keys=self.keys, now=now,
-            window=window,
-        )  # fmt: skip
-        await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, window)
+        await self._verifier.verify(
+            request, body, keys=self.keys, now=self.clock(), window=self.behaviour.tolerance
+        )
 
     def _remembered(self, request: web.Request) -> web.Response | None:
         """The answer already given to this Idempotency-Key (a re-sent request)."""
-        key = request.headers.get("Idempotency-Key")
-        if key and key in self._answers:
-            status, body = self._answers[key]
-            return web.Response(body=body, status=status, content_type="application/json")
-        return None
+        return self._answers.again(request)
 
     def _answer(self, request: web.Request, doc: dict[str, Any], status: int = 200) -> web.Response:
         body = orjson.dumps(doc)
-        key = request.headers.get("Idempotency-Key")
-        if key and status < 500:
-            self._answers[key] = (status, body)
-        if self.behaviour.lost_replies > 0:
-            self.behaviour.lost_replies -= 1
+        if status < 500:
+            self._answers.keep(request, status, body)
+        if self.behaviour.take("lost_replies"):
             return self._error(500, "GJ5001", "内部错误 (reply lost after the change was applied)")
         return web.Response(body=body, status=status, content_type="application/json")
 
@@ -444,8 +423,7 @@ class NationalSimulator:
                 )
                 continue
             receipt = self._receipt()
-            if self.behaviour.lose_next > 0:
-                self.behaviour.lose_next -= 1
+            if self.behaviour.take("lose_next"):
                 self.lost.append(rid)
             else:
                 assert isinstance(data, dict)
@@ -496,19 +474,11 @@ class NationalSimulator:
 
     async def push(self, items: list[dict[str, Any]]) -> int | None:
         """POST items, signed with the nation's key, to ``push_url``; the status or None."""
-        from security.httpsig import sign_request
-
         assert self._session is not None and self.push_url is not None and self.signer
         body = orjson.dumps(items)
         headers = {"Content-Type": "application/json", "Idempotency-Key": items[0]["xfbh"]}
-        sign_request("POST", self.push_url, headers, body, signer=self.signer)
-        status: int | None
-        try:
-            async with self._session.post(self.push_url, data=body, headers=headers) as resp:
-                await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError):
-            status = None
+        posted = await post_signed(self._session, self.push_url, body, headers, signer=self.signer)
+        status = posted.status
         for item in items:
             self.pushes.append((item["xfbh"], status))
         return status

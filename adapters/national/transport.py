@@ -28,7 +28,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -39,9 +39,8 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from adapters.national.errors import NationalRejected, VersionConflict
 from adapters.national.ledger import Ledger, SentRecord
 from adapters.national.simulator import record_digest
-from hub.errors import ConfigError
-from hub.specs import OutboundItem, SendResult, Signer, TransportSpec
-from hub.store import QuarantinedRecord
+from adapters.platform_transport import SignedPlatformTransport
+from hub.specs import OutboundItem, SendResult, TransportSpec
 from hub.transports.http_json import classify_status, parse_retry_after
 
 if TYPE_CHECKING:
@@ -93,48 +92,25 @@ class NationalOptions(BaseModel):
     catalog_change_field: str = "bglx"
 
 
-class NationalTransport:
+class NationalTransport(SignedPlatformTransport):
     """One client session to the national API; call :meth:`attach` with the hub before use
     (the national plugin does, in ``hub_startup``)."""
 
+    platform = "the national system"
+    log = log
+
     def __init__(self, target: str, options: NationalOptions) -> None:
-        self.target = target
-        self.options = options
+        super().__init__(target, options)
+        self.options: NationalOptions = options
         self.base = str(options.url).rstrip("/")
-        self.max_batch = options.batch_size
-        self.concurrency = options.concurrency
-        self._session: aiohttp.ClientSession | None = None
-        self._signer: Callable[[], Signer] | None = None
-        self.hub: Hub | None = None
         self.ledger: Ledger | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def set_signer(self, current: Callable[[], Signer] | None) -> None:
-        """The hub's own key; the national system refuses unsigned requests."""
-        if current is None:
-            raise ConfigError(
-                f"target {self.target}: the national system requires signed requests; give the "
-                "hub an own key (keys.own in the hub file)",
-                field="keys.own",
-            )
-        self._signer = current
-
     def attach(self, hub: Hub) -> None:
         """Give the transport its hub: the store keeps the quarantine and the 对账 ledger."""
-        self.hub = hub
+        super().attach(hub)
         self.ledger = Ledger(hub.store, self.target, hub.clock)
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.concurrency),
-            timeout=aiohttp.ClientTimeout(total=self.options.timeout),
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # ------------------------------------------------------------------ HTTP
 
@@ -388,32 +364,19 @@ class NationalTransport:
     async def _quarantine(self, rejected: list[tuple[OutboundItem, dict[str, Any]]]) -> None:
         """Put records the nation refused in the quarantine of the department that sent them
         (it reads it with ``GET /v1/systems/{system}/quarantine``)."""
-        hub = self.hub
-        if hub is None:
-            return
-        items = []
-        for item, info in rejected:
-            trace = await hub.store.trace(item.message_id)
-            if trace is None:
-                continue
-            nfield = str(info.get("field", "")) or None
-            items.append(
-                QuarantinedRecord(
-                    trace.source,
-                    item.dataset,
-                    f"national:{item.message_id}",
-                    f"national upload to {self.target}, message {item.message_id}",
-                    NationalRejected.code,
-                    f"{self.target}.{nfield}" if nfield else None,
+        await self.quarantine_refused(
+            [
+                (
+                    item,
+                    str(info.get("field", "")) or None,
                     f"national code {info.get('code', '?')}: {info.get('message', '')}",
-                    trace.payload.decode("utf-8", "replace"),
-                    hub.clock(),
                 )
-            )
-        try:
-            await hub.store.quarantine(items)
-        except Exception:  # the dead letter keeps the reason anyway
-            log.exception("could not quarantine %d records refused by %s", len(items), self.target)
+                for item, info in rejected
+            ],
+            code=NationalRejected.code,
+            kind="national",
+            what="national upload",
+        )
 
 
 def _national_detail(parsed: Any, text: bytes) -> str:

@@ -12,17 +12,17 @@ USCC check character are refused with their codes and nothing accepted is harmed
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from adapters.common import load_with_environment, serve_app, until, write_trial_keys
+
 __all__ = ["EXAMPLE_DIR", "TradingFlowReport", "run_trading_flow", "write_keys"]
+
+_until = partial(until, flow="trading")
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "platforms" / "trading"
 HUB_KEY_ID = "jghub-trading-1"
@@ -121,43 +121,11 @@ def write_keys(keys_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """Generate the hub's key, the platform's key and one key per department into
     ``keys_dir`` (the file names the example hub file reads). Returns (hub key, platform key,
     department keys by name)."""
-    from security.signing import generate_key, private_pem
+    from security.signing import generate_key
 
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    hub_key = generate_key("ed25519", HUB_KEY_ID)
-    platform_key = generate_key("ed25519", PLATFORM_KEY_ID)
-    (keys_dir / f"{HUB_KEY_ID}.pem").write_bytes(private_pem(hub_key))
-    (keys_dir / f"{PLATFORM_KEY_ID}.pub.pem").write_bytes(platform_key.public_pem() or b"")
+    hub_key, platform_key = write_trial_keys(keys_dir, HUB_KEY_ID, PLATFORM_KEY_ID)
     depts = {name: generate_key("ed25519", f"{name}-1") for name in DEPARTMENT_SCHEMAS}
     return hub_key, platform_key, depts
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set the variables the example files read, and put the old values back after."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-async def _until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"trading flow: timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -180,12 +148,10 @@ class TradingSetup:
 async def start_trading(work: Path, *, config_dir: Path = EXAMPLE_DIR) -> TradingSetup:
     """Start the departments, the platform's simulator and a hub on the example configuration
     (``config_dir/hub.yaml``), SQLite and keys in ``work``."""
-    from aiohttp import web
 
     from adapters.trading.departments import AttachmentFields, SupervisingDepartment
     from adapters.trading.simulator import TradingPlatform
     from hub.api import HUB_KEY, create_app
-    from hub.config import load_config
     from hub.peers import bound_port
     from security.keystore import Keystore, ManagedKey
 
@@ -224,13 +190,8 @@ async def start_trading(work: Path, *, config_dir: Path = EXAMPLE_DIR) -> Tradin
             "TRADING_FEED_URL": platform.base_url,  # for a configuration that pulls the feed
             **{f"TRADING_{n.upper()}_URL": d.url for n, d in departments.items()},
         }
-        with _environment(env):
-            cfg = load_config(config_dir / "hub.yaml")
-        app = create_app(cfg)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        app = create_app(load_with_environment(config_dir / "hub.yaml", env))
+        runner, site = await serve_app(app)
     except BaseException:
         for s in started:
             await s.stop()

@@ -31,9 +31,9 @@ import orjson
 from aiohttp import web
 
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer
+from hub.peers.signing import RequestVerifier
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 
 __all__ = ["AttachmentFields", "SupervisingDepartment"]
@@ -51,8 +51,11 @@ class AttachmentFields:
 
 
 @dataclass
-class SupervisingDepartment(PeerServer):
+class SupervisingDepartment(ClientPeer):
     """Start with ``await dept.start()``; ``dept.url`` is where the hub posts award results."""
+
+    #: seconds one attachment download may take
+    client_timeout = 5.0
 
     name: str = "dept"
     title: str = ""
@@ -78,8 +81,7 @@ class SupervisingDepartment(PeerServer):
     verified_attachments: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._nonces = MemoryNonceCache()
-        self._session: aiohttp.ClientSession | None = None
+        self._verifier = RequestVerifier()
 
     @property
     def url(self) -> str:
@@ -89,12 +91,6 @@ class SupervisingDepartment(PeerServer):
         app = web.Application()
         app.router.add_post("/api/zbjg", self._receive)
         return app
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     def _refuse(self, status: int, code: str, detail: str) -> web.Response:
         self.refused.append((code, detail))
@@ -110,14 +106,10 @@ class SupervisingDepartment(PeerServer):
             return self._refuse(503, "BM503", "系统维护中")
         body = await request.read()
         if self.keys is not None:
-            from security.httpsig import verify_request
-
-            now = self.clock()
             try:
-                sig = verify_request(
-                    "POST", self.url, request.headers, body, keys=self.keys, now=now
+                await self._verifier.verify(
+                    request, body, keys=self.keys, now=self.clock(), url=self.url
                 )
-                await check_replay(self._nonces, sig.key_id, sig.nonce, sig.created, 300.0)
             except HubError as exc:
                 return self._refuse(401, "BM401", f"签名无效: {exc.code} {exc.message}")
         key = request.headers.get("Idempotency-Key", "")
@@ -178,14 +170,12 @@ class SupervisingDepartment(PeerServer):
 
     async def _fetch(self, uri: str) -> bytes | None:
         """The attachment's bytes (None for a 404); raises for a platform that is down."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         headers: dict[str, str] = {}
         if self.signer is not None:
             from security.httpsig import sign_request
 
             sign_request("GET", uri, headers, b"", signer=self.signer, created=self.clock())
-        async with self._session.get(uri, headers=headers) as resp:
+        async with self.client().get(uri, headers=headers) as resp:
             if resp.status == 404:
                 return None
             if resp.status != 200:

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from lxml import etree
@@ -44,9 +43,9 @@ from adapters.trading.documents import NS_FJ, NS_JY, validate_document
 from contracts.samples import make_uscc
 from contracts.validators import USCC_ALPHABET
 from hub.errors import HubError
-from hub.peers import PeerServer
+from hub.peers import ClientPeer, ThrottledFaults
+from hub.peers.signing import RequestVerifier, post_signed, signed_response
 from hub.specs import Signer
-from security.replay import MemoryNonceCache, check_replay
 from security.signing import KeyResolver
 from transforms.xmljson import dict_to_xml, parse_xml
 
@@ -320,19 +319,13 @@ def _sample_ref() -> dict[str, Any]:
 
 
 @dataclass
-class PlatformBehaviour:
-    """How the platform misbehaves on its own endpoints; tests change the fields while it
-    runs. Counters count requests down to zero."""
+class PlatformBehaviour(ThrottledFaults):
+    """How the platform misbehaves on its own endpoints; tests change the fields while it runs.
+    Counters count requests down to zero. ``fail_next``: 503 ``JY5030`` (系统维护); ``throttle``:
+    429 ``JY4290``."""
 
     #: seconds added to every answer (a slow platform)
     latency: float = 0.0
-    #: the next N requests are answered 503 ``JY5030`` (系统维护)
-    fail_next: int = 0
-    #: the next N requests are answered 429 ``JY4290`` with ``Retry-After``
-    throttle: int = 0
-    retry_after: str = "1"
-    #: seconds a request signature is fresh
-    tolerance: float = 300.0
 
 
 @dataclass
@@ -347,7 +340,7 @@ class Push:
 
 
 @dataclass
-class TradingPlatform(PeerServer):
+class TradingPlatform(ClientPeer):
     """Start with ``await platform.start()``; ``platform.base_url`` is its API root."""
 
     #: the platform's own key: signs its pushes and its answers
@@ -379,12 +372,16 @@ class TradingPlatform(PeerServer):
     refusals: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._nonces = MemoryNonceCache()
-        self._session: aiohttp.ClientSession | None = None
+        self._verifier = RequestVerifier()
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/ggzy/v1"
+
+    @property
+    def client_timeout(self) -> float:  # type: ignore[override]
+        """Seconds one push may take (:attr:`timeout`)."""
+        return self.timeout
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
@@ -392,12 +389,6 @@ class TradingPlatform(PeerServer):
         app.router.add_get("/ggzy/v1/wj/{wjbh}", self._document)
         app.router.add_get("/ggzy/v1/fj/{fjid}", self._attachment)
         return app
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().stop()
 
     # ------------------------------------------------------------------ attachments
 
@@ -441,22 +432,19 @@ class TradingPlatform(PeerServer):
         headers = {"Content-Type": "application/xml", "Idempotency-Key": wjbh}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        if self.signer is not None:
-            from security.httpsig import sign_request
-
-            sign_request("POST", url, headers, body, signer=self.signer, created=self.clock())
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
-                text = await resp.read()
-                try:
-                    answer = orjson.loads(text) if text else None
-                except orjson.JSONDecodeError:
-                    answer = text.decode("utf-8", "replace")
-                push = Push(wjbh, dataset, resp.status, answer)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        posted = await post_signed(
+            self.client(), url, body, headers, signer=self.signer, created=self.clock()
+        )
+        if posted.error is not None:
+            exc = posted.error
             push = Push(wjbh, dataset, None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            text = posted.body
+            try:
+                answer = orjson.loads(text) if text else None
+            except orjson.JSONDecodeError:
+                answer = text.decode("utf-8", "replace")
+            push = Push(wjbh, dataset, posted.status, answer)
         self.pushes.append(push)
         self._settle(push)
         return push
@@ -486,11 +474,9 @@ class TradingPlatform(PeerServer):
         if b.latency:
             await asyncio.sleep(b.latency)
         key_id: str | None = None
-        if b.fail_next > 0:
-            b.fail_next -= 1
+        if b.take("fail_next"):
             resp = self._error(503, "JY5030", "系统维护中，请稍后再试")
-        elif b.throttle > 0:
-            b.throttle -= 1
+        elif b.take("throttle"):
             resp = self._error(429, "JY4290", "请求过于频繁")
             resp.headers["Retry-After"] = b.retry_after
         else:
@@ -502,35 +488,32 @@ class TradingPlatform(PeerServer):
     async def _check_signature(
         self, request: web.Request
     ) -> tuple[str | None, web.Response | None]:
-        from security.httpsig import verify_request
-
         if self.keys is None:
             return None, self._error(401, "JY4010", "平台未配置可信密钥")
         body = await request.read()
         url = f"http://127.0.0.1:{self.port}{request.path_qs}"
-        now = self.clock()
+        window = self.behaviour.tolerance
         try:
-            sig = verify_request(
-                request.method, url, request.headers, body, keys=self.keys, now=now,
-                window=self.behaviour.tolerance,
-            )  # fmt: skip
+            sig = self._verifier.check_signature(
+                request, body, keys=self.keys, now=self.clock(), window=window, url=url
+            )
         except HubError as exc:
             return None, self._error(401, "JY4010", f"签名验证失败: {exc.message}")
         try:
-            await check_replay(
-                self._nonces, sig.key_id, sig.nonce, sig.created, self.behaviour.tolerance
-            )
+            await self._verifier.check_nonce(sig, window)
         except HubError as exc:
             return sig.key_id, self._error(401, "JY4011", f"重复请求: {exc.message}")
         return sig.key_id, None
 
     def _signed(self, body: bytes, content_type: str, status: int = 200) -> web.Response:
-        resp = web.Response(body=body, status=status, content_type=content_type)
-        if self.signer is not None:
-            from security.httpsig import sign_detached
-
-            resp.headers["X-JY-Signature"] = sign_detached(body, self.signer, created=self.clock())
-        return resp
+        return signed_response(
+            body,
+            signer=self.signer,
+            header="X-JY-Signature",
+            created=self.clock(),
+            status=status,
+            content_type=content_type,
+        )
 
     def _error(self, status: int, code: str, message: str) -> web.Response:
         self.refusals.append(code)

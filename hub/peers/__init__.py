@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
-__all__ = ["PeerServer", "bound_port"]
+__all__ = ["ClientPeer", "PeerFaults", "PeerServer", "ThrottledFaults", "bound_port"]
 
 
 def bound_port(site: web.TCPSite) -> int:
@@ -63,3 +65,59 @@ class PeerServer(ABC):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class ClientPeer(PeerServer):
+    """A peer that also calls out (pushes to the hub, fetches attachments) over one client
+    session: opened by :meth:`start` (``client_timeout`` seconds a request), or on first use of
+    :meth:`client`, and closed by :meth:`stop`."""
+
+    client_timeout: float = 10.0
+    _session: aiohttp.ClientSession | None = None
+
+    def client(self) -> aiohttp.ClientSession:
+        """The peer's client session (opened now if it is not yet)."""
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.client_timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def start(self) -> None:
+        await super().start()
+        self.client()
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await super().stop()
+
+
+@dataclass
+class PeerFaults:
+    """The fault knobs every simulated platform has; tests change them while it runs. A
+    platform's own behaviour class adds its own knobs and answers with its own codes.
+    Counters (``fail_next`` ...) count requests down to zero: :meth:`take`."""
+
+    #: the next N requests are answered 503 (the platform's maintenance / busy code)
+    fail_next: int = 0
+    #: seconds a request signature is fresh
+    tolerance: float = 300.0
+
+    def take(self, counter: str) -> bool:
+        """Whether the fault ``counter`` names applies to this request: True (and one less
+        to go) while it is above zero."""
+        left: int = getattr(self, counter)
+        if left <= 0:
+            return False
+        setattr(self, counter, left - 1)
+        return True
+
+
+@dataclass
+class ThrottledFaults(PeerFaults):
+    """:class:`PeerFaults` of a platform that also rate-limits."""
+
+    #: the next N requests are answered 429 with ``Retry-After: retry_after``
+    throttle: int = 0
+    retry_after: str = "1"

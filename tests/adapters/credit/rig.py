@@ -4,7 +4,6 @@ simulator and the housing bureau's inbox, all on loopback."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,12 +12,11 @@ from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
 
+from adapters.common import load_with_environment, serving, started
 from adapters.credit.demo import prepare_credit_setup
 from adapters.credit.simulator import CreditSimulator
 from hub.api import create_app
-from hub.config import load_config
 from hub.peers.sink import Sink
 from hub.runtime import Hub
 from security.keystore import Keystore, ManagedKey
@@ -73,10 +71,7 @@ async def credit_rig(
     gets a ``security:`` section (role tokens, audit log)."""
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
-    await inbox.start()
-    await sim.start()
-    runner: web.AppRunner | None = None
-    try:
+    async with started(inbox, sim):
         port = free_port()
         hub_file, hub_key, platform_key = prepare_credit_setup(work)
         sim.keys = Keystore([ManagedKey(hub_key, owner="jghub")])
@@ -106,27 +101,9 @@ async def credit_rig(
                 "min_backoff": 0.05,
             }
             path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-        saved = {k: os.environ.get(k) for k in ("CREDIT_URL", "DEPT_ZJJ_URL", "JGHUB_PORT")}
-        os.environ.update(
-            {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
-        )
-        try:
-            cfg = load_config(hub_file)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        env = {"CREDIT_URL": sim.base_url, "DEPT_ZJJ_URL": inbox.url, "JGHUB_PORT": str(port)}
+        cfg = load_with_environment(hub_file, env)
         hub = Hub(cfg, clock=clock) if clock is not None else Hub(cfg)
         app = create_app(cfg, hub=hub)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        async with aiohttp.ClientSession(base_url=base) as http:
+        async with serving(app, port), aiohttp.ClientSession(base_url=base) as http:
             yield Rig(hub, http, sim, inbox, base, work)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
-        await inbox.stop()
