@@ -144,6 +144,10 @@ class Sink(PeerServer):
             record = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             return web.json_response({"error": "invalid JSON"}, status=400)
+        except ConnectionResetError:
+            # the connection was cut while the body was read (this peer went down like a
+            # vanished host, or the client gave up): nothing applied, nothing to answer
+            return web.Response(status=503)
         if tp := request.headers.get("traceparent"):
             self.traceparents[key] = tp
         reason = self._apply(key, record)
@@ -163,6 +167,8 @@ class Sink(PeerServer):
             items = doc["records"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return web.json_response({"error": "expected {records: [...]}"}, status=400)
+        except ConnectionResetError:  # cut while reading: nothing applied (see _records)
+            return web.Response(status=503)
         results = []
         for item in items:
             reason = self._apply(str(item["idempotency_key"]), item["data"])
