@@ -508,7 +508,8 @@ async def test_sqlite_settle_survives_a_process_crash(tmp_path: Path, settle_syn
     import sys
 
     path = tmp_path / "crash.db"
-    proc = subprocess.run(
+    proc = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-c", _CRASH_AFTER_SETTLE, str(path), settle_sync],
         capture_output=True,
         text=True,
