@@ -198,8 +198,8 @@ class PostgresStore:
         if settle_sync not in ("relaxed", "full"):
             raise ValueError(f"settle_sync must be 'relaxed' or 'full', not {settle_sync!r}")
         self.dsn = dsn
-        #: ``relaxed``: claims and settles commit with ``synchronous_commit = off`` (lost in a
-        #: server crash, a delivery is only claimed and sent again with its Idempotency-Key)
+        #: ``relaxed``: settles commit with ``synchronous_commit = off`` like claims always do
+        #: (lost in a server crash, a delivery is only sent again with its Idempotency-Key)
         self.settle_sync = settle_sync
         self.schema = _check_schema_name(schema)
         self.pool_size = pool_size
@@ -577,8 +577,9 @@ class PostgresStore:
         }
 
         async def fn(conn: _Conn) -> list[Any]:
-            if self.settle_sync == "relaxed":
-                await conn.execute(_NO_SYNC)
+            # A claim only takes leases: lost in a server crash, the deliveries are claimed
+            # again; a later synchronous commit (a full settle) flushes it with its own WAL.
+            await conn.execute(_NO_SYNC)
             cur = await conn.execute(Q["claim"], params)
             return await cur.fetchall()
 
