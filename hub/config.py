@@ -92,6 +92,15 @@ class StoreSettings(_Model):
         description="full: fsync every group commit (survives power loss); "
         "normal: WAL sync at checkpoints (survives a process crash only)",
     )
+    settle_sync: Literal["relaxed", "full"] = Field(
+        "relaxed",
+        description="relaxed: a delivery's outcome (delivered, retry, dead-lettered) commits "
+        "without waiting for the disk (SQLite no fsync, PostgreSQL synchronous_commit off); "
+        "lost in a power cut or a database crash, the delivery is only sent again with the "
+        "same Idempotency-Key. full: every settle waits for the disk like ingest does "
+        "(claims never do). "
+        "Ingest and operator replays/discards always follow durability",
+    )
     max_group: int = Field(2000, ge=1, description="most write operations in one transaction")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

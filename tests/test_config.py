@@ -104,9 +104,18 @@ def test_unknown_key_names_file_line_path_and_allowed_keys(files: Files) -> None
     err = config_error(files)
     assert (
         f"{files.hub}:5 store.pth: unknown key; allowed: kind, path, dsn, schema, pool_size, "
-        "timeout, durability, max_group" in str(err)
+        "timeout, durability, settle_sync, max_group" in str(err)
     )
     assert err.field == "store.pth"
+
+
+def test_settle_sync_takes_relaxed_or_full(files: Files) -> None:
+    files.write(hub=HUB_YAML.replace("  kind: memory\n", "  kind: memory\n  settle_sync: lazy\n"))
+    err = config_error(files)
+    assert err.code == "E_CONFIG" and err.field == "store.settle_sync"
+    assert "'relaxed' or 'full'" in str(err)
+    files.write(hub=HUB_YAML.replace("  kind: memory\n", "  kind: memory\n  settle_sync: full\n"))
+    assert load_config(files.hub).store.settle_sync == "full"
 
 
 def test_unknown_top_level_key_in_system_file(files: Files) -> None:

@@ -54,6 +54,7 @@ def make_store(
     path: Path,
     *,
     durability: str = "full",
+    settle_sync: str = "relaxed",
     max_group: int = 2000,
     dsn: str | None = None,
     schema: str = "public",
@@ -68,14 +69,21 @@ def make_store(
     if kind == "sqlite":
         from hub.store.sqlite import SQLiteStore
 
-        return SQLiteStore(path, durability=durability, max_group=max_group)
+        return SQLiteStore(
+            path, durability=durability, settle_sync=settle_sync, max_group=max_group
+        )
     if kind == "postgres":
         from hub.store.postgres import PostgresStore
 
         if not dsn:
             raise ValueError("the postgres store needs a dsn")
         return PostgresStore(
-            dsn, schema=schema, pool_size=pool_size, timeout=timeout, max_group=max_group
+            dsn,
+            schema=schema,
+            pool_size=pool_size,
+            timeout=timeout,
+            max_group=max_group,
+            settle_sync=settle_sync,
         )
     raise ValueError(f"unknown store kind {kind!r}")
 
@@ -87,6 +95,7 @@ def store_for_config(cfg: HubConfig) -> Store:
         st.kind,
         cfg.store_path(),
         durability=st.durability,
+        settle_sync=st.settle_sync,
         max_group=st.max_group,
         dsn=st.dsn,
         schema=st.db_schema,

@@ -65,6 +65,9 @@ SCHEMA_VERSION = 3
 #: ``next_at`` of a parked delivery (queued behind an unfinished one of its ordered partition)
 PARKED = 1e18
 Q = load_queries("hub.store", "postgres.sql")
+#: a claim's or a relaxed settle's transaction returns without waiting for the WAL flush; a
+#: server crash can lose it, which only means the delivery is claimed and sent again
+_NO_SYNC = "SET LOCAL synchronous_commit = off"
 T = TypeVar("T")
 _Conn = psycopg.AsyncConnection[Any]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -189,9 +192,15 @@ class PostgresStore:
         pool_size: int = 10,
         timeout: float = 5.0,
         max_group: int = 2000,
+        settle_sync: str = "relaxed",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if settle_sync not in ("relaxed", "full"):
+            raise ValueError(f"settle_sync must be 'relaxed' or 'full', not {settle_sync!r}")
         self.dsn = dsn
+        #: ``relaxed``: settles commit with ``synchronous_commit = off`` like claims always do
+        #: (lost in a server crash, a delivery is only sent again with its Idempotency-Key)
+        self.settle_sync = settle_sync
         self.schema = _check_schema_name(schema)
         self.pool_size = pool_size
         self.timeout = timeout
@@ -568,6 +577,9 @@ class PostgresStore:
         }
 
         async def fn(conn: _Conn) -> list[Any]:
+            # A claim only takes leases: lost in a server crash, the deliveries are claimed
+            # again; a later synchronous commit (a full settle) flushes it with its own WAL.
+            await conn.execute(_NO_SYNC)
             cur = await conn.execute(Q["claim"], params)
             return await cur.fetchall()
 
@@ -591,6 +603,8 @@ class PostgresStore:
         steps = {"ack": "delivered", "retry": "retry", "dead": "dead-lettered"}
 
         async def fn(conn: _Conn) -> None:
+            if self.settle_sync == "relaxed":
+                await conn.execute(_NO_SYNC)
             if acks:
                 await conn.execute(
                     Q["settle_ack"],

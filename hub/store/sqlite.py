@@ -11,6 +11,12 @@ WAL lets them proceed while the writer commits.
 
 If one operation in a group fails, the group is rolled back and each operation is retried alone,
 so one bad operation never fails its neighbours.
+
+Under ``durability: full`` a transaction holding nothing but claims (leases) and, with
+``settle_sync: relaxed`` (the default), delivery settles commits with ``synchronous=NORMAL``: no
+fsync. A crash of the process loses nothing (the WAL is in the OS's page cache); a power cut can
+lose the last such commits, which only means the deliveries are claimed and sent again with the
+same Idempotency-Key (at least once). Ingest and operator replays/discards always fsync.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class _Writer(threading.Thread):
         self.closing = False
         self.commits = 0
         self.ops = 0
+        #: of ``commits``, those made with ``synchronous=NORMAL`` (claims, relaxed settles)
+        self.nosync_commits = 0
 
     def run(self) -> None:
         try:
@@ -159,11 +167,12 @@ class _Writer(threading.Thread):
         batch: list[tuple[_Op, asyncio.AbstractEventLoop, asyncio.Future[Any]]],
     ) -> None:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        # A transaction of nothing but claims (leases) need not reach the disk before it
-        # returns: lost in a power cut, the deliveries are just claimed again (at least once).
-        # The next synchronous commit writes its WAL frames out with its own.
+        # A transaction of nothing but claims (leases) and relaxed settles need not reach the
+        # disk before it returns: lost in a power cut, the deliveries are just claimed and sent
+        # again (at least once, same Idempotency-Key). The next synchronous commit writes its
+        # WAL frames out with its own.
         lease_only = self.durability == "full" and all(
-            isinstance(op, _LeaseOnly) for op, _, _ in batch
+            isinstance(op, _NoSync) for op, _, _ in batch
         )
         try:
             if lease_only:  # (SQLite changes the level only outside a transaction)
@@ -179,6 +188,7 @@ class _Writer(threading.Thread):
                     conn.execute("PRAGMA synchronous=FULL")
             results = [(fut, True, v) for (_, _, fut), v in zip(batch, values, strict=True)]
         except BaseException:
+            lease_only = False  # the retry below commits with the connection's own level
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if len(batch) == 1:
@@ -198,13 +208,16 @@ class _Writer(threading.Thread):
                 return
         self.commits += 1
         self.ops += len(batch)
+        if lease_only:
+            self.nosync_commits += 1
         _deliver_results(
             [(fut, loop, ok, v) for (_, loop, _), (fut, ok, v) in zip(batch, results, strict=True)]
         )
 
 
-class _LeaseOnly:
-    """A write operation that only takes leases (a claim); see ``_Writer._run_batch``."""
+class _NoSync:
+    """A write operation whose commit need not fsync: a claim (leases) or a relaxed settle,
+    whose loss only means a delivery is sent again; see ``_Writer._run_batch``."""
 
     __slots__ = ("op",)
 
@@ -259,11 +272,15 @@ class SQLiteStore:
         path: Path | str,
         *,
         durability: str = "full",
+        settle_sync: str = "relaxed",
         max_group: int = 2000,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if settle_sync not in ("relaxed", "full"):
+            raise ValueError(f"settle_sync must be 'relaxed' or 'full', not {settle_sync!r}")
         self.path = Path(path)
         self.durability = durability
+        self.settle_sync = settle_sync
         self.max_group = max_group
         self.clock = clock
         self._writer: _Writer | None = None
@@ -353,6 +370,13 @@ class SQLiteStore:
         """(transactions committed, operations in them) since open."""
         w = self._writer
         return (w.commits, w.ops) if w else (0, 0)
+
+    @property
+    def nosync_commits(self) -> int:
+        """Transactions committed without fsync under ``durability: full`` since open: those
+        holding nothing but claims and (with ``settle_sync: relaxed``) settles."""
+        w = self._writer
+        return w.nosync_commits if w else 0
 
     # ------------------------------------------------------------------ writes
 
@@ -534,7 +558,7 @@ class SQLiteStore:
         self, target: str, limit: int, lease_seconds: float, owner: str
     ) -> list[ClaimedDelivery]:
         claimed: list[ClaimedDelivery] = await self._write(
-            _LeaseOnly(lambda c: self._claim_op(c, target, limit, lease_seconds, owner))
+            _NoSync(lambda c: self._claim_op(c, target, limit, lease_seconds, owner))
         )
         return claimed
 
@@ -570,8 +594,10 @@ class SQLiteStore:
         return out
 
     async def settle(self, outcomes: Sequence[Outcome]) -> None:
-        if outcomes:
-            await self._write(lambda c: self._settle_op(c, outcomes))
+        if not outcomes:
+            return
+        op: _Op = lambda c: self._settle_op(c, outcomes)  # noqa: E731
+        await self._write(_NoSync(op) if self.settle_sync == "relaxed" else op)
 
     @staticmethod
     def _settle_op(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:

@@ -240,3 +240,60 @@ def test_jghub_migrate_command(tmp_path: Path, pg_schema: str) -> None:
     assert f"migrated from version 0 to {SCHEMA_VERSION}" in first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+@pytest.mark.parametrize("settle_sync", ["relaxed", "full"])
+async def test_settle_sync_sets_synchronous_commit_of_settles(
+    pg_schema: str, settle_sync: str
+) -> None:
+    """Claims always, and settles with ``relaxed``, run with ``synchronous_commit = off`` (a
+    server crash can only make a delivery go out again); ingest and operator replays/discards
+    stay ``on``, and the setting never leaks into the next transaction on the pooled connection.
+    A trigger on ``deliveries`` records the setting each statement ran with."""
+    await migrate(PG_DSN, pg_schema)
+    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
+        await conn.execute(
+            f"""
+            CREATE TABLE {pg_schema}.sync_seen (
+                n serial PRIMARY KEY, op text, state int, setting text);
+            CREATE FUNCTION {pg_schema}.note_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              INSERT INTO {pg_schema}.sync_seen (op, state, setting)
+              VALUES (TG_OP, NEW.state, current_setting('synchronous_commit'));
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER note_sync AFTER INSERT OR UPDATE ON {pg_schema}.deliveries
+              FOR EACH ROW EXECUTE FUNCTION {pg_schema}.note_sync();
+            """
+        )
+    s = PostgresStore(PG_DSN, schema=pg_schema, settle_sync=settle_sync, pool_size=1)
+    await s.open()
+    try:
+        await s.enqueue([msg(1), msg(2)])  # INSERT, state 0
+        a, b = await s.claim("t1", 10, 30, "n")  # UPDATE, state 1
+        await s.settle(
+            [
+                Outcome(a.delivery_id, "ack", 2.0, 1, 200),  # state 2
+                Outcome(b.delivery_id, "dead", 2.0, 1, 422, "refused"),  # state 3
+            ]
+        )
+        await s.replay([b.delivery_id], 3.0)  # operator: UPDATE, state 0
+        await s.enqueue([msg(3)])  # ingest again, on the same pooled connection
+        async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
+            cur = await conn.execute(
+                f"SELECT op, state, setting FROM {pg_schema}.sync_seen ORDER BY n"
+            )
+            seen = [tuple(r) for r in await cur.fetchall()]
+    finally:
+        await s.close()
+    relaxed = "off" if settle_sync == "relaxed" else "on"
+    assert seen == [
+        ("INSERT", 0, "on"),
+        ("INSERT", 0, "on"),
+        ("UPDATE", 1, "off"),  # claims never wait for the flush
+        ("UPDATE", 1, "off"),
+        ("UPDATE", 2, relaxed),
+        ("UPDATE", 3, relaxed),
+        ("UPDATE", 0, "on"),
+        ("INSERT", 0, "on"),
+    ]

@@ -467,3 +467,117 @@ async def test_retention_prunes_finished_messages_only(
     counts = await store.counts()
     assert counts["messages"] == 3 and counts["delivered"] == 1 and counts["dead"] == 1
     assert await prune_once(store, settings, None, clock) == 0
+
+
+# --------------------------------------------------------------------------- settle_sync
+
+
+_CRASH_AFTER_SETTLE = """
+import asyncio, os, sys
+import orjson
+from tests.store.test_store_contract import msg
+from hub.store import Outcome
+from hub.store.sqlite import SQLiteStore
+
+async def main() -> None:
+    s = SQLiteStore(sys.argv[1], settle_sync=sys.argv[2])
+    await s.open()
+    await s.enqueue([msg(i) for i in range(3)])
+    a, b, c = await s.claim("t1", 10, 30, "n")
+    await s.settle(
+        [
+            Outcome(a.delivery_id, "ack", 5.0, 1, 200, "ok", 1.5),
+            Outcome(b.delivery_id, "retry", 5.0, 1, 503, "busy", next_at=4e9),
+            Outcome(c.delivery_id, "dead", 5.0, 1, 422, "refused"),
+        ]
+    )
+    print(orjson.dumps([a.message_id, b.message_id, c.message_id, s.nosync_commits]).decode())
+    sys.stdout.flush()
+    os._exit(9)  # the process dies: no close(), no checkpoint, threads killed
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("settle_sync", ["relaxed", "full"])
+async def test_sqlite_settle_survives_a_process_crash(tmp_path: Path, settle_sync: str) -> None:
+    """A settle committed without fsync (``relaxed``) is still there when the process that
+    made it dies right after: the WAL frames are in the OS's page cache (only a power cut
+    could lose them, and then the delivery is sent again). ``full`` keeps the same result."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "crash.db"
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _CRASH_AFTER_SETTLE, str(path), settle_sync],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 9, proc.stderr
+    acked, retried, dead, nosync = orjson.loads(proc.stdout.strip().splitlines()[-1])
+    # claims commit without fsync in both modes; the relaxed settle adds one more
+    assert nosync >= (2 if settle_sync == "relaxed" else 1)
+    s = SQLiteStore(path)
+    await s.open()
+    try:
+        states = {}
+        for mid in (acked, retried, dead):
+            tr = await s.trace(mid)
+            assert tr is not None
+            states[mid] = (tr.deliveries[0].state, [e.step for e in tr.events])
+        assert states[acked] == (DeliveryState.DELIVERED, ["delivered"])
+        assert states[retried][1] == ["retry"]
+        assert states[dead] == (DeliveryState.DEAD, ["dead-lettered"])
+        assert await s.claim("t1", 10, 30, "n") == []  # nothing is due again
+    finally:
+        await s.close()
+
+
+async def test_sqlite_settle_sync_decides_whether_settles_fsync(tmp_path: Path) -> None:
+    """``settle_sync: relaxed`` settles commit with ``synchronous=NORMAL``; ``full`` settles
+    (and ingest in both modes) commit with ``synchronous=FULL``."""
+    counts = {}
+    for mode in ("relaxed", "full"):
+        s = SQLiteStore(tmp_path / f"{mode}.db", settle_sync=mode)
+        await s.open()
+        try:
+            nosync0 = s.nosync_commits
+            await s.enqueue([msg(1), msg(2)])
+            assert s.nosync_commits == nosync0  # ingest always fsyncs
+            claimed = await s.claim("t1", 10, 30, "n")
+            after_claim = s.nosync_commits
+            assert after_claim == nosync0 + 1  # a claim never needs the fsync
+            await s.settle([Outcome(c.delivery_id, "ack", 2.0, 1, 200) for c in claimed])
+            counts[mode] = s.nosync_commits - after_claim
+        finally:
+            await s.close()
+    assert counts == {"relaxed": 1, "full": 0}
+    with pytest.raises(ValueError, match="settle_sync"):
+        SQLiteStore(tmp_path / "x.db", settle_sync="sometimes")
+
+
+async def test_sqlite_operator_replay_and_discard_always_fsync(tmp_path: Path) -> None:
+    """Dead-letter replays and discards by an operator are not settles: they keep the fsync
+    even with ``settle_sync: relaxed``."""
+    s = SQLiteStore(tmp_path / "op.db")
+    await s.open()
+    try:
+        await s.enqueue([msg(1), msg(2)])
+        a, b = await s.claim("t1", 10, 30, "n")
+        await s.settle(
+            [
+                Outcome(a.delivery_id, "dead", 2.0, 1, 422, "refused"),
+                Outcome(b.delivery_id, "dead", 2.0, 1, 422, "refused"),
+            ]
+        )
+        before = s.nosync_commits
+        commits_before = s.group_commit_stats[0]
+        assert await s.replay([a.delivery_id], 3.0) == 1
+        assert await s.discard([b.delivery_id], 3.0, "superseded") == 1
+        assert s.group_commit_stats[0] == commits_before + 2
+        assert s.nosync_commits == before
+    finally:
+        await s.close()
