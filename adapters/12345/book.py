@@ -16,13 +16,18 @@ and lets it through, so the history never holds a step twice and the sender neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Mapping
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from hub.errors import StoreUnavailable
 from hub.workdays import WorkCalendar
 
 from .deadlines import (
@@ -35,6 +40,13 @@ from .errors import OrderDeadlineError, OrderStateError
 from .lifecycle import EVENT_NAMES, OPEN_STATES, next_state
 
 __all__ = ["COMPARATOR", "SCOPE", "Alert", "BookSnapshot", "OrderBook"]
+
+#: the store-wide lease serialising steps across processes and nodes (see OrderBook._book_lease)
+LEASE_NAME = "hotline12345:order-book"
+#: a holder that died frees the lease after this long
+LEASE_TTL_SECONDS = 30.0
+#: how long a step waits for the lease before it is refused with E_STORE (503, sent again)
+LEASE_WAIT_SECONDS = 10.0
 
 #: name of the governance comparator (``governance.<dataset>.compare: [{rule: ...}]``)
 COMPARATOR = "hotline12345_lifecycle"
@@ -95,6 +107,8 @@ class OrderBook:
         self.rules = DeadlineRules()
         self._memory: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        #: this book's name as a holder of the store-wide lease (one per process and book)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.snapshot = BookSnapshot()
         #: 督办 events emitted, by (department code, kind)
         self.supervisions: dict[tuple[str, str], int] = {}
@@ -150,13 +164,38 @@ class OrderBook:
                 numbers.remove(order["order_no"])
             await self._put(_INDEX, orjson.dumps(numbers).decode())
 
+    @contextlib.asynccontextmanager
+    async def _book_lease(self) -> AsyncIterator[None]:
+        """Hold the book's lease in the hub store while a step is checked and written, so
+        that ``serve --workers`` processes and nodes sharing a PostgreSQL store apply one
+        step at a time (the in-process lock alone would let two processes read the same
+        state and both move it). A book without a store has only this process."""
+        if self.store is None:
+            yield
+            return
+        deadline = asyncio.get_running_loop().time() + LEASE_WAIT_SECONDS
+        delay = 0.002
+        while not await self.store.acquire_lease(LEASE_NAME, self._owner, LEASE_TTL_SECONDS):
+            if asyncio.get_running_loop().time() >= deadline:
+                raise StoreUnavailable(
+                    "the 12345 order book is busy (another process holds its lease); "
+                    "nothing was accepted, send again",
+                    field="order_no",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            await self.store.release_lease(LEASE_NAME, self._owner)
+
     # ------------------------------------------------------------------ the comparator
 
     async def check(self, dataset: str, rec: dict[str, Any]) -> str | None:
         """Governance comparator: record the step, or raise ``E_ORDER_STATE`` /
         ``E_ORDER_DEADLINE``. It never returns a mismatch text (which the hub would report as
         ``E_MISMATCH``): a refusal is raised with its own code, so always None."""
-        async with self._lock:
+        async with self._lock, self._book_lease():
             if dataset == "work_order":
                 await self._work_order(rec)
             elif dataset == "work_order_event":

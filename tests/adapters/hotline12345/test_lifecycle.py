@@ -5,6 +5,7 @@ on the memory, SQLite and PostgreSQL stores)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import Any
 
@@ -240,3 +241,38 @@ async def test_the_scan_finds_passed_and_near_deadlines() -> None:
     assert [a.kind for a in alerts] == ["answer_due_soon"] and book.snapshot.due_soon
     alerts = await book.scan(dt.datetime(2026, 12, 17, 9, 0, tzinfo=tz))
     assert [a.kind for a in alerts] == ["answer_overdue"]
+
+
+async def test_two_processes_sharing_a_store_apply_one_step_at_a_time(store: Store) -> None:
+    """Two books on one store stand for two ``serve --workers`` processes or two nodes: the
+    same order signed by both at the same moment is signed once; the other step is refused
+    with E_ORDER_STATE (it reads the state the first one wrote), never applied twice."""
+    first, second = new_book(store), new_book(store)
+    assert await first.check("work_order", order()) is None
+    results = await asyncio.gather(
+        *(
+            book.check("work_order_event", ev(n, "sign"))
+            for n, book in ((101, first), (102, second), (103, first), (104, second))
+        ),
+        return_exceptions=True,
+    )
+    refusals = [r for r in results if isinstance(r, HubError)]
+    assert len(refusals) == 3 and all(r.code == "E_ORDER_STATE" for r in refusals)
+    history = await new_book(store).history(NO)
+    assert [e["event"] for e in history].count("sign") == 1
+    # the lease is free again: a later step goes through at once
+    await second.check("work_order_event", ev(105, "handle"))
+    assert (await first.get(NO) or {})["state"] == "handling"
+
+
+async def test_a_busy_book_refuses_with_a_retryable_store_error(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = new_book(store)
+    monkeypatch.setattr(book_mod, "LEASE_WAIT_SECONDS", 0.05)
+    assert await store.acquire_lease(book_mod.LEASE_NAME, "another-node", 30.0)
+    err = await refused(book, "work_order", order())
+    assert err.code == "E_STORE" and err.status == 503 and "busy" in err.message
+    assert await book.get(NO) is None  # nothing written
+    assert await store.release_lease(book_mod.LEASE_NAME, "another-node")
+    assert await book.check("work_order", order()) is None
