@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/queue_memory.py $(BENCH_ARGS)
 	$(PY) bench/mapping.py $(BENCH_ARGS)
 	$(PY) bench/signing.py $(BENCH_ARGS)
+	$(PY) bench/sharing_query.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .jghub-demo .pytest_cache .mypy_cache .ruff_cache
