@@ -280,7 +280,7 @@ async def _check_signature(
         await hub.guard.verify_inbound(
             rt.config,
             request.method,
-            str(request.url),
+            lambda: str(request.url),  # built only for a signed request
             request.headers,
             body,
             peer_identity=peer_identity(request.transport),

@@ -87,6 +87,17 @@ def _ring(cfg: HubConfig) -> None:
     )
 
 
+async def _freeze_heap(_app: Any) -> None:
+    """Move what exists at startup (modules, configuration, compiled models and mappings) out
+    of the cyclic garbage collector's sight (``gc.freeze``): the collections that every batch
+    of new records triggers then scan only what was made since. Measured: 5–15% less CPU per
+    ingested record (docs/PERFORMANCE.md). Objects frozen here live as long as the process."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _store_label(cfg: HubConfig) -> str:
     if cfg.store.kind == "postgres":
         return f"postgres schema {cfg.store.db_schema}"
@@ -143,6 +154,7 @@ def serve(
         application = create_app(cfg, hub=hub)
     except HubError as err:
         _fail(err, 3)
+    application.on_startup.append(_freeze_heap)
     if workers > 1:
         from hub.workers import IngestWorkers
 

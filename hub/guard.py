@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config import HubConfig, SystemConfig, validate_loaded_section
@@ -327,7 +328,7 @@ class Guard:
         self,
         system: SystemConfig,
         method: str,
-        url: str,
+        url: str | Callable[[], str],
         headers: Mapping[str, str],
         body: bytes,
         *,
@@ -336,9 +337,13 @@ class Guard:
         """Check a request from ``system``: its RFC 9421 signature (required when the system's
         ``inbound.signed`` is true, verified whenever one is present), that the key belongs to
         the system, freshness and replay; and that a TLS client certificate, if one was shown,
-        names the same system. Returns the key id that signed, or None (unsigned, allowed)."""
+        names the same system. Returns the key id that signed, or None (unsigned, allowed).
+        ``url`` may be a function that builds it: only a signed request needs it."""
         inbound = system.inbound
-        signed = "signature" in {k.lower() for k in headers}
+        if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):  # case-insensitive already
+            signed = "Signature" in headers
+        else:
+            signed = "signature" in {k.lower() for k in headers}
         must = inbound is not None and inbound.signed
         if peer_identity is not None:
             want = (inbound.tls_identity if inbound else None) or system.name
@@ -366,6 +371,8 @@ class Guard:
 
         now = self.clock()
         window = self.replay_window
+        if callable(url):
+            url = url()
         sig = verify_request(method, url, headers, body, keys=self.keystore, now=now, window=window)
         if sig.owner != system.name:
             raise SignatureError(

@@ -641,6 +641,7 @@ class Hub:
             )
         messages: list[NewMessage] = []
         indexes: list[int] = []
+        cipher = self.guard.ciphers.get(spec.name)
         for i, outcome in enumerate(checked):
             if isinstance(outcome, HubError):
                 result.errors.append(RecordError(i, outcome))
@@ -666,7 +667,6 @@ class Hub:
             if extra_targets is not None:
                 targets = [*targets, *extra_targets(rec or {})]
             digest = None
-            cipher = self.guard.ciphers.get(spec.name)
             if cipher is not None:  # field encryption at rest; duplicates compare clear text
                 digest = hashlib.sha256(payload).digest()
                 payload = orjson.dumps(cipher.encrypt_fields(orjson.loads(payload)))
@@ -695,6 +695,9 @@ class Hub:
             indexes.append(i)
         committed = await self.store.enqueue(messages) if messages else []
         woken: set[str] = set()
+        # the target names of the static routes, once per request instead of once per record
+        static_names = tuple(t.target for t in static_targets) if static_targets is not None else ()
+        static_woken = False
         for m, res, i in zip(messages, committed, indexes, strict=True):
             if res.conflict:
                 env = m.envelope
@@ -718,7 +721,12 @@ class Hub:
             else:
                 if res.replaces is not None:
                     result.replaced.append(i)
-                woken.update(t.target for t in m.targets)
+                if m.targets is static_targets:
+                    static_woken = True
+                else:
+                    woken.update(t.target for t in m.targets)
+        if static_woken:
+            woken.update(static_names)
         if result.errors:
             result.errors.sort(key=lambda e: e.index)
             result.quarantined = await self._quarantine(
@@ -739,7 +747,9 @@ class Hub:
                             res.message_id,
                             system,
                             spec.name,
-                            tuple(t.target for t in m.targets),
+                            static_names
+                            if m.targets is static_targets
+                            else tuple(t.target for t in m.targets),
                             res.duplicate,
                             m.envelope.traceparent,
                         )

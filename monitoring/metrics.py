@@ -258,6 +258,7 @@ class HubMetrics:
             registry=r,
         )
         self._delivery_series: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._accepted_series: dict[tuple[bool, str, str], Any] = {}
         #: counters of the node's ingest worker processes (``serve --workers``), set by the
         #: monitor from the metrics relay before a scrape
         self.remote: CounterValues = {}
@@ -300,8 +301,19 @@ class HubMetrics:
     # ------------------------------------------------------------------ fed by hooks
 
     def on_accepted(self, messages: Sequence[AcceptedMessage]) -> None:
+        # counted per (kind, source, dataset) and each labelled series looked up once: a batch
+        # of 1,000 records is one or two inc() calls instead of 1,000 labels() lookups
+        counts: dict[tuple[bool, str, str], int] = {}
         for m in messages:
-            (self.duplicate if m.duplicate else self.accepted).labels(m.source, m.dataset).inc()
+            key = (m.duplicate, m.source, m.dataset)
+            counts[key] = counts.get(key, 0) + 1
+        for (duplicate, source, dataset), n in counts.items():
+            series = self._accepted_series.get((duplicate, source, dataset))
+            if series is None:
+                series = self._accepted_series[(duplicate, source, dataset)] = (
+                    self.duplicate if duplicate else self.accepted
+                ).labels(source, dataset)
+            series.inc(n)
 
     def on_rejected(
         self, system: str, dataset: str | None, codes: Sequence[str], quarantined: int
