@@ -3,9 +3,24 @@
 
 from __future__ import annotations
 
+import orjson
+
 from hub.errors import HubError
 
-__all__ = ["FeedError", "MarketRejected"]
+__all__ = ["FeedError", "MarketRejected", "platform_said"]
+
+
+def platform_said(body: bytes) -> str:
+    """What the platform's error answer says (``code (field f): msg``), for messages and dead
+    letters; the raw start of the body when it is not the platform's JSON error."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(doc, dict):
+        field = f" (field {doc['field']})" if doc.get("field") else ""
+        return f"platform code {doc.get('code', '?')}{field}: {doc.get('msg', '')}"[:300]
+    return str(doc)[:300]
 
 
 class MarketRejected(HubError):

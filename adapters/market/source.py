@@ -31,7 +31,7 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
-from adapters.market.errors import FeedError
+from adapters.market.errors import FeedError, platform_said
 from adapters.market.registry import EntityRegistry, RegisteredEntity
 from adapters.market.simulator import SIGNATURE_HEADER
 from hub.errors import ConfigError, HubError, SourceError
@@ -217,9 +217,9 @@ class MarketFeedSource:
             raise _Retry(f"{type(exc).__name__}: {exc}") from None
         if status == 429 or status >= 500:
             after = parse_retry_after(got.get("retry-after"))
-            raise _Retry(f"HTTP {status}: {_platform_said(body)}", after)
+            raise _Retry(f"HTTP {status}: {platform_said(body)}", after)
         if status >= 300:
-            raise SourceError(f"{url} answered HTTP {status}: {_platform_said(body)}", field="url")
+            raise SourceError(f"{url} answered HTTP {status}: {platform_said(body)}", field="url")
         return body, got
 
     def _page(self, topic: str, cursor: int, body: bytes) -> tuple[list[Any], int, bool]:
@@ -230,9 +230,7 @@ class MarketFeedSource:
         except orjson.JSONDecodeError as exc:
             raise FeedError(f"{where}: not JSON ({exc})", field="body") from None
         if not isinstance(doc, dict) or doc.get("code") != "00000":
-            raise SourceError(
-                f"{where}: the platform answered {_platform_said(body)}", field="code"
-            )
+            raise SourceError(f"{where}: the platform answered {platform_said(body)}", field="code")
         rows = dig(doc, o.records_path)
         if not isinstance(rows, list):
             raise FeedError(
@@ -289,17 +287,6 @@ class MarketFeedSource:
         log.info(
             "%s: market entity registry: %d of %d kept", self.system, len(written), len(entities)
         )
-
-
-def _platform_said(body: bytes) -> str:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:200].decode("utf-8", "replace")
-    if isinstance(doc, dict):
-        field = f" (field {doc['field']})" if doc.get("field") else ""
-        return f"{doc.get('code', '?')}{field}: {doc.get('msg', '')}"[:300]
-    return str(doc)[:200]
 
 
 def _factory(system: str, options: MarketFeedOptions) -> MarketFeedSource:

@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from adapters.market.errors import MarketRejected
+from adapters.market.errors import MarketRejected, platform_said
 from adapters.market.simulator import SIGNATURE_HEADER
 from adapters.platform_transport import SignedPlatformTransport
 from hub.errors import HubError
@@ -145,7 +145,7 @@ class MarketTransport(SignedPlatformTransport):
             return SendResult(False, None, False, detail, latency_ms=ms), b"", {}
         ms = (time.perf_counter() - t0) * 1000
         ok, permanent = classify_status(resp.status)
-        detail = "" if ok else _platform_said(text)
+        detail = "" if ok else platform_said(text)
         retry = parse_retry_after(got.get("retry-after"))
         return SendResult(ok, resp.status, permanent, detail, retry, ms), text, got
 
@@ -175,17 +175,6 @@ class MarketTransport(SignedPlatformTransport):
             kind="market",
             what="upload",
         )
-
-
-def _platform_said(text: bytes) -> str:
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text[:300].decode("utf-8", "replace")
-    if isinstance(doc, dict):
-        field = f" (field {doc['field']})" if doc.get("field") else ""
-        return f"platform code {doc.get('code', '?')}{field}: {doc.get('msg', '')}"[:300]
-    return str(doc)[:300]
 
 
 def _factory(target: str, options: MarketOptions) -> MarketTransport:
