@@ -59,7 +59,7 @@ REVEALED = Principal(
 )
 
 
-def _refused(param: str, path: str, **kw: Any) -> FieldNotGranted:
+def assert_refused(param: str, path: str, **kw: Any) -> FieldNotGranted:
     with pytest.raises(FieldNotGranted) as exc:
         plan_query(SCOPE, principal=REQUESTER, **kw)
     err = exc.value
@@ -95,29 +95,29 @@ def test_requested_fields_narrow_the_output_in_request_order() -> None:
 
 
 def test_probe_ungranted_field_via_fields() -> None:
-    _refused("fields", "internal_note", fields="id,internal_note")
-    _refused("fields", "region", fields="region")  # the row filter's field is not granted
-    _refused("fields", "owner", fields="owner")  # only parts of owner are granted
-    _refused("fields", "owner.bank", fields="owner.bank")
-    _refused("fields", "no_such_field", fields="no_such_field")  # same answer: no probing
+    assert_refused("fields", "internal_note", fields="id,internal_note")
+    assert_refused("fields", "region", fields="region")  # the row filter's field is not granted
+    assert_refused("fields", "owner", fields="owner")  # only parts of owner are granted
+    assert_refused("fields", "owner.bank", fields="owner.bank")
+    assert_refused("fields", "no_such_field", fields="no_such_field")  # same answer: no probing
 
 
 def test_probe_ungranted_field_via_filter() -> None:
-    _refused("filter", "internal_note", filter="internal_note like 'd%'")
-    _refused("filter", "owner.bank", filter="score > 1 or not owner.bank is null")
-    _refused("filter", "region", filter="region = '330200'")  # cannot widen or probe rows
+    assert_refused("filter", "internal_note", filter="internal_note like 'd%'")
+    assert_refused("filter", "owner.bank", filter="score > 1 or not owner.bank is null")
+    assert_refused("filter", "region", filter="region = '330200'")  # cannot widen or probe rows
 
 
 def test_probe_ungranted_field_via_sort() -> None:
-    _refused("sort", "internal_note", sort="-internal_note")
-    _refused("sort", "owner.bank", sort="id,owner.bank")
+    assert_refused("sort", "internal_note", sort="-internal_note")
+    assert_refused("sort", "owner.bank", sort="id,owner.bank")
 
 
 def test_masked_fields_are_not_filtered_or_sorted_on() -> None:
-    err = _refused("filter", "id_card", filter="id_card like '110105194912%'")
+    err = assert_refused("filter", "id_card", filter="id_card like '110105194912%'")
     assert "masked" in err.message
-    _refused("sort", "id_card", sort="id_card")
-    _refused("filter", "owner.phone", filter="owner.phone = '13812345678'")
+    assert_refused("sort", "id_card", sort="id_card")
+    assert_refused("filter", "owner.phone", filter="owner.phone = '13812345678'")
     # revealed to this principal: filtering on it reads nothing it cannot see anyway
     plan = plan_query(SCOPE, filter="owner.phone = '13812345678'", principal=REVEALED)
     assert (plan.apply(PERSON) or {})["owner"]["phone"] == "13812345678"
