@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
@@ -259,18 +259,7 @@ class Subscriptions:
         if rec.state != "active":
             raise ApplicationStateError(f"subscription {sub_id} is {rec.state}", field="state")
         now = float(self.clock())
-        new = ShareRecord(
-            rec.kind,
-            rec.id,
-            rec.rev + 1,
-            "cancelled",
-            rec.dataset,
-            rec.provider,
-            rec.holder,
-            rec.created_at,
-            now,
-            rec.doc,
-        )
+        new = replace(rec, rev=rec.rev + 1, state="cancelled", updated_at=now)
         if not await self.hub.store.share_put(new, expect_rev=rec.rev):
             raise ApplicationStateError(f"subscription {sub_id} changed meanwhile", field="id")
         live = self.live.get(sub_id)
@@ -291,18 +280,7 @@ class Subscriptions:
         ):
             if rec.doc["grant_id"] != grant_id:
                 continue
-            new = ShareRecord(
-                rec.kind,
-                rec.id,
-                rec.rev + 1,
-                "revoked",
-                rec.dataset,
-                rec.provider,
-                rec.holder,
-                rec.created_at,
-                now,
-                rec.doc,
-            )
+            new = replace(rec, rev=rec.rev + 1, state="revoked", updated_at=now)
             await self.hub.store.share_put(new, expect_rev=rec.rev)
             n += 1
         for live in self.live.values():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -438,18 +438,13 @@ class SharingWorkflow:
         who = Actor.of(principal)
         doc = dict(rec.doc)
         doc.update(doc_update or {})
-        new = ShareRecord(
-            rec.kind,
-            rec.id,
-            rec.rev + 1,
-            new_state,
-            rec.dataset,
-            rec.provider,
-            rec.holder,
-            rec.created_at,
-            now,
-            doc,
-            rec.due_at if due == "keep" else due,
+        new = replace(
+            rec,
+            rev=rec.rev + 1,
+            state=new_state,
+            updated_at=now,
+            doc=doc,
+            due_at=rec.due_at if due == "keep" else due,
         )
         ev = self._event(app_id, now, who, action, new_state, reason, **dict(details or {}))
         if not await self.store.share_put(new, expect_rev=rec.rev, events=[ev]):
@@ -674,18 +669,7 @@ class SharingWorkflow:
         now = float(self.clock())
         doc = dict(rec.doc)
         doc.update(revoked_at=now, revoked_by=str(principal.id), revoke_reason=reason)
-        new = ShareRecord(
-            "grant",
-            rec.id,
-            rec.rev + 1,
-            "revoked",
-            rec.dataset,
-            rec.provider,
-            rec.holder,
-            rec.created_at,
-            now,
-            doc,
-        )
+        new = replace(rec, rev=rec.rev + 1, state="revoked", updated_at=now, doc=doc)
         ev = self._event(
             doc["application_id"],
             now,
