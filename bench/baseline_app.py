@@ -1,6 +1,7 @@
 """Baseline server: the least an aiohttp ingest endpoint can do.
 
-Same aiohttp, same event loop policy and one process like ``jghub serve``; the handler reads
+Same aiohttp and one process like ``jghub serve``; asyncio's own event loop unless
+``--event-loop uvloop`` (the hub's ``listen.event_loop``); the handler reads
 the body, parses it with orjson and answers 202 with a small JSON body. No validation, no
 storage: the ceiling the hub's HTTP layer is compared with.
 
@@ -46,7 +47,18 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--processes", type=int, default=1, help="processes on the port (SO_REUSEPORT)")
     ap.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a copy
+    ap.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="asyncio's own loop (the issue's bare aiohttp handler) or uvloop",
+    )
     args = ap.parse_args()
+    loop = None
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
     app = web.Application(client_max_size=32 * 1024 * 1024 + 1)
     app.router.add_post("/v1/systems/{system}/records", post_records)
     app.router.add_get("/healthz", healthz)
@@ -60,11 +72,14 @@ def main() -> None:
             "--port",
             str(args.port),
             "--reuse-port",
+            "--event-loop",
+            args.event_loop,
         ]
         copies = [subprocess.Popen(argv) for _ in range(args.processes - 1)]
     try:
         web.run_app(
             app,
+            loop=loop,
             host=args.host,
             port=args.port,
             print=None,

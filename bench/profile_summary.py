@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
-_OURS = ("hub/", "contracts/", "adapters/", "transforms/")
+_OURS = ("hub/", "contracts/", "adapters/", "transforms/", "security/")
 
 
 def _func(frame: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from hub.errors import (
     ForbiddenError,
     HubError,
     NotFound,
+    ReplayError,
     SignatureError,
     StoreUnavailable,
     TooLargeError,
@@ -30,6 +31,7 @@ from hub.json_adapter import NDJSON_TYPES
 from hub.plugins import acall
 from hub.runtime import Hub, IngestResult, SystemRuntime
 from hub.specs import RespondingAdapter
+from hub.store.base import NonceClaim
 from hub.traceview import trace_to_dict
 
 __all__ = ["HUB_KEY", "create_app"]
@@ -243,7 +245,44 @@ async def _post_records(
     system = rt.config.name
     principal = await _guard(request, "records.send", system=system, static_for=rt)
     body = await _read_body(request, hub.config.limits.max_body_bytes)
-    await _check_signature(request, hub, rt, body, principal)
+    claims: list[NonceClaim] = []
+    await _check_signature(request, hub, rt, body, principal, claims)
+    nonce = claims[0] if claims else None
+    try:
+        return await _ingest_body(request, hub, rt, responder, body, nonce)
+    except HubError as err:
+        if nonce is None:
+            raise
+        replay = await _settle_nonce(hub, nonce, err)
+        if replay is None:
+            raise
+        await _audit_signature_refusal(hub, rt, principal, replay)
+        raise replay from None
+
+
+async def _settle_nonce(hub: Hub, nonce: NonceClaim, err: HubError) -> ReplayError | None:
+    """After a refusal: the replay error if the request was a replay (its nonce seen before),
+    else None. A request refused before its records reached the store still has its nonce
+    remembered, so that a replay of it is refused as a replay."""
+    if isinstance(err, ReplayError):
+        return err
+    try:
+        await hub.guard.settle_nonce(nonce)
+    except ReplayError as replay:
+        return replay
+    except HubError:
+        pass  # e.g. the store is down: the first refusal is the answer
+    return None
+
+
+async def _ingest_body(
+    request: web.Request,
+    hub: Hub,
+    rt: SystemRuntime,
+    responder: RespondingAdapter | None,
+    body: bytes,
+    nonce: NonceClaim | None,
+) -> web.Response:
     if not body.strip():
         raise BadRequest("empty body", field="body")
     ctype = request.content_type if hdrs.CONTENT_TYPE in request.headers else "application/json"
@@ -253,13 +292,14 @@ async def _post_records(
     # A JSON value is a single record; an array or NDJSON is a batch, even of one.
     single = len(records) == 1 and ctype not in NDJSON_TYPES and body.lstrip()[:1] != b"["
     result = await hub.ingest_records(
-        system,
+        rt.config.name,
         records,
         dataset=request.query.get("dataset"),
         idempotency_key=request.headers.get("Idempotency-Key"),
         traceparent=request.headers.get("traceparent"),
         body_size=len(body),
         single=single,
+        nonce=nonce,
     )
     if responder is not None:
         answer = responder.respond(result, single, request.headers)
@@ -270,10 +310,16 @@ async def _post_records(
 
 
 async def _check_signature(
-    request: web.Request, hub: Hub, rt: SystemRuntime, body: bytes, principal: Any
+    request: web.Request,
+    hub: Hub,
+    rt: SystemRuntime,
+    body: bytes,
+    principal: Any,
+    claims: list[NonceClaim] | None = None,
 ) -> None:
     """The request's RFC 9421 signature, nonce and TLS client identity (hub.guard); a refusal
-    is recorded in the audit log and nothing of the request is stored."""
+    is recorded in the audit log and nothing of the request is stored. With ``claims`` the
+    nonce is handed back to be committed with the records (see ``Guard.verify_inbound``)."""
     from security.tls import peer_identity
 
     try:
@@ -284,16 +330,23 @@ async def _check_signature(
             request.headers,
             body,
             peer_identity=peer_identity(request.transport),
+            claims=claims,
         )
     except (SignatureError, AuthError) as err:
-        await hub.guard.record(
-            "signature.rejected",
-            principal,
-            object=f"system {rt.config.name}",
-            outcome="denied",
-            details={"code": err.code, "field": err.field, "why": err.message},
-        )
+        await _audit_signature_refusal(hub, rt, principal, err)
         raise
+
+
+async def _audit_signature_refusal(
+    hub: Hub, rt: SystemRuntime, principal: Any, err: SignatureError | AuthError
+) -> None:
+    await hub.guard.record(
+        "signature.rejected",
+        principal,
+        object=f"system {rt.config.name}",
+        outcome="denied",
+        details={"code": err.code, "field": err.field, "why": err.message},
+    )
 
 
 async def describe_records(request: web.Request) -> web.Response:

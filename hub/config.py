@@ -144,6 +144,11 @@ class ListenSettings(_Model):
     tls: dict[str, Any] | None = Field(
         None, description="cert, key, client_ca, client_auth (mutual TLS): see docs/security.md"
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto",
+        description="the serving processes' event loop: uvloop (libuv, less CPU per request) "
+        "when installed under auto, else asyncio's own",
+    )
 
 
 class Limits(_Model):

@@ -26,9 +26,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config import HubConfig, SystemConfig, validate_loaded_section
-from hub.errors import AuthError, HubError, SignatureError
+from hub.errors import AuthError, HubError, ReplayError, SignatureError
 from hub.plugins import Registry
 from hub.specs import Signer
+from hub.store.base import NonceClaim
 
 __all__ = ["Guard", "SecuritySettings", "StoreNonces", "system_principal"]
 
@@ -333,12 +334,17 @@ class Guard:
         body: bytes,
         *,
         peer_identity: str | None,
+        claims: list[NonceClaim] | None = None,
     ) -> str | None:
         """Check a request from ``system``: its RFC 9421 signature (required when the system's
         ``inbound.signed`` is true, verified whenever one is present), that the key belongs to
         the system, freshness and replay; and that a TLS client certificate, if one was shown,
         names the same system. Returns the key id that signed, or None (unsigned, allowed).
-        ``url`` may be a function that builds it: only a signed request needs it."""
+        ``url`` may be a function that builds it: only a signed request needs it.
+
+        With ``claims`` (a list) the nonce is not remembered here: its :class:`NonceClaim` is
+        appended, for the caller to commit with the request's records (``store.enqueue``) —
+        or, if nothing is stored, with :meth:`settle_nonce`."""
         inbound = system.inbound
         if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):  # case-insensitive already
             signed = "Signature" in headers
@@ -380,8 +386,23 @@ class Guard:
                 f"{system.name!r}",
                 field="keyid",
             )
-        await check_replay(self.nonces, sig.key_id, sig.nonce, sig.created, window)
+        if claims is None:
+            await check_replay(self.nonces, sig.key_id, sig.nonce, sig.created, window)
+        else:
+            if not sig.nonce:
+                raise ReplayError("the signature has no nonce; a nonce is required", field="nonce")
+            claims.append(NonceClaim(str(sig.key_id), sig.nonce, sig.created + window))
         return str(sig.key_id)
+
+    async def settle_nonce(self, claim: NonceClaim) -> None:
+        """Remember a deferred nonce that no records carried to the store (a request refused
+        or holding only rejected records), so its replay is refused too; ``E_REPLAY`` if it
+        was seen before."""
+        if claim.settled:
+            return
+        claim.settled = True
+        if not await self.nonces.remember(claim.key_id, claim.nonce, claim.expires_at):
+            raise claim.replay_error()
 
     def readable(self, dataset: str, record: dict[str, Any], principal: Any) -> dict[str, Any]:
         """A stored record as ``principal`` may see it: encrypted fields opened, then masked

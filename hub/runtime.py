@@ -65,7 +65,7 @@ from hub.specs import (
     TransportSpec,
 )
 from hub.store import NewMessage, QuarantinedRecord, Store, TargetRef, store_for_config
-from hub.store.base import WorkNotifier
+from hub.store.base import NonceClaim, WorkNotifier
 from hub.tracecontext import new_traceparent, parse_traceparent
 from hub.validation import (
     Checked,
@@ -596,6 +596,7 @@ class Hub:
         traceparent: str | None = None,
         body_size: int = 0,
         single: bool | None = None,
+        nonce: NonceClaim | None = None,
     ) -> IngestResult:
         """Map, govern, validate, route and durably commit decoded records; return only after
         the commit.
@@ -605,7 +606,9 @@ class Hub:
         record *i* of a batch as ``key:i``; ``keys`` gives each record its own key instead
         (inbound sources: a staging row id, a file digest and line). ``single`` says the body
         was one record, not a batch (default: one record given); a one-element batch is still a
-        batch. ``origin`` names where the records came from, for the quarantine."""
+        batch. ``origin`` names where the records came from, for the quarantine. ``nonce``:
+        the signed request's nonce, committed with its records (``E_REPLAY``: nothing stored),
+        or remembered alone when no record is stored."""
         rt = self.system(system)
         spec = self.pick_dataset(rt, dataset)
         limits = self.config.limits
@@ -693,7 +696,12 @@ class Hub:
                 gnotes = tuple(notes[i]) if notes is not None else ()
             messages.append(NewMessage(envelope, targets, bkey, version, gnotes, subject, digest))
             indexes.append(i)
-        committed = await self.store.enqueue(messages) if messages else []
+        if messages:
+            committed = await self.store.enqueue(messages, nonce=nonce)
+        else:
+            committed = []
+            if nonce is not None:  # a replay of a refused request is refused as a replay
+                await self.guard.settle_nonce(nonce)
         woken: set[str] = set()
         # the target names of the static routes, once per request instead of once per record
         static_names = tuple(t.target for t in static_targets) if static_targets is not None else ()

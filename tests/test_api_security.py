@@ -572,3 +572,49 @@ async def test_outbound_mutual_tls_to_a_target(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="cafile"):
         Hub(load_config(bad))
+
+
+async def test_signed_request_commits_its_nonce_with_its_records(
+    api: tuple[TestClient[Any, Any], Keys],
+) -> None:
+    """A signed request costs one store commit (the nonce goes into the records' transaction),
+    and a request refused after its signature was checked still uses up its nonce: its replay
+    is refused as a replay, not processed again (nothing quarantined twice)."""
+    from hub.store.sqlite import SQLiteStore
+
+    client, keys = api
+    hub: Hub = client.app[HUB_KEY]  # type: ignore[index]
+    assert isinstance(hub.store, SQLiteStore)
+    auth = {"Authorization": f"Bearer {await _token(hub, 'system', system='dept-a')}"}
+    url = str(client.make_url(RECORDS))
+
+    async def post(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        r = await client.post(RECORDS, data=body, headers={**headers, **auth})
+        return r.status, await r.json()
+
+    good = orjson.dumps(sample_inspection(7))
+    commits, _ = hub.store.group_commit_stats
+    status, doc = await post(good, signed_headers(keys.dept_a, url, good))
+    assert status == 202, doc
+    assert hub.store.group_commit_stats[0] == commits + 1  # nonce and record: one commit
+    # an invalid record: refused (422) and quarantined once; its replay is E_REPLAY
+    bad_record = dict(sample_inspection(8))
+    bad_record["counterpart_code"] = "not-a-code"
+    bad = orjson.dumps(bad_record)
+    h = signed_headers(keys.dept_a, url, bad)
+    status, doc = await post(bad, h)
+    assert status == 422 and doc["code"] != "E_REPLAY", doc
+    quarantined = len(await hub.store.quarantined())
+    status, doc = await post(bad, h)
+    assert (status, doc["code"], doc["field"]) == (401, "E_REPLAY", "nonce")
+    assert len(await hub.store.quarantined()) == quarantined
+    # a body that cannot even be decoded: refused, and its replay is a replay too
+    junk = b'{"not json'
+    h = signed_headers(keys.dept_a, url, junk)
+    status, doc = await post(junk, h)
+    assert status == 400, doc
+    status, doc = await post(junk, h)
+    assert (status, doc["code"]) == (401, "E_REPLAY")
+    assert (await hub.store.counts())["messages"] == 1
+    rejected = [e async for e in _entries(hub) if e["action"] == "signature.rejected"]
+    assert len(rejected) == 2  # both replays audited

@@ -22,6 +22,7 @@ from enum import IntEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from hub.envelope import Envelope
+from hub.errors import ReplayError
 
 __all__ = [
     "SHARE_KINDS",
@@ -90,6 +91,25 @@ class NewMessage:
     def clear_digest(self) -> bytes:
         """What identifies the record's content: duplicates and conflicts compare this."""
         return self.digest or hashlib.sha256(self.envelope.payload).digest()
+
+
+@dataclass(slots=True)
+class NonceClaim:
+    """A signed request's nonce (security.replay), to be remembered in the same transaction as
+    the records the request carried: a replay then stores nothing, and a signed request costs
+    one commit, not two. ``settled`` turns true once a store (or the caller) has remembered
+    it or refused it as a replay, so it is never checked twice."""
+
+    key_id: str
+    nonce: str
+    expires_at: float
+    settled: bool = False
+
+    def replay_error(self) -> ReplayError:
+        return ReplayError(
+            f"nonce already used with key {self.key_id!r}: the request is a replay",
+            field="nonce",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,12 +415,18 @@ class Store(Protocol):
         """What keeps the store from working now (empty when healthy), for ``/readyz``."""
         ...
 
-    async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+    async def enqueue(
+        self, messages: Sequence[NewMessage], *, nonce: NonceClaim | None = None
+    ) -> list[EnqueueResult]:
         """Commit messages and their delivery rows durably; return only after the commit.
 
         A message whose (source, idempotency_key) was seen before is not stored again: its
         result carries the original id and ``duplicate=True`` (and ``conflict=True`` when its
-        payload differs from the original's). Within one call too."""
+        payload differs from the original's). Within one call too.
+
+        ``nonce``: the signed request's nonce, remembered like :meth:`remember_nonce` before
+        the messages and committed with them; a replay raises ``E_REPLAY`` and stores none of
+        them. The claim is marked ``settled`` either way."""
         ...
 
     async def lookup_idempotency(self, source: str, key: str) -> str | None:

@@ -18,6 +18,7 @@ from hub.store.base import (
     LedgerEntry,
     MessageTrace,
     NewMessage,
+    NonceClaim,
     Outcome,
     QuarantinedRecord,
     RouteStats,
@@ -94,7 +95,13 @@ class MemoryStore:
     def problems(self) -> list[str]:
         return []
 
-    async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+    async def enqueue(
+        self, messages: Sequence[NewMessage], *, nonce: NonceClaim | None = None
+    ) -> list[EnqueueResult]:
+        if nonce is not None:  # no await below: the check and the messages are one step
+            nonce.settled = True
+            if not self._remember_nonce(nonce.key_id, nonce.nonce, nonce.expires_at):
+                raise nonce.replay_error()
         now = self.clock()
         out: list[EnqueueResult] = []
         for new in messages:
@@ -508,6 +515,9 @@ class MemoryStore:
         ]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        return self._remember_nonce(key_id, nonce, expires_at)
+
+    def _remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()
         seen = self._nonces.get((key_id, nonce))
         if seen is not None and seen > now:

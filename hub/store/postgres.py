@@ -43,6 +43,7 @@ from hub.store.base import (
     LedgerEntry,
     MessageTrace,
     NewMessage,
+    NonceClaim,
     Outcome,
     QuarantinedRecord,
     RouteStats,
@@ -372,9 +373,17 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ enqueue
 
-    async def enqueue(self, messages: Sequence[NewMessage]) -> list[EnqueueResult]:
+    async def enqueue(
+        self, messages: Sequence[NewMessage], *, nonce: NonceClaim | None = None
+    ) -> list[EnqueueResult]:
         """Commit ``messages``; resolves after COMMIT. Calls made while the previous
-        transaction commits are group-committed in the next one."""
+        transaction commits are group-committed in the next one. A ``nonce`` is remembered
+        first, in its own commit (a replay stores nothing; the SQLite store, where the second
+        fsync mattered, puts it in the messages' transaction)."""
+        if nonce is not None:
+            nonce.settled = True
+            if not await self.remember_nonce(nonce.key_id, nonce.nonce, nonce.expires_at):
+                raise nonce.replay_error()
         if not messages:
             return []
         if self._pool is None:

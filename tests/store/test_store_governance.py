@@ -152,3 +152,43 @@ async def test_nonce_is_remembered_until_it_expires(store: Store, clock: Clock) 
     assert await store.remember_nonce("dept-b-1", "n1", now + 300)  # another key's nonce
     clock.advance(301)
     assert await store.remember_nonce("dept-a-1", "n1", clock() + 300)  # expired: new again
+
+
+async def test_enqueue_commits_a_signed_requests_nonce_with_its_messages(
+    store: Store, clock: Clock
+) -> None:
+    """``enqueue(nonce=...)``: the nonce is remembered in the messages' transaction; a replay
+    stores none of its messages (and does not disturb another caller's in the same group)."""
+    import asyncio
+
+    import pytest
+
+    from hub.errors import ReplayError
+    from hub.store.base import NonceClaim
+
+    now = clock()
+    first = NonceClaim("dept-a-1", "n-1", now + 300)
+    [ok] = await store.enqueue([rec({"amount": 1})], nonce=first)
+    assert first.settled and not ok.duplicate
+    again = NonceClaim("dept-a-1", "n-1", now + 300)
+    with pytest.raises(ReplayError) as caught:
+        await store.enqueue([rec({"amount": 2})], nonce=again)
+    assert (caught.value.code, caught.value.field) == ("E_REPLAY", "nonce") and again.settled
+    assert (await store.counts())["messages"] == 1  # the replay stored nothing
+    # two callers at once (merged into one writer job by the SQLite store): one replay
+    fresh = NonceClaim("dept-a-1", "n-2", now + 300)
+    replayed = NonceClaim("dept-a-1", "n-1", now + 300)
+    got = await asyncio.gather(
+        store.enqueue([rec({"amount": 3}), rec({"amount": 4})], nonce=fresh),
+        store.enqueue([rec({"amount": 5})], nonce=replayed),
+        return_exceptions=True,
+    )
+    assert isinstance(got[0], list) and len(got[0]) == 2
+    assert isinstance(got[1], ReplayError)
+    assert (await store.counts())["messages"] == 3
+    # the nonces committed with the messages are known to remember_nonce (one cache)
+    assert not await store.remember_nonce("dept-a-1", "n-2", now + 300)
+    # a nonce with nothing to store is remembered alone
+    alone = NonceClaim("dept-a-1", "n-3", now + 300)
+    assert await store.enqueue([], nonce=alone) == [] and alone.settled
+    assert not await store.remember_nonce("dept-a-1", "n-3", now + 300)
