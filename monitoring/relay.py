@@ -47,6 +47,32 @@ _LIMIT = 64 * 1024 * 1024  # one JSON line may carry every counter series of a w
 _ANSWER_TIMEOUT = 5.0  # a worker's event loop answers between two requests; generous
 
 
+def _listening_socket(address: str) -> socket.socket:
+    """A listening Unix stream socket bound to ``address``, made by hand: an abstract name
+    (leading NUL) passed as ``path=`` works on asyncio's loop but not on uvloop's."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(address)
+        sock.listen(64)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A stream connection to ``address`` (see :func:`_listening_socket`)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_unix_connection(sock=sock, limit=_LIMIT)
+
+
 def relay_address(store_path: Path) -> str:
     """The abstract socket name of the node that owns ``store_path``."""
     digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:24]
@@ -119,9 +145,8 @@ class NodeRelay:
     async def start(self) -> bool:
         """Listen; False (and a warning) when another node holds the address."""
         try:
-            self._server = await asyncio.start_unix_server(
-                self._connected, path=self.address, limit=_LIMIT
-            )
+            sock = _listening_socket(self.address)
+            self._server = await asyncio.start_unix_server(self._connected, sock=sock, limit=_LIMIT)
         except OSError:
             log.warning("metrics relay %r is taken; workers' counts are not merged", self.address)
             return False
@@ -214,7 +239,7 @@ class WorkerRelay:
         delay = 0.1
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(self.address, limit=_LIMIT)
+                reader, writer = await _connect(self.address)
             except OSError:  # the node is not listening (yet): try again
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -239,9 +264,7 @@ class WorkerRelay:
     async def ask_node(self, op: str) -> bytes:
         """The node's answer to ``op`` (``expose`` or ``overview``); OSError or
         TimeoutError when the node does not answer."""
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(self.address, limit=_LIMIT), _ANSWER_TIMEOUT
-        )
+        reader, writer = await asyncio.wait_for(_connect(self.address), _ANSWER_TIMEOUT)
         try:
             writer.write(orjson.dumps({"op": op}) + b"\n")
             await writer.drain()
