@@ -100,6 +100,13 @@ def main() -> int:
         default=1,
         help="jghub serve --workers N (N-1 ingest-only processes besides the node)",
     )
+    ap.add_argument(
+        "--also-rate",
+        type=float,
+        action="append",
+        default=[],
+        help="also pace a run at this fixed rate (req/s), e.g. to see the latency floor",
+    )
     args = ap.parse_args()
     delivery.SETTLE_SYNC = args.settle_sync
     seconds = args.seconds or (8.0 if args.quick else 20.0)
@@ -150,11 +157,13 @@ def main() -> int:
         e2e_rate = acked / max(drain_rate["last"] - w0, 1e-9)
         print(f"  end to end: {e2e_rate:,.0f} rec/s", flush=True)
         runs = []
-        for label, base in (("ingest maximum", max_rate), ("end-to-end maximum", e2e_rate)):
+        plan = [("ingest maximum", args.share * max_rate)]
+        plan.append(("end-to-end maximum", args.share * e2e_rate))
+        plan += [(f"fixed rate {r:,.0f} req/s", r) for r in args.also_rate]
+        for label, rate in plan:
             time.sleep(1.0)
             req = urllib.request.Request(f"http://127.0.0.1:{sink_port}/reset", data=b"")
             urllib.request.urlopen(req, timeout=5).read()
-            rate = args.share * base
             print(f"paced: {rate:,.0f} req/s ({label}) for {seconds:.0f} s", flush=True)
             res = paced(url, bodies, count, rate, seconds, tmp / "paced.json")
             ok = [r for r in res["results"] if r[2] == 202]
@@ -187,8 +196,9 @@ def main() -> int:
         achieved = len(ok) / seconds
         p50a, p99a = pct(acks, 50), pct(acks, 99)
         p50e, p99e = pct(e2e, 50), pct(e2e, 99)
+        what = label if label.startswith("fixed") else f"{args.share:.0%} of the {label}"
         rows += [
-            f"| **{args.share:.0%} of the {label}**: paced load, open loop | {rate:,.0f} req/s "
+            f"| **{what}**: paced load, open loop | {rate:,.0f} req/s "
             f"offered, {achieved:,.0f} acknowledged/s | | |",
             f"| requests not acknowledged with 202 | {failed:,} | 0 | "
             f"{'yes' if failed == 0 else '**NO**'} |",

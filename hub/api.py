@@ -33,6 +33,7 @@ from hub.runtime import Hub, IngestResult, SystemRuntime
 from hub.specs import RespondingAdapter
 from hub.store.base import NonceClaim
 from hub.traceview import trace_to_dict
+from security.tls import peer_identity
 
 __all__ = ["HUB_KEY", "create_app"]
 
@@ -320,8 +321,6 @@ async def _check_signature(
     """The request's RFC 9421 signature, nonce and TLS client identity (hub.guard); a refusal
     is recorded in the audit log and nothing of the request is stored. With ``claims`` the
     nonce is handed back to be committed with the records (see ``Guard.verify_inbound``)."""
-    from security.tls import peer_identity
-
     try:
         await hub.guard.verify_inbound(
             rt.config,

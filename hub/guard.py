@@ -127,6 +127,10 @@ class Guard:
             self.keystore = Keystore.from_config(
                 keys_cfg, base_dir=config.base_dir, signers=registry.signers.specs
             )
+            # loaded now, not by the first signed request (its regular expressions compile
+            # at import: a first request would wait for them)
+            import security.httpsig
+            import security.replay  # noqa: F401
         if config.security is not None:
             from security.audit import AuditSettings
             from security.fieldcrypt import FieldCryptSettings
