@@ -4,8 +4,9 @@
 * ``POST /batch``: ``{"records": [...]}`` (the ``http_json`` batch shape); 200 for all.
 * ``GET /stats``: ``{"count", "requests", "first", "last"}``: records received, requests, and
   the wall-clock time (``time.time()``) of the first and the last request.
-* ``GET /arrivals``: ``{"<Idempotency-Key>": time, ...}`` of the per-record requests (when
-  started with ``--keep-arrivals``), for source→target latency.
+* ``GET /arrivals``: ``{"<Idempotency-Key>": time, ...}`` of every record received (the
+  header of a per-record request, each batch record's ``idempotency_key``; when started with
+  ``--keep-arrivals``), for source→target latency.
 * ``POST /reset``: forget everything.
 
 It parses every body with orjson (a sink reads what it gets) and does nothing else, so the
@@ -52,7 +53,12 @@ async def post_record(request: web.Request) -> web.Response:
 
 async def post_batch(request: web.Request) -> web.Response:
     value = orjson.loads(await request.read())
-    _seen(len(value["records"]))
+    now = _seen(len(value["records"]))
+    if STATE["keep"]:
+        for rec in value["records"]:
+            key = rec.get("idempotency_key")
+            if key:
+                STATE["arrivals"][key] = now
     return web.Response(body=b'{"ok":true}', content_type="application/json")
 
 
