@@ -488,10 +488,18 @@ class SQLiteStore:
         out: list[EnqueueResult] = []
         find = Q["find_idem"]
         busy = Q["partition_busy"]
+        # Per-record work runs on the writer thread while it holds the GIL: the loop's names
+        # are looked up once (this is the hub's hottest write path).
+        add_msg, add_del, add_out, sha256 = (
+            rows.msgs.append,
+            rows.dels.append,
+            out.append,
+            hashlib.sha256,
+        )
         for new in messages:
             m = new.envelope
             key = m.idempotency_key
-            digest = new.clear_digest()
+            digest = new.digest or sha256(m.payload).digest()  # NewMessage.clear_digest()
             if key is not None:
                 k = (m.source, key)
                 seen = rows.idem.get(k)
@@ -524,7 +532,7 @@ class SQLiteStore:
             if key is not None:
                 rows.idem[(m.source, key)] = (m.message_id, digest)
             seq += 1
-            rows.msgs.append(
+            add_msg(
                 (
                     seq,
                     m.message_id,
@@ -544,14 +552,16 @@ class SQLiteStore:
             if new.notes:
                 rows.notes.append((seq, now, "governed", "; ".join(new.notes)))
             for t in new.targets:
-                due = now
                 if t.ordered:
+                    due = now
                     part = (t.target, m.partition_key)
                     if part in rows.busy or conn.execute(busy, part).fetchone() is not None:
                         due = PARKED
                     rows.busy.add(part)
-                rows.dels.append((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
-            out.append(EnqueueResult(m.message_id, False, replaces=replaces))
+                    add_del((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
+                else:
+                    add_del((seq, t.target, t.route, 0, m.partition_key, now))
+            add_out(EnqueueResult(m.message_id, False, False, False, replaces))
         return out, seq
 
     async def claim(
