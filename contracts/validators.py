@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
 from operator import getitem
 from typing import Annotated, Any, Final, Literal
 
@@ -186,12 +185,28 @@ def is_valid_org_code(code: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=16384)
-def _uscc_problem(code: str) -> _Problem | None:
-    """Cached: a department's own codes recur in every record it sends (e.g. the 检查实施清单编码
-    starts with the implementing body's USCC), and the answer is a pure function of the code.
+#: Valid USCCs seen lately. A department's own codes recur in every record it sends (e.g. the
+#: 检查实施清单编码 starts with the implementing body's USCC), while the counterparts' codes are
+#: mostly new: a set that is emptied when full costs a new code less than an LRU cache's
+#: bookkeeping, and a recurring code is back in it after one record.
+_USCC_VALID: set[str] = set()
+_USCC_VALID_MAX: Final = 4096
 
-    A code of the right shape (18 characters of the alphabet, a digit region) has only its two
+
+def _uscc_problem(code: str) -> _Problem | None:
+    """The first problem of a USCC, or ``None`` (a pure function of the code)."""
+    if code in _USCC_VALID:
+        return None
+    problem = _uscc_problem_uncached(code)
+    if problem is None:
+        if len(_USCC_VALID) >= _USCC_VALID_MAX:
+            _USCC_VALID.clear()
+        _USCC_VALID.add(code)
+    return problem
+
+
+def _uscc_problem_uncached(code: str) -> _Problem | None:
+    """A code of the right shape (18 characters of the alphabet, a digit region) has only its two
     check characters left to judge; those are computed in C (see ``_USCC_TO_BASE34``).
     Anything else goes through :func:`_uscc_problem_slow`, which finds the first problem."""
     if len(code) != 18 or not code.isascii():
@@ -229,7 +244,7 @@ def _uscc_problem(code: str) -> _Problem | None:
 
 def _uscc_problem_slow(code: str) -> _Problem | None:
     """The first problem of a USCC, position by position (the reference the fast path of
-    :func:`_uscc_problem` agrees with; tested)."""
+    :func:`_uscc_problem_uncached` agrees with; tested)."""
     if len(code) != 18:
         return (
             "uscc_length",
@@ -493,7 +508,7 @@ def _validate_id_card(value: str) -> str:
 
 
 def _validate_region_code(value: str) -> str:
-    if len(value) != 6 or not _digits(value):
+    if len(value) != 6 or not (value.isascii() and value.isdigit()):  # _digits, inlined
         raise PydanticCustomError(
             "region_code_format",
             "行政区划代码 must be 6 digits, got '{code}'",

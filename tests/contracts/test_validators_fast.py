@@ -21,7 +21,7 @@ _settings = settings(database=None, max_examples=500)
 
 
 def _uscc_fast(code: str) -> object:
-    return v._uscc_problem.__wrapped__(code)  # type: ignore[attr-defined]
+    return v._uscc_problem_uncached(code)
 
 
 # Characters that stress the fast path: the alphabet, letters it leaves out, lower case, what
@@ -126,6 +126,15 @@ def test_id_card_fast_path_agrees_on_edge_birth_dates(born: str) -> None:
     first17 = f"330102{born}001"
     num = first17 + id_card_check_char(first17)
     assert v._id_card_problem(num) == v._id_card_problem_slow(num)
+
+
+def test_the_cache_of_valid_codes_gives_the_same_answers() -> None:
+    codes = [make_uscc("91", "330102", i) for i in range(50)]
+    codes += ["91350100M0001TGQXM", "91350200776049653", "9135020077604965XA"]
+    for _ in range(3):
+        for code in codes:
+            assert v._uscc_problem(code) == v._uscc_problem_slow(code)
+    assert "91350100M0001TGQXM" not in v._USCC_VALID  # only valid codes are kept
 
 
 def test_sample_codes_take_the_fast_path_and_pass() -> None:
