@@ -217,3 +217,18 @@ def test_field_validators_see_earlier_fields() -> None:
 
     for raw in (b'{"low": 1, "high": 2}', b'{"low": 3, "high": 2}', b'{"high": 2}'):
         _agree(Pair, raw, "low", True)
+
+
+@settings(database=None, max_examples=300)
+@given(
+    st.lists(st.sampled_from([b"", b" ", b"\t\r", b"\x0b\x0c", b"\x1c", b"\xa0", b"{}", b" {} "]))
+)
+def test_ndjson_split_keeps_the_lines_strip_keeps(parts: list[bytes]) -> None:
+    """The adapter tests a line for content without copying it (``isspace``): the same lines,
+    with the same numbers, as ``line.strip()`` would keep."""
+    from hub.json_adapter import JsonAdapter
+
+    body = b"\n".join(parts)
+    got = JsonAdapter._ndjson(body)
+    expected = [(n, x) for n, x in enumerate(body.split(b"\n"), start=1) if x.strip()]
+    assert list(zip(got.line_numbers, got, strict=True)) == expected
