@@ -282,6 +282,8 @@ def dict_checker(model: type[BaseModel]) -> DictChecker | None:
     except Exception:  # a schema pydantic-core will not build as dicts: keep the reference
         log.debug("no dict fast path for %s", model.__qualname__, exc_info=True)
         got = None
+    if len(_CHECKERS) >= 256:  # declared datasets get new model classes with every Hub built
+        _CHECKERS.clear()
     _CHECKERS[model] = got
     return got
 
