@@ -190,7 +190,7 @@ def is_valid_org_code(code: str) -> bool:
 #: mostly new: a set that is emptied when full costs a new code less than an LRU cache's
 #: bookkeeping, and a recurring code is back in it after one record.
 _USCC_VALID: set[str] = set()
-_USCC_VALID_MAX: Final = 4096
+_USCC_VALID_MAX: Final = 16384  # as many as the LRU cache it replaced held
 
 
 def _uscc_problem(code: str) -> _Problem | None:
