@@ -31,8 +31,8 @@ character is a validation error.
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
 from operator import getitem
 from typing import Annotated, Any, Final, Literal
 
@@ -84,6 +84,19 @@ _ORG_TABLES: Final = tuple(
 )
 # Indexed by (−Σ) mod 11, which equals 11 − (Σ mod 11) except that 11 becomes 0.
 _ORG_CHECK: Final = "0123456789X"
+
+# Fast paths for well-formed codes (the common case): a weighted sum Σ vᵢ·wᵢ mod m whose
+# weights are the powers of some q mod m is the value of the digit string in a base b ≡ q
+# (mod m), which ``int(text, b)`` computes in C. The fast paths run only after a full-match
+# of the alphabet (``int`` would also accept signs, underscores, spaces and lower case); any
+# malformed code takes the per-position tables above, which name the first problem.
+#: Each byte of the GB 32100 alphabet to its value as a base-34 digit, every other byte to
+#: ``!`` (which ``int`` refuses). Weight 3^i (position i from the left) = 34^i mod 31, so the
+#: first 17 characters are read right to left.
+_USCC_TO_BASE34: Final = bytes.maketrans(
+    USCC_ALPHABET.encode() + bytes(c for c in range(256) if chr(c) not in USCC_ALPHABET),
+    b"0123456789ABCDEFGHIJKLMNOPQRSTU" + b"!" * (256 - len(USCC_ALPHABET)),
+)
 
 # GB 11643: weights 2^(17−i) mod 11, check character indexed by Σ mod 11.
 _ID_TABLES: Final = tuple(
@@ -172,10 +185,66 @@ def is_valid_org_code(code: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=16384)
+#: Valid USCCs seen lately. A department's own codes recur in every record it sends (e.g. the
+#: 检查实施清单编码 starts with the implementing body's USCC), while the counterparts' codes are
+#: mostly new: a set that is emptied when full costs a new code less than an LRU cache's
+#: bookkeeping, and a recurring code is back in it after one record.
+_USCC_VALID: set[str] = set()
+_USCC_VALID_MAX: Final = 16384  # as many as the LRU cache it replaced held
+
+
 def _uscc_problem(code: str) -> _Problem | None:
-    """Cached: a department's own codes recur in every record it sends (e.g. the 检查实施清单编码
-    starts with the implementing body's USCC), and the answer is a pure function of the code."""
+    """The first problem of a USCC, or ``None`` (a pure function of the code)."""
+    if code in _USCC_VALID:
+        return None
+    problem = _uscc_problem_uncached(code)
+    if problem is None:
+        if len(_USCC_VALID) >= _USCC_VALID_MAX:
+            _USCC_VALID.clear()
+        _USCC_VALID.add(code)
+    return problem
+
+
+def _uscc_problem_uncached(code: str) -> _Problem | None:
+    """A code of the right shape (18 characters of the alphabet, a digit region) has only its two
+    check characters left to judge; those are computed in C (see ``_USCC_TO_BASE34``).
+    Anything else goes through :func:`_uscc_problem_slow`, which finds the first problem."""
+    if len(code) != 18 or not code.isascii():
+        return _uscc_problem_slow(code)
+    raw = code.encode("ascii")
+    digits = raw.translate(_USCC_TO_BASE34)
+    if digits[17] == 0x21 or not raw[2:8].isdigit():  # "!": not in the alphabet
+        return _uscc_problem_slow(code)
+    try:
+        # Σ vᵢ·3^i mod 31 over positions 1–17: the base-34 value of the reversed digits.
+        total = int(digits[16::-1], 34)
+    except ValueError:  # a character outside the alphabet
+        return _uscc_problem_slow(code)
+    expected = USCC_ALPHABET[-total % 31]
+    last = code[17]
+    if last != expected:
+        return (
+            "uscc_check",
+            "统一社会信用代码 check character should be '{expected}', got '{actual}'",
+            {"expected": expected, "actual": last},
+        )
+    # GB 11714 weights 3, 7, 9, 10, 5, 8, 4, 2 are 2^8 … 2^1 mod 11, and 35 ≡ 2 (mod 11): the
+    # body's base-35 value times 2 (the alphabet has no Z, so every character is a base-35 digit
+    # with its GB 11714 value).
+    org_expected = _ORG_CHECK[-2 * int(raw[8:16], 35) % 11]
+    if code[16] != org_expected:
+        return (
+            "uscc_org_check",
+            "统一社会信用代码 organisation code (positions 9–17) check character should be "
+            "'{expected}', got '{actual}'",
+            {"expected": org_expected, "actual": code[16]},
+        )
+    return None
+
+
+def _uscc_problem_slow(code: str) -> _Problem | None:
+    """The first problem of a USCC, position by position (the reference the fast path of
+    :func:`_uscc_problem_uncached` agrees with; tested)."""
     if len(code) != 18:
         return (
             "uscc_length",
@@ -254,7 +323,55 @@ def id_card_check_char(first17: str) -> str:
         raise ValueError(f"character {exc.args[0]!r} is not a digit") from None
 
 
+# Birth dates up to this day (as yyyymmdd) are certainly not in the future: it trails the day
+# ``date.today()`` last returned by two days, so a clock that moved on (or back by less than a
+# day) since then cannot change the answer; later dates ask ``date.today()`` again.
+_past_until = (0, -1.0)  # (yyyymmdd, when it was computed, time.time())
+_MONTH_DAYS: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _surely_past(born: int) -> bool:
+    """True when the birth date ``born`` (yyyymmdd) is at least two days before today."""
+    global _past_until
+    until, at = _past_until
+    now = time.time()
+    if not 0.0 <= now - at < 3600.0:
+        d = date.today() - timedelta(days=2)
+        until, at = d.year * 10000 + d.month * 100 + d.day, now
+        _past_until = (until, at)
+    return born <= until
+
+
 def _id_card_problem(num: str) -> _Problem | None:
+    """The first problem of a 公民身份号码. Well-formed numbers (17 ASCII digits, a known
+    province, a real past birth date) take a fast path computed in C; every other number goes
+    through :func:`_id_card_problem_slow`, which finds the first problem."""
+    first17 = num[:17]
+    if len(num) != 18 or not (first17.isascii() and first17.isdigit()):
+        return _id_card_problem_slow(num)
+    if num[:2] not in _ID_PROVINCES:
+        return _id_card_problem_slow(num)
+    born = int(num[6:14])
+    year, month, day = born // 10000, born // 100 % 100, born % 100
+    if not 1 <= month <= 12 or born < 18500101 or not _surely_past(born):
+        return _id_card_problem_slow(num)
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= day <= _MONTH_DAYS[month] + leap:
+        return _id_card_problem_slow(num)
+    # GB 11643 weights are 2^17 … 2^1 mod 11, and 13 ≡ 2 (mod 11): twice the base-13 value.
+    expected = _ID_CHECK[2 * int(first17, 13) % 11]
+    if num[17] != expected:
+        return (
+            "id_card_check",
+            "公民身份号码 check character should be '{expected}', got '{actual}'",
+            {"expected": expected, "actual": num[17]},
+        )
+    return None
+
+
+def _id_card_problem_slow(num: str) -> _Problem | None:
+    """The first problem of a 公民身份号码, step by step (the reference the fast path of
+    :func:`_id_card_problem` agrees with; tested)."""
     if len(num) != 18:
         return (
             "id_card_length",
@@ -391,7 +508,7 @@ def _validate_id_card(value: str) -> str:
 
 
 def _validate_region_code(value: str) -> str:
-    if len(value) != 6 or not _digits(value):
+    if len(value) != 6 or not (value.isascii() and value.isdigit()):  # _digits, inlined
         raise PydanticCustomError(
             "region_code_format",
             "行政区划代码 must be 6 digits, got '{code}'",

@@ -70,6 +70,7 @@ from hub.tracecontext import new_traceparent, parse_traceparent
 from hub.validation import (
     Checked,
     ValidationPool,
+    dict_checker,
     schema_error,
     too_deep,
     validate_line,
@@ -544,11 +545,17 @@ class Hub:
             if got is not None:
                 return got
         model = spec.model
+        fast = dict_checker(model)  # validates lines into dicts: no model instances
         out: list[Checked | HubError] = []
         for i, raw in enumerate(records):
             try:
                 if type(raw) is bytes:
                     line = lines[i] if lines is not None else i + 1
+                    if fast is not None:
+                        out.append(
+                            fast.check(raw, i, line, single, max_bytes, depth, pfield, want_dict)
+                        )
+                        continue
                     obj = validate_line(model, raw, i, line, single, max_bytes, depth)
                 else:
                     obj = self._validate_value(model, raw, i, single, max_bytes, depth)

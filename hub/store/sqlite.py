@@ -251,6 +251,30 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_exception(value)
 
 
+#: Where ``insert_message`` / ``insert_delivery`` have the columns that their ``_nonull``
+#: variants leave out, and how many columns they have.
+_MSG_NULLS = ((5, 6, 11), 13)
+_DEL_NULLS = ((4,), 6)
+
+
+def _full_rows(
+    rows: list[tuple[Any, ...]], nulls: tuple[tuple[int, ...], int]
+) -> list[tuple[Any, ...]]:
+    """Rows for the statement with every column: a job that mixes rows with and without the
+    nullable columns inserts them all, in order, with one statement (ids follow the order)."""
+    where, width = nulls
+    out = []
+    for r in rows:
+        if len(r) == width:
+            out.append(r)
+            continue
+        full = list(r)
+        for i in where:  # ascending: each index counts the Nones inserted before it
+            full.insert(i, None)
+        out.append(tuple(full))
+    return out
+
+
 @dataclass(slots=True)
 class _Rows:
     """What one writer job inserts, gathered across its callers' messages."""
@@ -258,8 +282,13 @@ class _Rows:
     idem: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     bkeys: dict[tuple[str, str, str], tuple[str, str | None, bytes]] = field(default_factory=dict)
     busy: set[tuple[str, str | None]] = field(default_factory=set)
+    #: rows of ``insert_message_nonull`` (no idempotency key, partition key or subject) while
+    #: ``full_msgs`` is 0, else of ``insert_message`` (see ``_full_rows``)
     msgs: list[tuple[Any, ...]] = field(default_factory=list)
+    full_msgs: int = 0
+    #: rows of ``insert_delivery_nonull`` (no partition key) while ``full_dels`` is 0
     dels: list[tuple[Any, ...]] = field(default_factory=list)
+    full_dels: int = 0
     bkey_rows: list[tuple[Any, ...]] = field(default_factory=list)
     notes: list[tuple[Any, ...]] = field(default_factory=list)
     superseded: list[tuple[str]] = field(default_factory=list)
@@ -485,9 +514,15 @@ class SQLiteStore:
                 out, seq = self._prepare(conn, messages, now, seq, rows)
                 outs.append((True, out))
             if rows.msgs:
-                conn.executemany(Q["insert_message"], rows.msgs)
+                if rows.full_msgs:
+                    conn.executemany(Q["insert_message"], _full_rows(rows.msgs, _MSG_NULLS))
+                else:
+                    conn.executemany(Q["insert_message_nonull"], rows.msgs)
             if rows.dels:
-                conn.executemany(Q["insert_delivery"], rows.dels)
+                if rows.full_dels:
+                    conn.executemany(Q["insert_delivery"], _full_rows(rows.dels, _DEL_NULLS))
+                else:
+                    conn.executemany(Q["insert_delivery_nonull"], rows.dels)
             if rows.bkey_rows:
                 conn.executemany(Q["upsert_bkey"], rows.bkey_rows)
             if rows.notes:
@@ -521,10 +556,18 @@ class SQLiteStore:
         out: list[EnqueueResult] = []
         find = Q["find_idem"]
         busy = Q["partition_busy"]
+        # Per-record work runs on the writer thread while it holds the GIL: the loop's names
+        # are looked up once (this is the hub's hottest write path).
+        add_msg, add_del, add_out, sha256 = (
+            rows.msgs.append,
+            rows.dels.append,
+            out.append,
+            hashlib.sha256,
+        )
         for new in messages:
             m = new.envelope
             key = m.idempotency_key
-            digest = new.clear_digest()
+            digest = new.digest or sha256(m.payload).digest()  # NewMessage.clear_digest()
             if key is not None:
                 k = (m.source, key)
                 seen = rows.idem.get(k)
@@ -557,34 +600,59 @@ class SQLiteStore:
             if key is not None:
                 rows.idem[(m.source, key)] = (m.message_id, digest)
             seq += 1
-            rows.msgs.append(
-                (
-                    seq,
-                    m.message_id,
-                    m.source,
-                    m.dataset,
-                    m.dataset_version,
-                    key,
-                    m.partition_key,
-                    m.created_at,
-                    now,
-                    m.traceparent,
-                    m.payload,
-                    new.subject,
-                    digest,
+            # Payload and digest as bytearray: stored as the same BLOB, but the sqlite3 module
+            # binds a bytearray directly and looks up an adapter for every bytes value.
+            if key is None and m.partition_key is None and new.subject is None:
+                add_msg(
+                    (
+                        seq,
+                        m.message_id,
+                        m.source,
+                        m.dataset,
+                        m.dataset_version,
+                        m.created_at,
+                        now,
+                        m.traceparent,
+                        bytearray(m.payload),
+                        bytearray(digest),
+                    )
                 )
-            )
+            else:
+                rows.full_msgs += 1
+                add_msg(
+                    (
+                        seq,
+                        m.message_id,
+                        m.source,
+                        m.dataset,
+                        m.dataset_version,
+                        key,
+                        m.partition_key,
+                        m.created_at,
+                        now,
+                        m.traceparent,
+                        bytearray(m.payload),
+                        new.subject,
+                        bytearray(digest),
+                    )
+                )
             if new.notes:
                 rows.notes.append((seq, now, "governed", "; ".join(new.notes)))
             for t in new.targets:
-                due = now
                 if t.ordered:
+                    due = now
                     part = (t.target, m.partition_key)
                     if part in rows.busy or conn.execute(busy, part).fetchone() is not None:
                         due = PARKED
                     rows.busy.add(part)
-                rows.dels.append((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
-            out.append(EnqueueResult(m.message_id, False, replaces=replaces))
+                    add_del((seq, t.target, t.route, int(t.ordered), m.partition_key, due))
+                    rows.full_dels += 1
+                elif m.partition_key is not None:
+                    add_del((seq, t.target, t.route, 0, m.partition_key, now))
+                    rows.full_dels += 1
+                else:
+                    add_del((seq, t.target, t.route, 0, now))
+            add_out(EnqueueResult(m.message_id, False, False, False, replaces))
         return out, seq
 
     async def claim(

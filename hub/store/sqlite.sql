@@ -209,6 +209,18 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 INSERT INTO deliveries (msg, target, route, ordered, partition_key, next_at)
 VALUES (?, ?, ?, ?, ?, ?);
 
+-- The same two inserts without the columns that are NULL in every row of a job (the common
+-- case: no Idempotency-Key, partition key or subject). Binding a None costs the sqlite3 module
+-- an adapter lookup per value; an omitted column is NULL just the same (no DEFAULT).
+-- name: insert_message_nonull
+INSERT INTO messages (seq, id, source, dataset, dataset_version, created_at, accepted_at,
+                      traceparent, payload, digest)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_delivery_nonull
+INSERT INTO deliveries (msg, target, route, ordered, next_at)
+VALUES (?, ?, ?, ?, ?);
+
 -- On ordered routes a delivery queued behind an unfinished one of its (target, partition) is
 -- *parked*: its next_at is far in the future, so claims never walk over it. When the head is
 -- delivered or discarded, the next one is unparked (due now).

@@ -581,3 +581,65 @@ async def test_sqlite_operator_replay_and_discard_always_fsync(tmp_path: Path) -
         assert s.nosync_commits == before
     finally:
         await s.close()
+
+
+async def test_sqlite_rows_without_nullable_columns_are_stored_the_same(tmp_path: Path) -> None:
+    """A job whose rows have no idempotency key, partition key or subject is inserted with the
+    statements that leave those columns out (``_nonull``); a job that mixes both kinds uses the
+    full statements for all its rows, in order. Either way the stored rows are the same: NULLs,
+    BLOB payloads and digests, delivery ids in the order of the messages."""
+    s = SQLiteStore(tmp_path / "n.db")
+    await s.open()
+    try:
+        plain = await s.enqueue([msg(i, targets=("t1", "t2")) for i in range(3)])
+        subject = msg(5)
+        subject.subject = "91350200776049653A"
+        mixed = await s.enqueue(
+            [
+                msg(3),
+                msg(4, key="k4", partition="p4", targets=("t1", "t2")),
+                subject,
+                msg(6, targets=("t2",), ordered=True, partition="p6"),
+                msg(7),
+            ]
+        )
+    finally:
+        await s.close()
+    conn = sqlite3.connect(tmp_path / "n.db")
+    rows = conn.execute(
+        "SELECT id, idem_key, partition_key, subject, typeof(payload), typeof(digest), payload"
+        " FROM messages ORDER BY seq"
+    ).fetchall()
+    dels = conn.execute(
+        "SELECT m.id, d.target, d.ordered, d.partition_key FROM deliveries d"
+        " JOIN messages m ON m.seq = d.msg ORDER BY d.id"
+    ).fetchall()
+    conn.close()
+    ids = [r.message_id for r in plain + mixed]
+    assert [r[0] for r in rows] == ids
+    assert [r[1:4] for r in rows] == [
+        (None, None, None),
+        (None, None, None),
+        (None, None, None),
+        (None, None, None),
+        ("k4", "p4", None),
+        (None, None, "91350200776049653A"),
+        (None, "p6", None),
+        (None, None, None),
+    ]
+    assert {r[4:6] for r in rows} == {("blob", "blob")}
+    assert [orjson.loads(r[6]) for r in rows] == [{"i": i} for i in range(8)]
+    assert dels == [
+        (ids[0], "t1", 0, None),
+        (ids[0], "t2", 0, None),
+        (ids[1], "t1", 0, None),
+        (ids[1], "t2", 0, None),
+        (ids[2], "t1", 0, None),
+        (ids[2], "t2", 0, None),
+        (ids[3], "t1", 0, None),
+        (ids[4], "t1", 0, "p4"),
+        (ids[4], "t2", 0, "p4"),
+        (ids[5], "t1", 0, None),
+        (ids[6], "t2", 1, "p6"),
+        (ids[7], "t1", 0, None),
+    ]
