@@ -558,6 +558,11 @@ class Hub:
                         continue
                     obj = validate_line(model, raw, i, line, single, max_bytes, depth)
                 else:
+                    if fast is not None and type(raw) is dict:
+                        done = fast.check_value(raw, max_bytes, depth, pfield, want_dict)
+                        if done is not None:
+                            out.append(done)
+                            continue
                     obj = self._validate_value(model, raw, i, single, max_bytes, depth)
             except HubError as err:
                 if type(err) is BadRequest:

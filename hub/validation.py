@@ -223,7 +223,9 @@ class DictChecker:
         config = schema.get("config")
         self.model = model
         self.fields = frozenset(schema["schema"]["fields"])
-        self._validate_json = SchemaValidator(_as_dict_schema(schema, False), config).validate_json
+        validator = SchemaValidator(_as_dict_schema(schema, False), config)
+        self._validate_json = validator.validate_json
+        self._validate_python = validator.validate_python
         serializer = SchemaSerializer(_as_dict_schema(schema, True), config)
         self._to_json = serializer.to_json
         self._to_python = serializer.to_python
@@ -259,6 +261,33 @@ class DictChecker:
         pkey = rec.get(pfield) if pfield else None
         if type(pkey) is dict or type(pkey) is list:  # str() of a model, not of a dict
             return checked(self.model.model_validate_json(raw), pfield, want_dict)
+        return (
+            self._to_json(rec, exclude_none=True),
+            None if pkey is None else str(pkey),
+            self._to_python(rec, mode="json") if want_dict else None,
+        )
+
+    def check_value(
+        self,
+        value: dict[str, Any],
+        max_record_bytes: int | None,
+        depth: int,
+        pfield: str | None,
+        want_dict: bool,
+    ) -> Checked | None:
+        """A record already parsed from JSON (a single ``application/json`` record): the
+        :class:`Checked` of a valid one, or None whenever the reference path
+        (``Hub._validate_value`` + ``checked``) must decide: a size or depth check to make, or
+        any refusal (whose error the reference raises)."""
+        if max_record_bytes is not None or too_deep(value, depth):
+            return None
+        try:
+            rec = self._validate_python(value)
+        except ValidationError:
+            return None
+        pkey = rec.get(pfield) if pfield else None
+        if type(pkey) is dict or type(pkey) is list:
+            return None
         return (
             self._to_json(rec, exclude_none=True),
             None if pkey is None else str(pkey),

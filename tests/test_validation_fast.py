@@ -232,3 +232,54 @@ def test_ndjson_split_keeps_the_lines_strip_keeps(parts: list[bytes]) -> None:
     got = JsonAdapter._ndjson(body)
     expected = [(n, x) for n, x in enumerate(body.split(b"\n"), start=1) if x.strip()]
     assert list(zip(got.line_numbers, got, strict=True)) == expected
+
+
+def _agree_value(model: type[BaseModel], raw: bytes, pfield: str | None, want: bool) -> None:
+    """``DictChecker.check_value`` (a single ``application/json`` record, parsed already)
+    agrees with the reference ``Hub._validate_value`` + ``checked``: the same result for a
+    valid record; None (the reference decides) for every record the reference refuses."""
+    from hub.runtime import Hub
+
+    fast = dict_checker(model)
+    assert fast is not None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return  # the adapter refuses the body before validation
+    if type(value) is not dict:
+        return
+    for max_bytes in (None, 10_000):
+        ref = _outcome(
+            lambda max_bytes=max_bytes: checked(
+                Hub._validate_value(model, value, 0, True, max_bytes, 32), pfield, want
+            )
+        )
+        got = fast.check_value(value, max_bytes, 32, pfield, want)
+        if got is None:
+            continue  # the caller takes the reference path
+        assert ref == ("ok", got), raw
+
+
+@_settings
+@given(_mutated(), st.booleans())
+def test_parsed_single_records_agree(
+    case: tuple[type[BaseModel], str | None, bytes], want: bool
+) -> None:
+    model, pfield, raw = case
+    _agree_value(model, raw, pfield, want)
+
+
+@pytest.mark.parametrize(("model", "pfield", "records"), CASES)
+def test_parsed_valid_records_take_the_fast_path(
+    model: type[BaseModel], pfield: str | None, records: list[dict[str, Any]]
+) -> None:
+    fast = dict_checker(model)
+    assert fast is not None
+    for rec in records:
+        value = orjson.loads(orjson.dumps(rec))
+        got = fast.check_value(value, None, 32, pfield, True)
+        from hub.runtime import Hub
+
+        assert got is not None and got == checked(
+            Hub._validate_value(model, value, 0, True, None, 32), pfield, True
+        )
