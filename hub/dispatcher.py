@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,7 @@ from hub.store import ClaimedDelivery, Outcome
 from hub.tracecontext import child_traceparent
 
 if TYPE_CHECKING:
+    from hub.routing import RouteTargetRuntime
     from hub.runtime import Hub, TargetRuntime
 
 __all__ = ["Dispatcher", "TargetWorker"]
@@ -190,6 +191,26 @@ class TargetWorker:
         except Exception:  # the leases will expire and the work returns
             log.exception("could not settle the failed unit to %s", self.name)
 
+    def _prepare(
+        self, c: ClaimedDelivery
+    ) -> tuple[RouteTargetRuntime, Callable[..., Any] | None, Any, bool, str]:
+        """What delivering ``c`` needs from its (route, dataset): the route's transform, the
+        target's mapping, the field cipher, whether the stored JSON goes out as it is, and the
+        trace note. Looked up once per (route, dataset) in a unit, not once per record."""
+        rt = self.hub.outbound_route(c.route, self.name)
+        mapping = self.target.mappings.get(c.dataset)
+        cipher = self.hub.guard.ciphers.get(c.dataset)
+        raw = (
+            self._raw_json
+            and mapping is None
+            and cipher is None
+            and rt.transform is builtin_identity
+        )
+        note = f"transform={rt.transform_name}" + (
+            f"; mapped for {self.name}" if mapping is not None else ""
+        )
+        return rt, mapping, cipher, raw, note
+
     async def _deliver_unit(
         self, claimed: Sequence[ClaimedDelivery], answered: Callable[[], None] = lambda: None
     ) -> None:
@@ -199,17 +220,15 @@ class TargetWorker:
         items: list[OutboundItem] = []
         sent: list[ClaimedDelivery] = []
         notes: list[str] = []
+        prepared: dict[tuple[str, str], tuple[Any, ...]] = {}
         for c in claimed:
-            rt = hub.outbound_route(c.route, self.name)
-            mapping = self.target.mappings.get(c.dataset)
+            key = (c.route, c.dataset)
+            prep = prepared.get(key)
+            if prep is None:
+                prep = prepared[key] = self._prepare(c)
+            rt, mapping, cipher, raw, note = prep
             try:
-                cipher = hub.guard.ciphers.get(c.dataset)
-                if (
-                    self._raw_json
-                    and mapping is None
-                    and cipher is None
-                    and rt.transform is builtin_identity
-                ):
+                if raw:
                     items.append(
                         OutboundItem(
                             c.delivery_id,
@@ -221,7 +240,7 @@ class TargetWorker:
                         )
                     )
                     sent.append(c)
-                    notes.append(f"transform={rt.transform_name}")
+                    notes.append(note)
                     continue
                 data = orjson.loads(c.payload)
                 if cipher is not None:  # encrypted at rest; targets get clear values
@@ -250,10 +269,7 @@ class TargetWorker:
                 )
             )
             sent.append(c)
-            notes.append(
-                f"transform={rt.transform_name}"
-                + (f"; mapped for {self.name}" if mapping is not None else "")
-            )
+            notes.append(note)
         results: list[SendResult] = []
         if items:
             results = await self.target.transport.send(items)
@@ -266,11 +282,29 @@ class TargetWorker:
         transient_failure = False
         reached = False
         policy = self.target.retry
+        name = self.name
+        # a batch's records share one result (one request) and one note: the trace detail
+        # is built once for them
+        last: tuple[SendResult | None, str | None, str] = (None, None, "")
         for c, res, note in zip(sent, results, notes, strict=True):
-            detail = f"{note}; {res.detail}".rstrip("; ") if res.detail else note
-            if res.receipt:
-                detail += f"; receipt={res.receipt}"
-            ev = self._event(c, res.status, res.detail, res.latency_ms)
+            if res is last[0] and note is last[1]:
+                detail = last[2]
+            else:
+                detail = f"{note}; {res.detail}".rstrip("; ") if res.detail else note
+                if res.receipt:
+                    detail += f"; receipt={res.receipt}"
+                last = (res, note, detail)
+            ev = DeliveryEvent(
+                c.message_id,
+                name,
+                c.route,
+                c.attempt,
+                res.status,
+                res.detail,
+                res.latency_ms,
+                c.accepted_at,
+                c.traceparent,
+            )
             if res.ok:
                 reached = True
                 outcomes.append(

@@ -24,6 +24,9 @@ from hub import __version__
 from hub.events import AcceptedMessage, DeliveryEvent
 from monitoring.relay import CounterValues
 
+#: the dispatcher's outcome kinds (``Hub.notify_deliveries``) → the ``outcome`` label
+_OUTCOMES = {"ok": "succeeded", "retry": "retried", "dead": "dead_lettered"}
+
 if TYPE_CHECKING:
     from monitoring.monitor import Monitor
 
@@ -325,16 +328,39 @@ class HubMetrics:
         if quarantined:
             self.quarantined.labels(system, dataset or "").inc(quarantined)
 
-    def on_delivery(self, outcome: str, event: DeliveryEvent, now: float) -> None:
-        # the labelled series of (target, outcome), looked up once (labels() costs more than
-        # inc() and observe() together, and this runs for every delivered record)
-        series = self._delivery_series.get((event.target, outcome))
+    def on_deliveries(
+        self, events: Sequence[tuple[str, DeliveryEvent, float | str]], now: float
+    ) -> None:
+        """A settled unit's outcomes (``ok``, ``retry``, ``dead`` as the dispatcher names
+        them): the same values as :meth:`on_delivery` for each, with one counter increment
+        per (target, outcome) for the unit instead of one per delivery."""
+        counts: dict[tuple[str, str], int] = {}
+        for kind, event, _extra in events:
+            outcome = _OUTCOMES[kind]
+            key = (event.target, outcome)
+            counts[key] = counts.get(key, 0) + 1
+            series = self._series(event.target, outcome)
+            if event.latency_ms:
+                series[1].observe(event.latency_ms / 1000.0)
+            if outcome == "succeeded" and event.accepted_at is not None:
+                series[2].observe(max(0.0, now - event.accepted_at))
+        for (target, outcome), n in counts.items():
+            self._series(target, outcome)[0].inc(n)
+
+    def _series(self, target: str, outcome: str) -> tuple[Any, Any, Any]:
+        """The labelled series of (target, outcome), looked up once (``labels()`` costs more
+        than ``inc()`` and ``observe()`` together)."""
+        series = self._delivery_series.get((target, outcome))
         if series is None:
-            series = self._delivery_series[(event.target, outcome)] = (
-                self.deliveries.labels(event.target, outcome),
-                self.attempt_seconds.labels(event.target),
-                self.e2e_seconds.labels(event.target),
+            series = self._delivery_series[(target, outcome)] = (
+                self.deliveries.labels(target, outcome),
+                self.attempt_seconds.labels(target),
+                self.e2e_seconds.labels(target),
             )
+        return series
+
+    def on_delivery(self, outcome: str, event: DeliveryEvent, now: float) -> None:
+        series = self._series(event.target, outcome)
         series[0].inc()
         if event.latency_ms:
             series[1].observe(event.latency_ms / 1000.0)
