@@ -601,12 +601,21 @@ class SQLiteStore:
 
     @staticmethod
     def _settle_op(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
-        acks, retries, deads, events = [], [], [], []
+        # Acks that share every value but the id (the records of a batch: one answer, one
+        # time) are settled and traced with one statement each for the whole group; the rest
+        # row by row. Both write the same rows (tests/store: test_sqlite_grouped_settle_*).
+        groups: dict[tuple[float, int | None, int, float, str], list[int]] = {}
+        retries, deads, events = [], [], []
         for o in outcomes:
             if o.kind == "ack":
-                acks.append((o.at, o.status, o.delivery_id))
-                step = "delivered"
-            elif o.kind == "retry":
+                key = (o.at, o.status, o.attempt, o.latency_ms, o.detail)
+                ids = groups.get(key)
+                if ids is None:
+                    groups[key] = [o.delivery_id]
+                else:
+                    ids.append(o.delivery_id)
+                continue
+            if o.kind == "retry":
                 retries.append(
                     (
                         o.next_at if o.next_at is not None else o.at,
@@ -621,19 +630,54 @@ class SQLiteStore:
                 deads.append((o.at, o.status, o.detail, o.delivery_id, o.attempt))
                 step = "dead-lettered"
             events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail, o.delivery_id))
-        if acks:
-            conn.executemany(Q["settle_ack"], acks)
-            ids = orjson.dumps([a[2] for a in acks]).decode()
-            ordered = {r[0] for r in conn.execute(Q["ordered_of"], (ids,))}
+        if groups:
+            acks, ack_events, many = [], [], []
+            for (at, status, attempt, latency_ms, detail), ids in groups.items():
+                if len(ids) == 1:
+                    acks.append((at, status, ids[0]))
+                    ack_events.append(
+                        (at, "delivered", attempt, status, latency_ms, detail, ids[0])
+                    )
+                    continue
+                many.append(
+                    {
+                        "ids": orjson.dumps(ids).decode(),
+                        "at": at,
+                        "status": status,
+                        "attempt": attempt,
+                        "latency_ms": latency_ms,
+                        "detail": detail,
+                        "step": "delivered",
+                    }
+                )
+            if acks:
+                conn.executemany(Q["settle_ack"], acks)
+            for g in many:
+                conn.execute(Q["settle_ack_many"], g)
+            all_ids = [i for ids in groups.values() for i in ids]
+            ordered = {
+                r[0] for r in conn.execute(Q["ordered_of"], (orjson.dumps(all_ids).decode(),))
+            }
             if ordered:
                 conn.executemany(
-                    Q["unpark_next"], [{"id": a[2], "now": a[0]} for a in acks if a[2] in ordered]
+                    Q["unpark_next"],
+                    [
+                        {"id": i, "now": at}
+                        for (at, *_), ids in groups.items()
+                        for i in ids
+                        if i in ordered
+                    ],
                 )
+            for g in many:
+                conn.execute(Q["insert_events_for_deliveries"], g)
+            if ack_events:
+                conn.executemany(Q["insert_event_for_delivery"], ack_events)
         if retries:
             conn.executemany(Q["settle_retry"], retries)
         if deads:
             conn.executemany(Q["settle_dead"], deads)
-        conn.executemany(Q["insert_event_for_delivery"], events)
+        if events:
+            conn.executemany(Q["insert_event_for_delivery"], events)
 
     async def release_leases(self, owner: str | None = None) -> int:
         now = self.clock()
