@@ -103,6 +103,8 @@ class TargetWorker:
                     # that queues behind the settles' commits).
                     ahead = free if probing else free + 4 * conc
                     limit = 1 if probing else min(settings.claim_batch, ahead * step)
+                    if limit > step:  # whole batches: no short request for the remainder
+                        limit -= limit % step
                     self.wake.clear()
                     claimed = await self.hub.store.claim(
                         self.name, limit, settings.lease_seconds, self.hub.node_id

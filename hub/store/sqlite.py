@@ -99,6 +99,9 @@ class _Writer(threading.Thread):
         self.ops = 0
         #: of ``commits``, those made with ``synchronous=NORMAL`` (claims, relaxed settles)
         self.nosync_commits = 0
+        #: the write connection is at ``synchronous=NORMAL`` for claims and relaxed settles
+        #: (under ``durability: full``; it opens at FULL)
+        self._nosync_level = False
 
     def run(self) -> None:
         try:
@@ -175,22 +178,19 @@ class _Writer(threading.Thread):
             isinstance(op, _NoSync) for op, _, _ in batch
         )
         try:
-            if lease_only:  # (SQLite changes the level only outside a transaction)
-                conn.execute("PRAGMA synchronous=NORMAL")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                values = [op(conn) for op, _, _ in batch]
-                conn.execute("COMMIT")
-            finally:
-                if lease_only:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    conn.execute("PRAGMA synchronous=FULL")
+            # (SQLite changes the level only outside a transaction.) The level is switched
+            # only when it differs from the last transaction's: a run of claims and relaxed
+            # settles costs no PRAGMA statements, and every commit still has its own level.
+            self._sync_level(conn, lease_only)
+            conn.execute("BEGIN IMMEDIATE")
+            values = [op(conn) for op, _, _ in batch]
+            conn.execute("COMMIT")
             results = [(fut, True, v) for (_, _, fut), v in zip(batch, values, strict=True)]
         except BaseException:
             lease_only = False  # the retry below commits with the connection's own level
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._sync_level(conn, False)
             if len(batch) == 1:
                 raise_into = batch[0]
                 try:
@@ -213,6 +213,16 @@ class _Writer(threading.Thread):
         _deliver_results(
             [(fut, loop, ok, v) for (_, loop, _), (fut, ok, v) in zip(batch, results, strict=True)]
         )
+
+    def _sync_level(self, conn: sqlite3.Connection, nosync: bool) -> None:
+        """Under ``durability: full``, ``synchronous=NORMAL`` for the next transaction when it
+        holds nothing but claims and relaxed settles, ``FULL`` otherwise; the PRAGMA runs only
+        when the level changes (outside a transaction, where SQLite takes it)."""
+        if self.durability != "full":
+            return  # the connection's own level (NORMAL) for everything
+        if nosync != self._nosync_level:
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if nosync else 'FULL'}")
+            self._nosync_level = nosync
 
 
 class _NoSync:

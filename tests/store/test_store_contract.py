@@ -635,3 +635,39 @@ async def test_sqlite_grouped_settle_writes_what_row_by_row_settles_write(tmp_pa
     assert sum(1 for d in dels if d[2] == DeliveryState.DELIVERED) == 6
     assert sum(1 for d in dels if d[2] == DeliveryState.DEAD) == 1  # the fenced late ack
     assert [e[2] for e in evs].count("delivered") == 7  # every answer is traced
+
+
+async def test_sqlite_each_commit_runs_at_its_own_synchronous_level(tmp_path: Path) -> None:
+    """The writer switches ``synchronous`` only when the level changes, yet every transaction
+    runs at its own: NORMAL for claims and relaxed settles, FULL for anything else (and for
+    the lone retry of a failed group), the connection's NORMAL under ``durability: normal``."""
+    from hub.store.sqlite import _NoSync
+
+    def level(c: sqlite3.Connection) -> int:
+        return int(c.execute("PRAGMA synchronous").fetchone()[0])
+
+    def failing(c: sqlite3.Connection) -> int:
+        raise sqlite3.IntegrityError("no")
+
+    for durability, normal, full in (("full", 1, 2), ("normal", 1, 1)):
+        s = SQLiteStore(tmp_path / f"{durability}.db", durability=durability)
+        await s.open()
+        try:
+            seen = [
+                await s._write(_NoSync(level)),
+                await s._write(_NoSync(level)),
+                await s._write(level),
+                await s._write(level),
+                await s._write(_NoSync(level)),
+                await s._write(level),
+            ]
+            assert seen == [normal, normal, full, full, normal, full]
+            # a group of nothing but no-sync operations where one fails: the others are
+            # retried alone, each again at its own level
+            got = await asyncio.gather(
+                s._write(_NoSync(level)), s._write(_NoSync(failing)), return_exceptions=True
+            )
+            assert got[0] == normal and isinstance(got[1], sqlite3.IntegrityError)
+            assert await s._write(level) == full
+        finally:
+            await s.close()
