@@ -31,16 +31,77 @@ if TYPE_CHECKING:
     from hub.routing import RouteTargetRuntime
     from hub.runtime import Hub, TargetRuntime
 
-__all__ = ["Dispatcher", "TargetWorker"]
+__all__ = ["Dispatcher", "SettleBatcher", "TargetWorker"]
 
 log = logging.getLogger("jghub.dispatcher")
+
+
+class SettleBatcher:
+    """Settles the outcomes of the units that finished in one event-loop iteration with one
+    store write (like the ingest's merged writer jobs): eight per-record answers arriving
+    together cost one transaction, not eight.
+
+    The first unit to settle leads: it yields once so that the units finishing in the same
+    iteration join, then writes everything and resolves the others. If the merged write fails,
+    each unit's outcomes are written alone, so one unit's failure never fails its neighbours.
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._joined: list[tuple[Sequence[Outcome], asyncio.Future[None]]] | None = None
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        if self._joined is not None:  # a leader is gathering this iteration's settles
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._joined.append((outcomes, fut))
+            await fut
+            return
+        joined: list[tuple[Sequence[Outcome], asyncio.Future[None]]] = []
+        self._joined = joined
+        try:
+            await asyncio.sleep(0)  # the units answered in this iteration join
+        finally:
+            self._joined = None
+        if not joined:
+            await self.hub.store.settle(outcomes)
+            return
+        merged = list(outcomes)
+        for outs, _ in joined:
+            merged.extend(outs)
+        try:
+            await self.hub.store.settle(merged)
+        except Exception:
+            await self._alone(joined)
+            await self.hub.store.settle(outcomes)  # the leader's own error, if any, is raised
+            return
+        except BaseException:  # cancelled (the dispatcher stops): so are those who joined
+            for _, fut in joined:
+                fut.cancel()
+            raise
+        for _, fut in joined:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _alone(self, joined: list[tuple[Sequence[Outcome], asyncio.Future[None]]]) -> None:
+        for outs, fut in joined:
+            try:
+                await self.hub.store.settle(outs)
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+            else:
+                if not fut.done():
+                    fut.set_result(None)
 
 
 class TargetWorker:
     """Delivers everything due for one target."""
 
-    def __init__(self, hub: Hub, target: TargetRuntime) -> None:
+    def __init__(
+        self, hub: Hub, target: TargetRuntime, settler: SettleBatcher | None = None
+    ) -> None:
         self.hub = hub
+        self.settler = settler if settler is not None else SettleBatcher(hub)
         self.target = target
         self.name = target.name
         self.breaker: CircuitBreaker = target.breaker
@@ -354,7 +415,7 @@ class TargetWorker:
             if self.breaker.state is not BreakerState.CLOSED:
                 log.info("circuit to %s closed", self.name)
             self.breaker.record_success()
-        await hub.store.settle(outcomes)
+        await self.settler.settle(outcomes)
         hub.notify_deliveries(events)
 
     def _event(
@@ -378,8 +439,10 @@ class Dispatcher:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        #: one for all targets: the settles of one loop iteration are one store write
+        self.settler = SettleBatcher(hub)
         self.workers: dict[str, TargetWorker] = {
-            name: TargetWorker(hub, t) for name, t in hub.targets.items()
+            name: TargetWorker(hub, t, self.settler) for name, t in hub.targets.items()
         }
         self.started_at: float | None = None
 
@@ -392,7 +455,7 @@ class Dispatcher:
         """A worker for a target added at run time (started now when the dispatcher runs)."""
         if target.name in self.workers:
             return
-        w = self.workers[target.name] = TargetWorker(self.hub, target)
+        w = self.workers[target.name] = TargetWorker(self.hub, target, self.settler)
         if self.started_at is not None:
             w.start()
 
