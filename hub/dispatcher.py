@@ -10,7 +10,6 @@ retry is due, or at most ``idle_poll_seconds`` (to notice work written by anothe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -34,6 +33,49 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "SettleBatcher", "TargetWorker"]
 
 log = logging.getLogger("jghub.dispatcher")
+
+
+class Doorbell:
+    """The worker loop's wake-up: ``set`` by ingest, answers and settles; ``wait`` returns when
+    it rings or after a timeout. What ``asyncio.Event`` with ``asyncio.wait_for`` did, in one
+    hop (a future and a timer), not a task and three loop iterations per wake-up."""
+
+    __slots__ = ("_rung", "_waiter")
+
+    def __init__(self) -> None:
+        self._rung = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._rung = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def clear(self) -> None:
+        self._rung = False
+
+    def is_set(self) -> bool:
+        return self._rung
+
+    async def wait(self, timeout: float) -> None:
+        """Until rung (at once if it already is) or ``timeout`` seconds have passed."""
+        if self._rung:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter = fut
+        timer = loop.call_later(timeout, _ring_out, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _ring_out(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class SettleBatcher:
@@ -105,7 +147,7 @@ class TargetWorker:
         self.target = target
         self.name = target.name
         self.breaker: CircuitBreaker = target.breaker
-        self.wake = asyncio.Event()
+        self.wake = Doorbell()
         self.inflight = 0  # units being sent (the target's concurrency)
         self.unsettled = 0  # units claimed and not settled yet (sending or settling)
         self._ready: deque[ClaimedDelivery] = deque()  # claimed ahead, not started yet
@@ -136,8 +178,7 @@ class TargetWorker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.0005))
+        await self.wake.wait(max(seconds, 0.0005))
 
     async def _run(self) -> None:
         settings = self.hub.config.dispatcher
@@ -184,18 +225,40 @@ class TargetWorker:
                 for _ in range(1 if probing else max(free, 0)):
                     if not self._ready:
                         break
-                    size = 1 if probing else min(step, len(self._ready))  # a probe: one
-                    unit = [self._ready.popleft() for _ in range(size)]
-                    self.inflight += 1
-                    self.unsettled += 1
-                    task = asyncio.create_task(self._deliver(unit))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._start_unit(1 if probing else step)  # a probe: one record
             except asyncio.CancelledError:
                 raise
             except Exception:  # the store hiccuped: back off, never die
                 log.exception("dispatcher loop for %s failed; retrying in 1s", self.name)
                 await self._sleep(1.0)
+
+    def _start_unit(self, size: int) -> None:
+        """Start a unit of up to ``size`` records from the claimed-ahead buffer."""
+        ready = self._ready
+        unit = [ready.popleft() for _ in range(min(size, len(ready)))]
+        self.inflight += 1
+        self.unsettled += 1
+        task = asyncio.create_task(self._deliver(unit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_unit(self) -> None:
+        """A slot was freed: start the next unit from the buffer at once when the worker loop
+        would (circuit closed, a slot and the unsettled budget free, leases fresh), else ring
+        the loop (to claim, wait out the circuit, or probe)."""
+        conc = self.target.transport.concurrency
+        if (
+            self._ready
+            and not self._stopping
+            and self.breaker.state is BreakerState.CLOSED
+            and self.inflight < conc
+            and self.unsettled < 4 * conc
+            and self.hub.clock() <= self._ready_until
+        ):
+            self._start_unit(self.target.transport.max_batch)
+            if self._ready:
+                return
+        self.wake.set()
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
         sending = True
@@ -207,7 +270,7 @@ class TargetWorker:
             if sending:
                 sending = False
                 self.inflight -= 1
-                self.wake.set()
+                self._next_unit()
 
         try:
             await self._deliver_unit(claimed, answered=sent)
@@ -217,8 +280,11 @@ class TargetWorker:
             await self._settle_failed_unit(claimed, exc)
         finally:
             sent()
+            # the loop waits for a settle only when the unsettled budget is spent
+            blocked = self.unsettled >= 4 * self.target.transport.concurrency
             self.unsettled -= 1
-            self.wake.set()
+            if blocked or self._stopping:
+                self._next_unit()
 
     async def _settle_failed_unit(self, claimed: Sequence[ClaimedDelivery], exc: Exception) -> None:
         """A unit that raised (a transport bug, an unreadable answer) counts as a failed
@@ -340,7 +406,6 @@ class TargetWorker:
                 raise RuntimeError(
                     f"transport {self.name} returned {len(results)} results for {len(items)}"
                 )
-        answered()
         now = hub.clock()
         transient_failure = False
         reached = False
@@ -415,6 +480,9 @@ class TargetWorker:
             if self.breaker.state is not BreakerState.CLOSED:
                 log.info("circuit to %s closed", self.name)
             self.breaker.record_success()
+        # The slot is free (and the next unit starts) only now, after the breaker has heard
+        # this answer, as when the worker loop ran after this unit's synchronous part.
+        answered()
         await self.settler.settle(outcomes)
         hub.notify_deliveries(events)
 
