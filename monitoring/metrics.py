@@ -10,7 +10,9 @@ ids).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -335,17 +337,22 @@ class HubMetrics:
         them): the same values as :meth:`on_delivery` for each, with one counter increment
         per (target, outcome) for the unit instead of one per delivery."""
         counts: dict[tuple[str, str], int] = {}
+        attempts: dict[str, list[float]] = {}
+        e2e: dict[str, list[float]] = {}
         for kind, event, _extra in events:
             outcome = _OUTCOMES[kind]
             key = (event.target, outcome)
             counts[key] = counts.get(key, 0) + 1
-            series = self._series(event.target, outcome)
             if event.latency_ms:
-                series[1].observe(event.latency_ms / 1000.0)
+                attempts.setdefault(event.target, []).append(event.latency_ms / 1000.0)
             if outcome == "succeeded" and event.accepted_at is not None:
-                series[2].observe(max(0.0, now - event.accepted_at))
+                e2e.setdefault(event.target, []).append(max(0.0, now - event.accepted_at))
         for (target, outcome), n in counts.items():
             self._series(target, outcome)[0].inc(n)
+        for target, values in attempts.items():
+            observe_all(self.attempt_seconds.labels(target), values)
+        for target, values in e2e.items():
+            observe_all(self.e2e_seconds.labels(target), values)
 
     def _series(self, target: str, outcome: str) -> tuple[Any, Any, Any]:
         """The labelled series of (target, outcome), looked up once (``labels()`` costs more
@@ -378,6 +385,40 @@ class HubMetrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return bytes(generate_latest(self.registry))
+
+
+def observe_all(histogram: Any, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for each of ``values``, with one update per bucket and one of
+    the sum for all of them (a batch of 500 deliveries: a handful of locked increments instead
+    of a thousand). The buckets and the count are those of one ``observe`` each; the sum is the
+    same total (added once, so it may differ from 500 additions in the last bits of the
+    float). A histogram without prometheus_client's known internals is fed one by one."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if (
+        not isinstance(bounds, list)
+        or not isinstance(buckets, list)
+        or len(buckets) != len(bounds)
+        or not bounds
+        or bounds[-1] != math.inf
+        or total is None
+    ):
+        for v in values:
+            histogram.observe(v)
+        return
+    per_bucket: dict[int, int] = {}
+    added = 0.0
+    for v in values:
+        if v != v:  # NaN: observe() counts it in no bucket; so does this
+            histogram.observe(v)
+            continue
+        i = bisect.bisect_left(bounds, v)  # the first bound >= v, as observe() finds it
+        per_bucket[i] = per_bucket.get(i, 0) + 1
+        added += v
+    total.inc(added)
+    for i, n in per_bucket.items():
+        buckets[i].inc(n)
 
 
 def _help(name: str) -> str:
