@@ -79,61 +79,72 @@ def _ring_out(fut: asyncio.Future[None]) -> None:
 
 
 class SettleBatcher:
-    """Settles the outcomes of the units that finished in one event-loop iteration with one
-    store write (like the ingest's merged writer jobs): eight per-record answers arriving
-    together cost one transaction, not eight.
+    """Settles the outcomes of many units with one store write (like the ingest's merged
+    writer jobs): the units that finish while a settle write is in flight, or in the same
+    event-loop iteration, are written together when it returns. At most one settle write is
+    in flight; under load the writes grow instead of queueing one transaction per unit, and
+    an idle hub writes a lone unit's outcomes one loop iteration after they were ready.
 
-    The first unit to settle leads: it yields once so that the units finishing in the same
-    iteration join, then writes everything and resolves the others. If the merged write fails,
-    each unit's outcomes are written alone, so one unit's failure never fails its neighbours.
+    A unit's ``settle`` returns once its outcomes are committed. If a merged write fails, each
+    unit's outcomes are written alone, so one unit's failure never fails its neighbours.
     """
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._joined: list[tuple[Sequence[Outcome], asyncio.Future[None]]] | None = None
+        self._pending: list[tuple[Sequence[Outcome], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def settle(self, outcomes: Sequence[Outcome]) -> None:
-        if self._joined is not None:  # a leader is gathering this iteration's settles
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._joined.append((outcomes, fut))
-            await fut
-            return
-        joined: list[tuple[Sequence[Outcome], asyncio.Future[None]]] = []
-        self._joined = joined
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcomes, fut))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending())
+        await fut
+
+    async def _write_pending(self) -> None:
         try:
             await asyncio.sleep(0)  # the units answered in this iteration join
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
         finally:
-            self._joined = None
-        if not joined:
-            await self.hub.store.settle(outcomes)
-            return
-        merged = list(outcomes)
-        for outs, _ in joined:
-            merged.extend(outs)
+            self._writer = None
+            for _, fut in self._pending:  # only if cancelled: nobody will write them
+                fut.cancel()
+            self._pending = []
+
+    async def _write(self, batch: list[tuple[Sequence[Outcome], asyncio.Future[None]]]) -> None:
+        merged = [o for outs, _ in batch for o in outs]
         try:
             await self.hub.store.settle(merged)
-        except Exception:
-            await self._alone(joined)
-            await self.hub.store.settle(outcomes)  # the leader's own error, if any, is raised
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            for outs, fut in batch:  # alone: one unit's failure does not fail the others
+                try:
+                    await self.hub.store.settle(outs)
+                except Exception as exc:
+                    _fail(fut, exc)
+                else:
+                    _done(fut)
             return
-        except BaseException:  # cancelled (the dispatcher stops): so are those who joined
-            for _, fut in joined:
+        except BaseException:  # cancelled: so are the units waiting for this write
+            for _, fut in batch:
                 fut.cancel()
             raise
-        for _, fut in joined:
-            if not fut.done():
-                fut.set_result(None)
+        for _, fut in batch:
+            _done(fut)
 
-    async def _alone(self, joined: list[tuple[Sequence[Outcome], asyncio.Future[None]]]) -> None:
-        for outs, fut in joined:
-            try:
-                await self.hub.store.settle(outs)
-            except Exception as exc:
-                if not fut.done():
-                    fut.set_exception(exc)
-            else:
-                if not fut.done():
-                    fut.set_result(None)
+
+def _done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _fail(fut: asyncio.Future[None], exc: Exception) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 class TargetWorker:

@@ -96,3 +96,28 @@ async def test_the_leaders_own_failure_is_raised_to_it_alone() -> None:
     assert isinstance(got[0], RuntimeError) and got[1] is None and got[2] is None
     with pytest.raises(RuntimeError):
         await batcher.settle(_ack(claimed[0]))
+
+
+async def test_units_finishing_while_a_write_is_in_flight_are_written_together() -> None:
+    store = RecordingStore()
+    claimed = await _claimed(store, 6)
+    gate = asyncio.Event()
+    slow = store.settle
+
+    async def held(outcomes: Sequence[Outcome]) -> None:
+        if len(store.calls) == 0:
+            await gate.wait()  # the first write is in flight until the gate opens
+        await slow(outcomes)
+
+    store.settle = held  # type: ignore[method-assign]
+    batcher = SettleBatcher(SimpleNamespace(store=store))  # type: ignore[arg-type]
+    first = asyncio.ensure_future(batcher.settle(_ack(claimed[0])))
+    await asyncio.sleep(0.01)  # the first write waits at the gate
+    later = [asyncio.ensure_future(batcher.settle(_ack(c))) for c in claimed[1:]]
+    await asyncio.sleep(0.01)
+    assert not first.done() and not any(t.done() for t in later)
+    gate.set()
+    await asyncio.gather(first, *later)
+    ids = [c.delivery_id for c in claimed]
+    assert store.calls == [ids[:1], ids[1:]]  # one write for everything that queued meanwhile
+    assert (await store.counts())["delivered"] == 6
