@@ -336,23 +336,28 @@ class HubMetrics:
         """A settled unit's outcomes (``ok``, ``retry``, ``dead`` as the dispatcher names
         them): the same values as :meth:`on_delivery` for each, with one counter increment
         per (target, outcome) for the unit instead of one per delivery."""
-        counts: dict[tuple[str, str], int] = {}
-        attempts: dict[str, list[float]] = {}
-        e2e: dict[str, list[float]] = {}
+        counts: dict[tuple[str, str], tuple[Any, list[int]]] = {}
+        attempts: dict[str, tuple[Any, list[float]]] = {}
+        e2e: dict[str, tuple[Any, list[float]]] = {}
         for kind, event, _extra in events:
             outcome = _OUTCOMES[kind]
-            key = (event.target, outcome)
-            counts[key] = counts.get(key, 0) + 1
+            target = event.target
+            got = counts.get((target, outcome))
+            if got is None:
+                series = self._series(target, outcome)
+                got = counts[(target, outcome)] = (series, [0])
+            series = got[0]
+            got[1][0] += 1
             if event.latency_ms:
-                attempts.setdefault(event.target, []).append(event.latency_ms / 1000.0)
+                attempts.setdefault(target, (series[1], []))[1].append(event.latency_ms / 1000.0)
             if outcome == "succeeded" and event.accepted_at is not None:
-                e2e.setdefault(event.target, []).append(max(0.0, now - event.accepted_at))
-        for (target, outcome), n in counts.items():
-            self._series(target, outcome)[0].inc(n)
-        for target, values in attempts.items():
-            observe_all(self.attempt_seconds.labels(target), values)
-        for target, values in e2e.items():
-            observe_all(self.e2e_seconds.labels(target), values)
+                e2e.setdefault(target, (series[2], []))[1].append(max(0.0, now - event.accepted_at))
+        for series, n in counts.values():
+            series[0].inc(n[0])
+        for child, values in attempts.values():
+            observe_all(child, values)
+        for child, values in e2e.values():
+            observe_all(child, values)
 
     def _series(self, target: str, outcome: str) -> tuple[Any, Any, Any]:
         """The labelled series of (target, outcome), looked up once (``labels()`` costs more
