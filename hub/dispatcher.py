@@ -147,6 +147,16 @@ def _fail(fut: asyncio.Future[None], exc: Exception) -> None:
         fut.set_exception(exc)
 
 
+class _Claim:
+    """One claim's records still in a worker's buffer, and when they must have started."""
+
+    __slots__ = ("left", "use_by")
+
+    def __init__(self, left: int, use_by: float) -> None:
+        self.left = left
+        self.use_by = use_by
+
+
 class TargetWorker:
     """Delivers everything due for one target."""
 
@@ -162,7 +172,19 @@ class TargetWorker:
         self.inflight = 0  # units being sent (the target's concurrency)
         self.unsettled = 0  # units claimed and not settled yet (sending or settling)
         self._ready: deque[ClaimedDelivery] = deque()  # claimed ahead, not started yet
-        self._ready_until = 0.0
+        #: per claim still in the buffer, oldest first: [records left, use-by time]; a
+        #: claim's records not started by half their lease are dropped (they return to the
+        #: queue when the lease ends)
+        self._claims: deque[_Claim] = deque()
+        # The buffer is topped up once it holds half a claim or less (in records); not before
+        # _refill_after after a claim found nothing due.
+        settings = hub.config.dispatcher
+        tr = target.transport
+        full = min(settings.claim_batch, 5 * tr.concurrency * tr.max_batch)
+        if full > tr.max_batch:
+            full -= full % tr.max_batch
+        self._refill_at = full // 2
+        self._refill_after = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -204,25 +226,39 @@ class TargetWorker:
                     continue
                 probing = self.breaker.probing
                 free = transport.concurrency - self.inflight
-                if free <= 0 or (probing and self.inflight) or self.unsettled >= 4 * conc:
+                self._drop_stale()
+                # Top the buffer up while half of it is still there (not once it ran dry), so
+                # the claim (a write that queues behind the settles) overlaps the sending.
+                refill = (
+                    not self._ready
+                    if probing
+                    else len(self._ready) <= self._refill_at
+                    and self.hub.clock() >= self._refill_after
+                )
+                if (
+                    (free <= 0 and not refill)
+                    or (probing and self.inflight)
+                    or self.unsettled >= 4 * conc
+                ):
                     self.wake.clear()
                     await self._sleep(settings.idle_poll_seconds)
                     continue
-                if self._ready and self.hub.clock() > self._ready_until:
-                    self._ready.clear()  # leases near their end: they return to the queue
-                if not self._ready:
-                    # Claim ahead (for the slots free now and four rounds more), so
-                    # the next units start from this buffer, not after another claim (a write
-                    # that queues behind the settles' commits).
+                if refill:
+                    # Claim ahead (for the slots free now and four rounds more, less what is
+                    # buffered), so the next units start from this buffer.
                     ahead = free if probing else free + 4 * conc
-                    limit = 1 if probing else min(settings.claim_batch, ahead * step)
+                    limit = (
+                        1 if probing else min(settings.claim_batch, ahead * step) - len(self._ready)
+                    )
                     if limit > step:  # whole batches: no short request for the remainder
                         limit -= limit % step
-                    self.wake.clear()
-                    claimed = await self.hub.store.claim(
-                        self.name, limit, settings.lease_seconds, self.hub.node_id
-                    )
-                    if not claimed:
+                    claimed = []
+                    if limit > 0:
+                        self.wake.clear()
+                        claimed = await self.hub.store.claim(
+                            self.name, limit, settings.lease_seconds, self.hub.node_id
+                        )
+                    if not claimed and not self._ready:
                         due = await self.hub.store.next_due_at(self.name)
                         now = self.hub.clock()
                         idle = settings.idle_poll_seconds
@@ -230,8 +266,12 @@ class TargetWorker:
                             idle if due is None or due <= now else min(due - now, idle)
                         )
                         continue
-                    self._ready.extend(claimed)
-                    self._ready_until = self.hub.clock() + settings.lease_seconds / 2
+                    if not claimed:  # nothing due now: no top-up until new work or a poll
+                        self._refill_after = self.hub.clock() + settings.idle_poll_seconds
+                    else:
+                        self._ready.extend(claimed)
+                        use_by = self.hub.clock() + settings.lease_seconds / 2
+                        self._claims.append(_Claim(len(claimed), use_by))
                     free = transport.concurrency - self.inflight
                 for _ in range(1 if probing else max(free, 0)):
                     if not self._ready:
@@ -243,10 +283,27 @@ class TargetWorker:
                 log.exception("dispatcher loop for %s failed; retrying in 1s", self.name)
                 await self._sleep(1.0)
 
+    def _drop_stale(self) -> None:
+        """Drop the buffered records of claims past their use-by time (half the lease)."""
+        now = self.hub.clock()
+        claims, ready = self._claims, self._ready
+        while claims and claims[0].use_by < now:
+            for _ in range(claims.popleft().left):
+                ready.popleft()
+
     def _start_unit(self, size: int) -> None:
         """Start a unit of up to ``size`` records from the claimed-ahead buffer."""
         ready = self._ready
-        unit = [ready.popleft() for _ in range(min(size, len(ready)))]
+        n = min(size, len(ready))
+        unit = [ready.popleft() for _ in range(n)]
+        claims = self._claims
+        while n:
+            front = claims[0]
+            take = min(n, front.left)
+            front.left -= take
+            n -= take
+            if not front.left:
+                claims.popleft()
         self.inflight += 1
         self.unsettled += 1
         task = asyncio.create_task(self._deliver(unit))
@@ -264,11 +321,16 @@ class TargetWorker:
             and self.breaker.state is BreakerState.CLOSED
             and self.inflight < conc
             and self.unsettled < 4 * conc
-            and self.hub.clock() <= self._ready_until
+            and self._claims[0].use_by >= self.hub.clock()
         ):
             self._start_unit(self.target.transport.max_batch)
-            if self._ready:
+            if len(self._ready) > self._refill_at:
                 return
+        self.wake.set()
+
+    def new_work(self) -> None:
+        """Work was queued for this target (ingest, a replay): claim again, also to top up."""
+        self._refill_after = 0.0
         self.wake.set()
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
@@ -544,7 +606,7 @@ class Dispatcher:
     def wake(self, target: str) -> None:
         w = self.workers.get(target)
         if w is not None:
-            w.wake.set()
+            w.new_work()
 
     @property
     def running(self) -> bool:

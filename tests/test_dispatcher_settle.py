@@ -121,3 +121,39 @@ async def test_units_finishing_while_a_write_is_in_flight_are_written_together()
     ids = [c.delivery_id for c in claimed]
     assert store.calls == [ids[:1], ids[1:]]  # one write for everything that queued meanwhile
     assert (await store.counts())["delivered"] == 6
+
+
+async def test_buffered_claims_are_started_in_order_and_dropped_by_their_own_use_by() -> None:
+    """The claimed-ahead buffer is topped up before it runs dry, so it can hold several
+    claims: each claim's records are dropped when *its* use-by time (half its lease) has
+    passed, not when the newest claim's has."""
+    from collections import deque
+
+    from hub.dispatcher import TargetWorker, _Claim
+
+    now = [15.0]
+    started: list[list[int]] = []
+    w = TargetWorker.__new__(TargetWorker)
+    w.hub = SimpleNamespace(clock=lambda: now[0])  # type: ignore[assignment]
+    w.inflight = w.unsettled = 0
+    w._tasks = set()
+    w._ready = deque(range(9))  # type: ignore[arg-type]
+    w._claims = deque([_Claim(3, 10.0), _Claim(2, 20.0), _Claim(4, 30.0)])
+
+    async def deliver(unit: list[int]) -> None:
+        started.append(unit)
+
+    w._deliver = deliver  # type: ignore[assignment,method-assign]
+    w._drop_stale()  # the first claim (use-by 10) is stale at 15
+    assert list(w._ready) == [3, 4, 5, 6, 7, 8]
+    assert [(c.left, c.use_by) for c in w._claims] == [(2, 20.0), (4, 30.0)]
+    w._start_unit(3)  # spans the second claim and the third
+    await asyncio.sleep(0)
+    assert started == [[3, 4, 5]] and w.inflight == w.unsettled == 1
+    assert [(c.left, c.use_by) for c in w._claims] == [(3, 30.0)]
+    now[0] = 25.0
+    w._drop_stale()  # nothing of the second claim is left to drop
+    assert list(w._ready) == [6, 7, 8]
+    now[0] = 31.0
+    w._drop_stale()
+    assert not w._ready and not w._claims
