@@ -229,10 +229,11 @@ class TargetWorker:
                 self._drop_stale()
                 # Top the buffer up while half of it is still there (not once it ran dry), so
                 # the claim (a write that queues behind the settles) overlaps the sending.
-                refill = (
-                    not self._ready
-                    if probing
-                    else len(self._ready) <= self._refill_at
+                # (An empty buffer always claims: every path below then awaits or starts a
+                # unit, so the loop never spins.)
+                refill = not self._ready or (
+                    not probing
+                    and len(self._ready) <= self._refill_at
                     and self.hub.clock() >= self._refill_after
                 )
                 if (

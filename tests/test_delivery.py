@@ -495,3 +495,23 @@ async def test_unreadable_batch_results_are_not_receipts(tmp_path: Path) -> None
             assert "unreadable result None" in tr.events[0].detail
     finally:
         await runner.cleanup()
+
+
+async def test_claims_topped_up_until_the_queue_is_empty_then_new_work_is_delivered(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """One slot (a buffer of five, topped up at two): the last top-ups find nothing while the
+    buffer still holds records; once it has drained, new work must still be claimed at once
+    (the idle poll is ten minutes) and the worker loop must not spin."""
+    cfg = config(
+        tmp_path,
+        {"national": {"url": sink.url, "concurrency": 1}},
+        dispatcher={"idle_poll_seconds": 600},
+    )
+    async with Hub(cfg) as hub:
+        first = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(12)])
+        await wait_until(lambda: _settled(hub, 12), what="the first records delivered")
+        await asyncio.sleep(0.05)  # the drained worker goes to sleep
+        second = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(20, 27)])
+        await wait_until(lambda: _settled(hub, 19), timeout=10, what="new work delivered")
+        assert set(sink.applied) == set(first.ids) | set(second.ids)
