@@ -176,14 +176,15 @@ class TargetWorker:
         #: claim's records not started by half their lease are dropped (they return to the
         #: queue when the lease ends)
         self._claims: deque[_Claim] = deque()
-        # The buffer is topped up once it holds half a claim or less (in records); not before
-        # _refill_after after a claim found nothing due.
+        # The buffer is topped up once it holds half a claim or less (in records), and at most
+        # one round of units; not before _refill_after after a claim found nothing due.
         settings = hub.config.dispatcher
         tr = target.transport
         full = min(settings.claim_batch, 5 * tr.concurrency * tr.max_batch)
         if full > tr.max_batch:
             full -= full % tr.max_batch
-        self._refill_at = full // 2
+        # (half a claim, and at most one round of units: per record a claim of ~32, not ~16)
+        self._refill_at = min(full // 2, tr.concurrency * tr.max_batch)
         self._refill_after = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False

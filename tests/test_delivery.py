@@ -500,7 +500,7 @@ async def test_unreadable_batch_results_are_not_receipts(tmp_path: Path) -> None
 async def test_claims_topped_up_until_the_queue_is_empty_then_new_work_is_delivered(
     tmp_path: Path, sink: Sink
 ) -> None:
-    """One slot (a buffer of five, topped up at two): the last top-ups find nothing while the
+    """One slot (a buffer of five, topped up at one): the last top-ups find nothing while the
     buffer still holds records; once it has drained, new work must still be claimed at once
     (the idle poll is ten minutes) and the worker loop must not spin."""
     cfg = config(
