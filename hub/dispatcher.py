@@ -10,12 +10,11 @@ retry is due, or at most ``idle_poll_seconds`` (to notice work written by anothe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,26 +27,165 @@ from hub.store import ClaimedDelivery, Outcome
 from hub.tracecontext import child_traceparent
 
 if TYPE_CHECKING:
+    from hub.routing import RouteTargetRuntime
     from hub.runtime import Hub, TargetRuntime
 
-__all__ = ["Dispatcher", "TargetWorker"]
+__all__ = ["Dispatcher", "SettleBatcher", "TargetWorker"]
 
 log = logging.getLogger("jghub.dispatcher")
+
+
+class Doorbell:
+    """The worker loop's wake-up: ``set`` by ingest, answers and settles; ``wait`` returns when
+    it rings or after a timeout. What ``asyncio.Event`` with ``asyncio.wait_for`` did, in one
+    hop (a future and a timer), not a task and three loop iterations per wake-up."""
+
+    __slots__ = ("_rung", "_waiter")
+
+    def __init__(self) -> None:
+        self._rung = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._rung = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def clear(self) -> None:
+        self._rung = False
+
+    def is_set(self) -> bool:
+        return self._rung
+
+    async def wait(self, timeout: float) -> None:
+        """Until rung (at once if it already is) or ``timeout`` seconds have passed."""
+        if self._rung:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter = fut
+        timer = loop.call_later(timeout, _ring_out, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _ring_out(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class SettleBatcher:
+    """Settles the outcomes of many units with one store write (like the ingest's merged
+    writer jobs): the units that finish while a settle write is in flight, or in the same
+    event-loop iteration, are written together when it returns. At most one settle write is
+    in flight; under load the writes grow instead of queueing one transaction per unit, and
+    an idle hub writes a lone unit's outcomes one loop iteration after they were ready.
+
+    A unit's ``settle`` returns once its outcomes are committed. If a merged write fails, each
+    unit's outcomes are written alone, so one unit's failure never fails its neighbours.
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._pending: list[tuple[Sequence[Outcome], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcomes, fut))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending())
+        await fut
+
+    async def _write_pending(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the units answered in this iteration join
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
+        finally:
+            self._writer = None
+            for _, fut in self._pending:  # only if cancelled: nobody will write them
+                fut.cancel()
+            self._pending = []
+
+    async def _write(self, batch: list[tuple[Sequence[Outcome], asyncio.Future[None]]]) -> None:
+        merged = [o for outs, _ in batch for o in outs]
+        try:
+            await self.hub.store.settle(merged)
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            for outs, fut in batch:  # alone: one unit's failure does not fail the others
+                try:
+                    await self.hub.store.settle(outs)
+                except Exception as exc:
+                    _fail(fut, exc)
+                else:
+                    _done(fut)
+            return
+        except BaseException:  # cancelled: so are the units waiting for this write
+            for _, fut in batch:
+                fut.cancel()
+            raise
+        for _, fut in batch:
+            _done(fut)
+
+
+def _done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _fail(fut: asyncio.Future[None], exc: Exception) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class _Claim:
+    """One claim's records still in a worker's buffer, and when they must have started."""
+
+    __slots__ = ("left", "use_by")
+
+    def __init__(self, left: int, use_by: float) -> None:
+        self.left = left
+        self.use_by = use_by
 
 
 class TargetWorker:
     """Delivers everything due for one target."""
 
-    def __init__(self, hub: Hub, target: TargetRuntime) -> None:
+    def __init__(
+        self, hub: Hub, target: TargetRuntime, settler: SettleBatcher | None = None
+    ) -> None:
         self.hub = hub
+        self.settler = settler if settler is not None else SettleBatcher(hub)
         self.target = target
         self.name = target.name
         self.breaker: CircuitBreaker = target.breaker
-        self.wake = asyncio.Event()
+        self.wake = Doorbell()
         self.inflight = 0  # units being sent (the target's concurrency)
         self.unsettled = 0  # units claimed and not settled yet (sending or settling)
         self._ready: deque[ClaimedDelivery] = deque()  # claimed ahead, not started yet
-        self._ready_until = 0.0
+        #: per claim still in the buffer, oldest first: [records left, use-by time]; a
+        #: claim's records not started by half their lease are dropped (they return to the
+        #: queue when the lease ends)
+        self._claims: deque[_Claim] = deque()
+        # The buffer is topped up once it holds half a claim or less (in records), and at most
+        # one round of units; not before _refill_after after a claim found nothing due.
+        settings = hub.config.dispatcher
+        tr = target.transport
+        full = min(settings.claim_batch, 5 * tr.concurrency * tr.max_batch)
+        if full > tr.max_batch:
+            full -= full % tr.max_batch
+        # (half a claim, and at most one round of units: per record a claim of ~32, not ~16)
+        self._refill_at = min(full // 2, tr.concurrency * tr.max_batch)
+        self._refill_after = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -74,8 +212,7 @@ class TargetWorker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.0005))
+        await self.wake.wait(max(seconds, 0.0005))
 
     async def _run(self) -> None:
         settings = self.hub.config.dispatcher
@@ -90,23 +227,40 @@ class TargetWorker:
                     continue
                 probing = self.breaker.probing
                 free = transport.concurrency - self.inflight
-                if free <= 0 or (probing and self.inflight) or self.unsettled >= 4 * conc:
+                self._drop_stale()
+                # Top the buffer up while half of it is still there (not once it ran dry), so
+                # the claim (a write that queues behind the settles) overlaps the sending.
+                # (An empty buffer always claims: every path below then awaits or starts a
+                # unit, so the loop never spins.)
+                refill = not self._ready or (
+                    not probing
+                    and len(self._ready) <= self._refill_at
+                    and self.hub.clock() >= self._refill_after
+                )
+                if (
+                    (free <= 0 and not refill)
+                    or (probing and self.inflight)
+                    or self.unsettled >= 4 * conc
+                ):
                     self.wake.clear()
                     await self._sleep(settings.idle_poll_seconds)
                     continue
-                if self._ready and self.hub.clock() > self._ready_until:
-                    self._ready.clear()  # leases near their end: they return to the queue
-                if not self._ready:
-                    # Claim ahead (for the slots free now and four rounds more), so
-                    # the next units start from this buffer, not after another claim (a write
-                    # that queues behind the settles' commits).
+                if refill:
+                    # Claim ahead (for the slots free now and four rounds more, less what is
+                    # buffered), so the next units start from this buffer.
                     ahead = free if probing else free + 4 * conc
-                    limit = 1 if probing else min(settings.claim_batch, ahead * step)
-                    self.wake.clear()
-                    claimed = await self.hub.store.claim(
-                        self.name, limit, settings.lease_seconds, self.hub.node_id
+                    limit = (
+                        1 if probing else min(settings.claim_batch, ahead * step) - len(self._ready)
                     )
-                    if not claimed:
+                    if limit > step:  # whole batches: no short request for the remainder
+                        limit -= limit % step
+                    claimed = []
+                    if limit > 0:
+                        self.wake.clear()
+                        claimed = await self.hub.store.claim(
+                            self.name, limit, settings.lease_seconds, self.hub.node_id
+                        )
+                    if not claimed and not self._ready:
                         due = await self.hub.store.next_due_at(self.name)
                         now = self.hub.clock()
                         idle = settings.idle_poll_seconds
@@ -114,24 +268,72 @@ class TargetWorker:
                             idle if due is None or due <= now else min(due - now, idle)
                         )
                         continue
-                    self._ready.extend(claimed)
-                    self._ready_until = self.hub.clock() + settings.lease_seconds / 2
+                    if not claimed:  # nothing due now: no top-up until new work or a poll
+                        self._refill_after = self.hub.clock() + settings.idle_poll_seconds
+                    else:
+                        self._ready.extend(claimed)
+                        use_by = self.hub.clock() + settings.lease_seconds / 2
+                        self._claims.append(_Claim(len(claimed), use_by))
                     free = transport.concurrency - self.inflight
                 for _ in range(1 if probing else max(free, 0)):
                     if not self._ready:
                         break
-                    size = 1 if probing else min(step, len(self._ready))  # a probe: one
-                    unit = [self._ready.popleft() for _ in range(size)]
-                    self.inflight += 1
-                    self.unsettled += 1
-                    task = asyncio.create_task(self._deliver(unit))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._start_unit(1 if probing else step)  # a probe: one record
             except asyncio.CancelledError:
                 raise
             except Exception:  # the store hiccuped: back off, never die
                 log.exception("dispatcher loop for %s failed; retrying in 1s", self.name)
                 await self._sleep(1.0)
+
+    def _drop_stale(self) -> None:
+        """Drop the buffered records of claims past their use-by time (half the lease)."""
+        now = self.hub.clock()
+        claims, ready = self._claims, self._ready
+        while claims and claims[0].use_by < now:
+            for _ in range(claims.popleft().left):
+                ready.popleft()
+
+    def _start_unit(self, size: int) -> None:
+        """Start a unit of up to ``size`` records from the claimed-ahead buffer."""
+        ready = self._ready
+        n = min(size, len(ready))
+        unit = [ready.popleft() for _ in range(n)]
+        claims = self._claims
+        while n:
+            front = claims[0]
+            take = min(n, front.left)
+            front.left -= take
+            n -= take
+            if not front.left:
+                claims.popleft()
+        self.inflight += 1
+        self.unsettled += 1
+        task = asyncio.create_task(self._deliver(unit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_unit(self) -> None:
+        """A slot was freed: start the next unit from the buffer at once when the worker loop
+        would (circuit closed, a slot and the unsettled budget free, leases fresh), else ring
+        the loop (to claim, wait out the circuit, or probe)."""
+        conc = self.target.transport.concurrency
+        if (
+            self._ready
+            and not self._stopping
+            and self.breaker.state is BreakerState.CLOSED
+            and self.inflight < conc
+            and self.unsettled < 4 * conc
+            and self._claims[0].use_by >= self.hub.clock()
+        ):
+            self._start_unit(self.target.transport.max_batch)
+            if len(self._ready) > self._refill_at:
+                return
+        self.wake.set()
+
+    def new_work(self) -> None:
+        """Work was queued for this target (ingest, a replay): claim again, also to top up."""
+        self._refill_after = 0.0
+        self.wake.set()
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
         sending = True
@@ -143,7 +345,7 @@ class TargetWorker:
             if sending:
                 sending = False
                 self.inflight -= 1
-                self.wake.set()
+                self._next_unit()
 
         try:
             await self._deliver_unit(claimed, answered=sent)
@@ -153,8 +355,11 @@ class TargetWorker:
             await self._settle_failed_unit(claimed, exc)
         finally:
             sent()
+            # the loop waits for a settle only when the unsettled budget is spent
+            blocked = self.unsettled >= 4 * self.target.transport.concurrency
             self.unsettled -= 1
-            self.wake.set()
+            if blocked or self._stopping:
+                self._next_unit()
 
     async def _settle_failed_unit(self, claimed: Sequence[ClaimedDelivery], exc: Exception) -> None:
         """A unit that raised (a transport bug, an unreadable answer) counts as a failed
@@ -190,6 +395,26 @@ class TargetWorker:
         except Exception:  # the leases will expire and the work returns
             log.exception("could not settle the failed unit to %s", self.name)
 
+    def _prepare(
+        self, c: ClaimedDelivery
+    ) -> tuple[RouteTargetRuntime, Callable[..., Any] | None, Any, bool, str]:
+        """What delivering ``c`` needs from its (route, dataset): the route's transform, the
+        target's mapping, the field cipher, whether the stored JSON goes out as it is, and the
+        trace note. Looked up once per (route, dataset) in a unit, not once per record."""
+        rt = self.hub.outbound_route(c.route, self.name)
+        mapping = self.target.mappings.get(c.dataset)
+        cipher = self.hub.guard.ciphers.get(c.dataset)
+        raw = (
+            self._raw_json
+            and mapping is None
+            and cipher is None
+            and rt.transform is builtin_identity
+        )
+        note = f"transform={rt.transform_name}" + (
+            f"; mapped for {self.name}" if mapping is not None else ""
+        )
+        return rt, mapping, cipher, raw, note
+
     async def _deliver_unit(
         self, claimed: Sequence[ClaimedDelivery], answered: Callable[[], None] = lambda: None
     ) -> None:
@@ -199,17 +424,15 @@ class TargetWorker:
         items: list[OutboundItem] = []
         sent: list[ClaimedDelivery] = []
         notes: list[str] = []
+        prepared: dict[tuple[str, str], tuple[Any, ...]] = {}
         for c in claimed:
-            rt = hub.outbound_route(c.route, self.name)
-            mapping = self.target.mappings.get(c.dataset)
+            key = (c.route, c.dataset)
+            prep = prepared.get(key)
+            if prep is None:
+                prep = prepared[key] = self._prepare(c)
+            rt, mapping, cipher, raw, note = prep
             try:
-                cipher = hub.guard.ciphers.get(c.dataset)
-                if (
-                    self._raw_json
-                    and mapping is None
-                    and cipher is None
-                    and rt.transform is builtin_identity
-                ):
+                if raw:
                     items.append(
                         OutboundItem(
                             c.delivery_id,
@@ -221,7 +444,7 @@ class TargetWorker:
                         )
                     )
                     sent.append(c)
-                    notes.append(f"transform={rt.transform_name}")
+                    notes.append(note)
                     continue
                 data = orjson.loads(c.payload)
                 if cipher is not None:  # encrypted at rest; targets get clear values
@@ -250,10 +473,7 @@ class TargetWorker:
                 )
             )
             sent.append(c)
-            notes.append(
-                f"transform={rt.transform_name}"
-                + (f"; mapped for {self.name}" if mapping is not None else "")
-            )
+            notes.append(note)
         results: list[SendResult] = []
         if items:
             results = await self.target.transport.send(items)
@@ -261,16 +481,33 @@ class TargetWorker:
                 raise RuntimeError(
                     f"transport {self.name} returned {len(results)} results for {len(items)}"
                 )
-        answered()
         now = hub.clock()
         transient_failure = False
         reached = False
         policy = self.target.retry
+        name = self.name
+        # a batch's records share one result (one request) and one note: the trace detail
+        # is built once for them
+        last: tuple[SendResult | None, str | None, str] = (None, None, "")
         for c, res, note in zip(sent, results, notes, strict=True):
-            detail = f"{note}; {res.detail}".rstrip("; ") if res.detail else note
-            if res.receipt:
-                detail += f"; receipt={res.receipt}"
-            ev = self._event(c, res.status, res.detail, res.latency_ms)
+            if res is last[0] and note is last[1]:
+                detail = last[2]
+            else:
+                detail = f"{note}; {res.detail}".rstrip("; ") if res.detail else note
+                if res.receipt:
+                    detail += f"; receipt={res.receipt}"
+                last = (res, note, detail)
+            ev = DeliveryEvent(
+                c.message_id,
+                name,
+                c.route,
+                c.attempt,
+                res.status,
+                res.detail,
+                res.latency_ms,
+                c.accepted_at,
+                c.traceparent,
+            )
             if res.ok:
                 reached = True
                 outcomes.append(
@@ -318,7 +555,10 @@ class TargetWorker:
             if self.breaker.state is not BreakerState.CLOSED:
                 log.info("circuit to %s closed", self.name)
             self.breaker.record_success()
-        await hub.store.settle(outcomes)
+        # The slot is free (and the next unit starts) only now, after the breaker has heard
+        # this answer, as when the worker loop ran after this unit's synchronous part.
+        answered()
+        await self.settler.settle(outcomes)
         hub.notify_deliveries(events)
 
     def _event(
@@ -342,8 +582,10 @@ class Dispatcher:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        #: one for all targets: the settles of one loop iteration are one store write
+        self.settler = SettleBatcher(hub)
         self.workers: dict[str, TargetWorker] = {
-            name: TargetWorker(hub, t) for name, t in hub.targets.items()
+            name: TargetWorker(hub, t, self.settler) for name, t in hub.targets.items()
         }
         self.started_at: float | None = None
 
@@ -356,7 +598,7 @@ class Dispatcher:
         """A worker for a target added at run time (started now when the dispatcher runs)."""
         if target.name in self.workers:
             return
-        w = self.workers[target.name] = TargetWorker(self.hub, target)
+        w = self.workers[target.name] = TargetWorker(self.hub, target, self.settler)
         if self.started_at is not None:
             w.start()
 
@@ -366,7 +608,7 @@ class Dispatcher:
     def wake(self, target: str) -> None:
         w = self.workers.get(target)
         if w is not None:
-            w.wake.set()
+            w.new_work()
 
     @property
     def running(self) -> bool:

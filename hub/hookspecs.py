@@ -174,6 +174,16 @@ def hub_delivery_dead_lettered(event: DeliveryEvent, reason: str) -> None:
     retry budget spent)."""
 
 
+@hookspec
+def hub_deliveries_settled(events: Sequence[tuple[str, DeliveryEvent, float | str]]) -> None:
+    """Called once per settled delivery unit (one record, or a batch of up to the transport's
+    ``max_batch``) after its outcomes were committed, with one ``(kind, event, extra)`` entry
+    per delivery in the unit's order: ``kind`` ``ok`` (extra ``""``), ``retry`` (extra the
+    next attempt's time) or ``dead`` (extra the reason). The same deliveries also go to the
+    three per-delivery hooks above; a plugin implements either those or this one (one call
+    per batch of 500 instead of 500 calls through the plugin manager)."""
+
+
 # --------------------------------------------------------------------------- health
 # Called by the monitoring plugin (and /readyz): quick answers, no hammering of peers.
 

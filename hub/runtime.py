@@ -253,6 +253,8 @@ class Hub:
             for obj in objs or ():
                 self.pm.register(obj)
         self._observe_accepted = bool(hooks.hub_messages_accepted.get_hookimpls())
+        # per-delivery observers get one call per delivery; batch observers (the monitor) one
+        # per settled unit: a batch of 500 is one call through the plugin manager, not 500
         self._observe_delivery = any(
             getattr(hooks, h).get_hookimpls()
             for h in (
@@ -261,6 +263,7 @@ class Hub:
                 "hub_delivery_dead_lettered",
             )
         )
+        self._observe_settled = bool(hooks.hub_deliveries_settled.get_hookimpls())
 
     # ------------------------------------------------------------------ building
 
@@ -879,6 +882,12 @@ class Hub:
             log.exception("hub_records_rejected observer failed")
 
     def notify_deliveries(self, events: Sequence[tuple[str, DeliveryEvent, float | str]]) -> None:
+        """Tell observers how a settled unit's deliveries ended: once for the unit
+        (``hub_deliveries_settled``) and once per delivery (the per-delivery hooks)."""
+        if not events:
+            return
+        if self._observe_settled:
+            self.pm.hook.hub_deliveries_settled(events=events)
         if not self._observe_delivery:
             return
         hook = self.pm.hook

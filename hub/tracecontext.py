@@ -33,5 +33,12 @@ def child_traceparent(parent: str | None) -> str:
     """Same trace id, a new span id (our outbound call is a child of the inbound one)."""
     if not parent:
         return new_traceparent()
+    if (
+        len(parent) == 55
+        and parent.count("-") == 3
+        and parent[2] == parent[35] == parent[52] == "-"
+    ):
+        # the stored form (version-00, 2-32-16-2): only the span changes (once per record)
+        return f"{parent[:36]}{_rand.getrandbits(64) or 1:016x}{parent[52:]}"
     version, trace_id, _span, flags = parent.split("-")
     return f"{version}-{trace_id}-{_rand.getrandbits(64) or 1:016x}-{flags}"

@@ -10,7 +10,9 @@ ids).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,9 @@ from prometheus_client.registry import Collector
 from hub import __version__
 from hub.events import AcceptedMessage, DeliveryEvent
 from monitoring.relay import CounterValues
+
+#: the dispatcher's outcome kinds (``Hub.notify_deliveries``) → the ``outcome`` label
+_OUTCOMES = {"ok": "succeeded", "retry": "retried", "dead": "dead_lettered"}
 
 if TYPE_CHECKING:
     from monitoring.monitor import Monitor
@@ -325,16 +330,49 @@ class HubMetrics:
         if quarantined:
             self.quarantined.labels(system, dataset or "").inc(quarantined)
 
-    def on_delivery(self, outcome: str, event: DeliveryEvent, now: float) -> None:
-        # the labelled series of (target, outcome), looked up once (labels() costs more than
-        # inc() and observe() together, and this runs for every delivered record)
-        series = self._delivery_series.get((event.target, outcome))
+    def on_deliveries(
+        self, events: Sequence[tuple[str, DeliveryEvent, float | str]], now: float
+    ) -> None:
+        """A settled unit's outcomes (``ok``, ``retry``, ``dead`` as the dispatcher names
+        them): the same values as :meth:`on_delivery` for each, with one counter increment
+        per (target, outcome) for the unit instead of one per delivery."""
+        counts: dict[tuple[str, str], tuple[Any, list[int]]] = {}
+        attempts: dict[str, tuple[Any, list[float]]] = {}
+        e2e: dict[str, tuple[Any, list[float]]] = {}
+        for kind, event, _extra in events:
+            outcome = _OUTCOMES[kind]
+            target = event.target
+            got = counts.get((target, outcome))
+            if got is None:
+                series = self._series(target, outcome)
+                got = counts[(target, outcome)] = (series, [0])
+            series = got[0]
+            got[1][0] += 1
+            if event.latency_ms:
+                attempts.setdefault(target, (series[1], []))[1].append(event.latency_ms / 1000.0)
+            if outcome == "succeeded" and event.accepted_at is not None:
+                e2e.setdefault(target, (series[2], []))[1].append(max(0.0, now - event.accepted_at))
+        for series, n in counts.values():
+            series[0].inc(n[0])
+        for child, values in attempts.values():
+            observe_all(child, values)
+        for child, values in e2e.values():
+            observe_all(child, values)
+
+    def _series(self, target: str, outcome: str) -> tuple[Any, Any, Any]:
+        """The labelled series of (target, outcome), looked up once (``labels()`` costs more
+        than ``inc()`` and ``observe()`` together)."""
+        series = self._delivery_series.get((target, outcome))
         if series is None:
-            series = self._delivery_series[(event.target, outcome)] = (
-                self.deliveries.labels(event.target, outcome),
-                self.attempt_seconds.labels(event.target),
-                self.e2e_seconds.labels(event.target),
+            series = self._delivery_series[(target, outcome)] = (
+                self.deliveries.labels(target, outcome),
+                self.attempt_seconds.labels(target),
+                self.e2e_seconds.labels(target),
             )
+        return series
+
+    def on_delivery(self, outcome: str, event: DeliveryEvent, now: float) -> None:
+        series = self._series(event.target, outcome)
         series[0].inc()
         if event.latency_ms:
             series[1].observe(event.latency_ms / 1000.0)
@@ -352,6 +390,40 @@ class HubMetrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return bytes(generate_latest(self.registry))
+
+
+def observe_all(histogram: Any, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for each of ``values``, with one update per bucket and one of
+    the sum for all of them (a batch of 500 deliveries: a handful of locked increments instead
+    of a thousand). The buckets and the count are those of one ``observe`` each; the sum is the
+    same total (added once, so it may differ from 500 additions in the last bits of the
+    float). A histogram without prometheus_client's known internals is fed one by one."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if (
+        not isinstance(bounds, list)
+        or not isinstance(buckets, list)
+        or len(buckets) != len(bounds)
+        or not bounds
+        or bounds[-1] != math.inf
+        or total is None
+    ):
+        for v in values:
+            histogram.observe(v)
+        return
+    per_bucket: dict[int, int] = {}
+    added = 0.0
+    for v in values:
+        if v != v:  # NaN: observe() counts it in no bucket; so does this
+            histogram.observe(v)
+            continue
+        i = bisect.bisect_left(bounds, v)  # the first bound >= v, as observe() finds it
+        per_bucket[i] = per_bucket.get(i, 0) + 1
+        added += v
+    total.inc(added)
+    for i, n in per_bucket.items():
+        buckets[i].inc(n)
 
 
 def _help(name: str) -> str:

@@ -209,28 +209,35 @@ class Monitor:
         self.metrics.on_rejected(system, dataset, codes, quarantined)
 
     @hookimpl
-    def hub_delivery_succeeded(self, event: DeliveryEvent) -> None:
+    def hub_deliveries_settled(
+        self, events: Sequence[tuple[str, DeliveryEvent, float | str]]
+    ) -> None:
+        """A settled unit's deliveries, in one call (a batch of 500 is one call, not 500):
+        the same counters, histograms, target health and log lines as one call each."""
         now = self.hub.clock()
-        self.metrics.on_delivery("succeeded", event, now)
-        self.health.traffic(event.target, True, now)
-        self._log(logging.DEBUG, "delivered", event)
+        self.metrics.on_deliveries(events, now)
+        health = self.health
+        for kind, event, _extra in events:
+            if kind == "ok":
+                health.traffic(event.target, True, now)
+            elif kind == "retry":
+                # a 429 or a 4xx answer still shows the target is reachable
+                reached = event.status is not None and event.status < 500
+                detail = f"{event.status or ''} {event.detail}".strip()
+                health.traffic(event.target, reached, now, detail, event.status)
+        debug = deliveries_log.isEnabledFor(logging.DEBUG)  # successes log at DEBUG only
+        if debug or deliveries_log.isEnabledFor(logging.WARNING):
+            for kind, event, extra in events:
+                if debug or kind != "ok":
+                    self._log_outcome(kind, event, extra)
 
-    @hookimpl
-    def hub_delivery_retried(self, event: DeliveryEvent, next_attempt_at: float) -> None:
-        now = self.hub.clock()
-        self.metrics.on_delivery("retried", event, now)
-        # a 429 or a 4xx answer still shows the target is reachable
-        reached = event.status is not None and event.status < 500
-        self.health.traffic(
-            event.target, reached, now, f"{event.status or ''} {event.detail}".strip(), event.status
-        )
-        self._log(logging.INFO, "delivery retried", event, next_attempt_at=next_attempt_at)
-
-    @hookimpl
-    def hub_delivery_dead_lettered(self, event: DeliveryEvent, reason: str) -> None:
-        now = self.hub.clock()
-        self.metrics.on_delivery("dead_lettered", event, now)
-        self._log(logging.WARNING, "dead-lettered", event, reason=reason)
+    def _log_outcome(self, kind: str, event: DeliveryEvent, extra: float | str) -> None:
+        if kind == "ok":
+            self._log(logging.DEBUG, "delivered", event)
+        elif kind == "retry":
+            self._log(logging.INFO, "delivery retried", event, next_attempt_at=float(extra))
+        else:
+            self._log(logging.WARNING, "dead-lettered", event, reason=str(extra))
 
     def _log(self, level: int, what: str, ev: DeliveryEvent, **more: Any) -> None:
         if not deliveries_log.isEnabledFor(level):

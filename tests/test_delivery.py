@@ -52,6 +52,59 @@ class Observer:
         self.dead.append((event, reason))
 
 
+class UnitObserver:
+    """A plugin that records ``hub_deliveries_settled`` (one call per settled unit)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, DeliveryEvent, float | str]]] = []
+
+    @hookimpl
+    def hub_deliveries_settled(self, events):  # type: ignore[no-untyped-def]
+        self.calls.append(list(events))
+
+    def of(self, kind: str) -> list[DeliveryEvent]:
+        return [ev for call in self.calls for k, ev, _ in call if k == kind]
+
+
+async def test_settled_hook_sees_each_outcome_once_as_the_per_delivery_hooks(
+    tmp_path: Path,
+) -> None:
+    """The unit hook and the per-delivery hooks see the same deliveries, in the same order,
+    with the same extras (next attempt time, dead-letter reason), one call per unit."""
+    sink = Sink(
+        "batcher",
+        SinkBehaviour(
+            fail_rate=0.3,
+            seed=3,
+            reject=lambda r: "bad" if r["inspection_no"].endswith("7") else None,
+        ),
+    )
+    await sink.start()
+    per, unit = Observer(), UnitObserver()
+    try:
+        cfg = config(
+            tmp_path,
+            {"batcher": {"url": sink.batch_url, "batch_size": 10}},
+            retry={"max_attempts": 50, "base_delay": 0.005, "max_delay": 0.02},
+        )
+        async with Hub(cfg, extra_plugins=[per, unit]) as hub:
+            await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(60)])
+            await wait_until(lambda: _settled(hub, 60), what="every delivery settled")
+            await wait_until(
+                lambda: len(per.delivered) + len(per.dead) == 60, what="every outcome observed"
+            )
+        assert per.dead and per.retried, "the sink must have rejected and failed some"
+        assert unit.of("ok") == per.delivered
+        assert unit.of("retry") == per.retried
+        assert unit.of("dead") == [ev for ev, _ in per.dead]
+        reasons = [str(x) for call in unit.calls for k, _, x in call if k == "dead"]
+        assert reasons == [r for _, r in per.dead]
+        assert all(len(call) <= 10 for call in unit.calls)
+        assert len(unit.calls) < len(per.delivered) + len(per.retried) + len(per.dead)
+    finally:
+        await sink.stop()
+
+
 async def test_records_reach_target_once_with_message_id(tmp_path: Path, sink: Sink) -> None:
     obs = Observer()
     cfg = config(tmp_path, {"national": {"url": sink.url}})
@@ -442,3 +495,23 @@ async def test_unreadable_batch_results_are_not_receipts(tmp_path: Path) -> None
             assert "unreadable result None" in tr.events[0].detail
     finally:
         await runner.cleanup()
+
+
+async def test_claims_topped_up_until_the_queue_is_empty_then_new_work_is_delivered(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """One slot (a buffer of five, topped up at one): the last top-ups find nothing while the
+    buffer still holds records; once it has drained, new work must still be claimed at once
+    (the idle poll is ten minutes) and the worker loop must not spin."""
+    cfg = config(
+        tmp_path,
+        {"national": {"url": sink.url, "concurrency": 1}},
+        dispatcher={"idle_poll_seconds": 600},
+    )
+    async with Hub(cfg) as hub:
+        first = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(12)])
+        await wait_until(lambda: _settled(hub, 12), what="the first records delivered")
+        await asyncio.sleep(0.05)  # the drained worker goes to sleep
+        second = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(20, 27)])
+        await wait_until(lambda: _settled(hub, 19), timeout=10, what="new work delivered")
+        assert set(sink.applied) == set(first.ids) | set(second.ids)

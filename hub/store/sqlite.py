@@ -100,6 +100,9 @@ class _Writer(threading.Thread):
         self.ops = 0
         #: of ``commits``, those made with ``synchronous=NORMAL`` (claims, relaxed settles)
         self.nosync_commits = 0
+        #: the write connection is at ``synchronous=NORMAL`` for claims and relaxed settles
+        #: (under ``durability: full``; it opens at FULL)
+        self._nosync_level = False
 
     def run(self) -> None:
         try:
@@ -176,22 +179,19 @@ class _Writer(threading.Thread):
             isinstance(op, _NoSync) for op, _, _ in batch
         )
         try:
-            if lease_only:  # (SQLite changes the level only outside a transaction)
-                conn.execute("PRAGMA synchronous=NORMAL")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                values = [op(conn) for op, _, _ in batch]
-                conn.execute("COMMIT")
-            finally:
-                if lease_only:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    conn.execute("PRAGMA synchronous=FULL")
+            # (SQLite changes the level only outside a transaction.) The level is switched
+            # only when it differs from the last transaction's: a run of claims and relaxed
+            # settles costs no PRAGMA statements, and every commit still has its own level.
+            self._sync_level(conn, lease_only)
+            conn.execute("BEGIN IMMEDIATE")
+            values = [op(conn) for op, _, _ in batch]
+            conn.execute("COMMIT")
             results = [(fut, True, v) for (_, _, fut), v in zip(batch, values, strict=True)]
         except BaseException:
             lease_only = False  # the retry below commits with the connection's own level
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._sync_level(conn, False)
             if len(batch) == 1:
                 raise_into = batch[0]
                 try:
@@ -214,6 +214,16 @@ class _Writer(threading.Thread):
         _deliver_results(
             [(fut, loop, ok, v) for (_, loop, _), (fut, ok, v) in zip(batch, results, strict=True)]
         )
+
+    def _sync_level(self, conn: sqlite3.Connection, nosync: bool) -> None:
+        """Under ``durability: full``, ``synchronous=NORMAL`` for the next transaction when it
+        holds nothing but claims and relaxed settles, ``FULL`` otherwise; the PRAGMA runs only
+        when the level changes (outside a transaction, where SQLite takes it)."""
+        if self.durability != "full":
+            return  # the connection's own level (NORMAL) for everything
+        if nosync != self._nosync_level:
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if nosync else 'FULL'}")
+            self._nosync_level = nosync
 
 
 class _NoSync:
@@ -702,12 +712,21 @@ class SQLiteStore:
 
     @staticmethod
     def _settle_op(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
-        acks, retries, deads, events = [], [], [], []
+        # Acks that share every value but the id (the records of a batch: one answer, one
+        # time) are settled and traced with one statement each for the whole group; the rest
+        # row by row. Both write the same rows (tests/store: test_sqlite_grouped_settle_*).
+        groups: dict[tuple[float, int | None, int, float, str], list[int]] = {}
+        retries, deads, events = [], [], []
         for o in outcomes:
             if o.kind == "ack":
-                acks.append((o.at, o.status, o.delivery_id))
-                step = "delivered"
-            elif o.kind == "retry":
+                key = (o.at, o.status, o.attempt, o.latency_ms, o.detail)
+                ids = groups.get(key)
+                if ids is None:
+                    groups[key] = [o.delivery_id]
+                else:
+                    ids.append(o.delivery_id)
+                continue
+            if o.kind == "retry":
                 retries.append(
                     (
                         o.next_at if o.next_at is not None else o.at,
@@ -722,19 +741,54 @@ class SQLiteStore:
                 deads.append((o.at, o.status, o.detail, o.delivery_id, o.attempt))
                 step = "dead-lettered"
             events.append((o.at, step, o.attempt, o.status, o.latency_ms, o.detail, o.delivery_id))
-        if acks:
-            conn.executemany(Q["settle_ack"], acks)
-            ids = orjson.dumps([a[2] for a in acks]).decode()
-            ordered = {r[0] for r in conn.execute(Q["ordered_of"], (ids,))}
+        if groups:
+            acks, ack_events, many = [], [], []
+            for (at, status, attempt, latency_ms, detail), ids in groups.items():
+                if len(ids) == 1:
+                    acks.append((at, status, ids[0]))
+                    ack_events.append(
+                        (at, "delivered", attempt, status, latency_ms, detail, ids[0])
+                    )
+                    continue
+                many.append(
+                    {
+                        "ids": orjson.dumps(ids).decode(),
+                        "at": at,
+                        "status": status,
+                        "attempt": attempt,
+                        "latency_ms": latency_ms,
+                        "detail": detail,
+                        "step": "delivered",
+                    }
+                )
+            if acks:
+                conn.executemany(Q["settle_ack"], acks)
+            for g in many:
+                conn.execute(Q["settle_ack_many"], g)
+            all_ids = [i for ids in groups.values() for i in ids]
+            ordered = {
+                r[0] for r in conn.execute(Q["ordered_of"], (orjson.dumps(all_ids).decode(),))
+            }
             if ordered:
                 conn.executemany(
-                    Q["unpark_next"], [{"id": a[2], "now": a[0]} for a in acks if a[2] in ordered]
+                    Q["unpark_next"],
+                    [
+                        {"id": i, "now": at}
+                        for (at, *_), ids in groups.items()
+                        for i in ids
+                        if i in ordered
+                    ],
                 )
+            for g in many:
+                conn.execute(Q["insert_events_for_deliveries"], g)
+            if ack_events:
+                conn.executemany(Q["insert_event_for_delivery"], ack_events)
         if retries:
             conn.executemany(Q["settle_retry"], retries)
         if deads:
             conn.executemany(Q["settle_dead"], deads)
-        conn.executemany(Q["insert_event_for_delivery"], events)
+        if events:
+            conn.executemany(Q["insert_event_for_delivery"], events)
 
     async def release_leases(self, owner: str | None = None) -> int:
         now = self.clock()

@@ -271,6 +271,21 @@ UPDATE deliveries
    SET state = 2, delivered_at = ?, last_status = ?, last_error = NULL, lease_owner = NULL
  WHERE id = ? AND state IN (0, 1);
 
+-- name: settle_ack_many
+-- The acks of one settle that share every value but the id (a batch's records: one answer),
+-- in one statement: :ids is a JSON array of delivery ids.
+UPDATE deliveries
+   SET state = 2, delivered_at = :at, last_status = :status, last_error = NULL,
+       lease_owner = NULL
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND state IN (0, 1);
+
+-- name: insert_events_for_deliveries
+-- One trace event for each delivery of :ids (a JSON array), all with the same values (a trace
+-- orders a message's events by time and id; across messages the order is not significant).
+INSERT INTO events (msg, at, step, target, attempt, status, latency_ms, detail)
+SELECT d.msg, :at, :step, d.target, :attempt, :status, :latency_ms, :detail
+  FROM json_each(:ids) AS j JOIN deliveries AS d ON d.id = j.value;
+
 -- name: settle_retry
 UPDATE deliveries
    SET state = 0, next_at = ?, last_status = ?, last_error = ?, lease_owner = NULL,

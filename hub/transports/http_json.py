@@ -176,6 +176,8 @@ class HttpJsonTransport(SignsWithHubKey):
 
     async def send(self, items: Sequence[OutboundItem]) -> list[SendResult]:
         if self.max_batch == 1:
+            if len(items) == 1:  # the dispatcher's per-record unit: no task to gather
+                return [await self._send_one(items[0])]
             return list(await asyncio.gather(*(self._send_one(i) for i in items)))
         return await self._send_batch(items)
 

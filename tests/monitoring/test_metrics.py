@@ -294,3 +294,87 @@ async def test_delivery_logs_are_json_with_message_and_trace_ids(
     assert delivered[0]["logger"] == "jghub.deliveries" and delivered[0]["target"] == "national"
     accepted = [x for x in lines if x.get("event") == "accepted"]
     assert accepted and accepted[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def _delivery_samples(m: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    names = ("jghub_deliveries", "jghub_delivery_attempt_seconds", "jghub_end_to_end_seconds")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in m.registry.collect()
+        if fam.name in names
+        for s in fam.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_a_settled_unit_counts_as_each_delivery_alone() -> None:
+    """``on_deliveries`` (one call per unit, one counter increment per target and outcome)
+    leaves every delivery counter and histogram as one ``on_delivery`` call per delivery."""
+    from hub.events import DeliveryEvent
+    from monitoring.metrics import HubMetrics
+
+    def ev(target: str, status: int | None, ms: float, accepted: float | None) -> DeliveryEvent:
+        return DeliveryEvent("m", target, "r", 1, status, "", ms, accepted, None)
+
+    events: list[tuple[str, DeliveryEvent, float | str]] = [
+        ("ok", ev("a", 200, 12.0, 90.0), ""),
+        ("ok", ev("a", 200, 12.0, 99.5), ""),
+        ("retry", ev("a", 503, 3.0, 95.0), 101.0),
+        ("dead", ev("a", 422, 7.5, 95.0), "bad"),
+        ("ok", ev("b", 200, 0.0, None), ""),
+        ("retry", ev("b", None, 10_000.0, 1.0), 130.0),
+        ("dead", ev("b", None, 0.0, None), "gave up"),
+    ]
+    one_by_one, per_unit = HubMetrics(), HubMetrics()
+    names = {"ok": "succeeded", "retry": "retried", "dead": "dead_lettered"}
+    for kind, e, _ in events:
+        one_by_one.on_delivery(names[kind], e, 100.0)
+    per_unit.on_deliveries(events[:3], 100.0)
+    per_unit.on_deliveries(events[3:], 100.0)
+    got = _delivery_samples(per_unit)
+    want = _delivery_samples(one_by_one)
+    assert got.keys() == want.keys()
+    for k, v in want.items():  # counts and buckets exact; a sum is one addition of the total
+        assert got[k] == (pytest.approx(v, rel=1e-12) if k[0].endswith("_sum") else v), k
+    assert got[("jghub_deliveries_total", (("outcome", "succeeded"), ("target", "a")))] == 2
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [0.0],
+        [0.003] * 500,
+        [0.005, 0.0050001, 0.01, 2.5, 1e9, 0.0, 7.0, 7.0],
+        [float("nan"), 0.2],
+    ],
+)
+def test_observe_all_is_one_observe_each(values: list[float]) -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from monitoring.metrics import _BUCKETS, observe_all
+
+    def hist() -> Any:
+        return Histogram("h", "h", ("t",), buckets=_BUCKETS, registry=CollectorRegistry())
+
+    one, many = hist(), hist()
+    child = one.labels("a")
+    for v in values:
+        child.observe(v)
+    observe_all(many.labels("a"), values)
+
+    def samples(h: Any) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for fam in h.collect()
+            for s in fam.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(many), samples(one)
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        if v != v:
+            assert got[k] != got[k], k
+        else:
+            assert got[k] == (pytest.approx(v, rel=1e-12) if k[0].endswith("_sum") else v), k

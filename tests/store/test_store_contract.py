@@ -643,3 +643,93 @@ async def test_sqlite_rows_without_nullable_columns_are_stored_the_same(tmp_path
         (ids[6], "t2", 1, "p6"),
         (ids[7], "t1", 0, None),
     ]
+
+
+async def _settle_two_ways(tmp_path: Path, grouped: bool) -> tuple[list[tuple], list[tuple]]:
+    """Deliveries and events after the same outcomes, settled one call per outcome (the row by
+    row statements) or in one call (acks sharing their values go through the grouped ones)."""
+    clock = Clock()
+    s = SQLiteStore(tmp_path / f"g{int(grouped)}.db", clock=clock)
+    await s.open()
+    try:
+        await s.enqueue([msg(i) for i in range(8)])
+        await s.enqueue([msg(10 + i, ordered=True, partition="p") for i in range(2)])
+        claimed = await s.claim("t1", 100, 30, "n")
+        ids = [c.delivery_id for c in claimed]
+        assert len(ids) == 9  # the ordered partition's second message waits (parked)
+        head = next(c.delivery_id for c in claimed if c.partition_key == "p")
+        plain = [i for i in ids if i != head]
+        # an earlier attempt of plain[0] was already dead-lettered: its late ack is fenced
+        await s.settle([Outcome(plain[0], "dead", clock(), 1, 422, "bad")])
+        at = clock()
+        outcomes = [Outcome(i, "ack", at, 1, 200, "transform=identity", 3.5) for i in plain[:5]]
+        outcomes += [
+            Outcome(head, "ack", at, 1, 200, "transform=identity", 3.5),  # unparks its successor
+            Outcome(plain[5], "ack", at + 1, 1, 201, "transform=identity; receipt=r", 4.0),
+            Outcome(plain[6], "retry", at, 1, 503, "busy", 2.0, at + 10),
+        ]
+        if grouped:
+            await s.settle(outcomes)
+        else:
+            for o in outcomes:
+                await s.settle([o])
+        conn = s._rconn
+        assert conn is not None
+        dels = conn.execute(
+            "SELECT id, msg, state, attempts, retries, next_at, lease_owner, last_status, "
+            "last_error, delivered_at, dead_at FROM deliveries ORDER BY id"
+        ).fetchall()
+        evs = conn.execute(
+            "SELECT msg, at, step, target, attempt, status, latency_ms, detail FROM events "
+            "ORDER BY msg, at, step"
+        ).fetchall()
+        assert len(await s.claim("t1", 100, 30, "n")) == 1  # the unparked successor
+        return dels, evs
+    finally:
+        await s.close()
+
+
+async def test_sqlite_grouped_settle_writes_what_row_by_row_settles_write(tmp_path: Path) -> None:
+    one_by_one = await _settle_two_ways(tmp_path, grouped=False)
+    grouped = await _settle_two_ways(tmp_path, grouped=True)
+    assert grouped == one_by_one
+    dels, evs = grouped
+    assert sum(1 for d in dels if d[2] == DeliveryState.DELIVERED) == 6
+    assert sum(1 for d in dels if d[2] == DeliveryState.DEAD) == 1  # the fenced late ack
+    assert [e[2] for e in evs].count("delivered") == 7  # every answer is traced
+
+
+async def test_sqlite_each_commit_runs_at_its_own_synchronous_level(tmp_path: Path) -> None:
+    """The writer switches ``synchronous`` only when the level changes, yet every transaction
+    runs at its own: NORMAL for claims and relaxed settles, FULL for anything else (and for
+    the lone retry of a failed group), the connection's NORMAL under ``durability: normal``."""
+    from hub.store.sqlite import _NoSync
+
+    def level(c: sqlite3.Connection) -> int:
+        return int(c.execute("PRAGMA synchronous").fetchone()[0])
+
+    def failing(c: sqlite3.Connection) -> int:
+        raise sqlite3.IntegrityError("no")
+
+    for durability, normal, full in (("full", 1, 2), ("normal", 1, 1)):
+        s = SQLiteStore(tmp_path / f"{durability}.db", durability=durability)
+        await s.open()
+        try:
+            seen = [
+                await s._write(_NoSync(level)),
+                await s._write(_NoSync(level)),
+                await s._write(level),
+                await s._write(level),
+                await s._write(_NoSync(level)),
+                await s._write(level),
+            ]
+            assert seen == [normal, normal, full, full, normal, full]
+            # a group of nothing but no-sync operations where one fails: the others are
+            # retried alone, each again at its own level
+            got = await asyncio.gather(
+                s._write(_NoSync(level)), s._write(_NoSync(failing)), return_exceptions=True
+            )
+            assert got[0] == normal and isinstance(got[1], sqlite3.IntegrityError)
+            assert await s._write(level) == full
+        finally:
+            await s.close()
