@@ -217,12 +217,22 @@ async def test_target_down_for_minutes_backlog_on_disk_memory_flat(
         await wait_until(lambda: acked <= set(sink.applied), timeout=240, what="drained")
         # exactly once: every acknowledged record once, nothing dead-lettered on the way
         assert len(sink.order) == len(set(sink.order)) == sent
-        async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
-            cur = await conn.execute(
-                f"SELECT state, count(*) FROM {pg_schema}.deliveries GROUP BY state"
-            )
-            states = dict(await cur.fetchall())
+        states: dict[int, int] = {}
+
+        async def all_settled() -> bool:
+            # the sink applies a batch before the hub reads its answer and settles it: the
+            # last settles land a moment after the last records arrive
+            nonlocal states
+            async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as conn:
+                cur = await conn.execute(
+                    f"SELECT state, count(*) FROM {pg_schema}.deliveries GROUP BY state"
+                )
+                states = dict(await cur.fetchall())
+            return states == {2: sent}
+
+        await wait_until(all_settled, timeout=30, what="every delivery settled")
         assert states == {2: sent}, states
+        assert len(sink.order) == sent  # and nothing was sent again meanwhile
         print(f"target down {down_for:.0f} s, {sent} records; (rows, bytes, RSS KiB): {samples}")
     finally:
         stop_node(node)
