@@ -174,9 +174,10 @@ def _run(
     try:
         cpu0 = server.cpu_seconds()
         split: list[int] = []
-        if workers > 1:  # how the kernel spread the connections, read 1 s into the run
+        if workers > 1:  # how the kernel spread the connections, read mid-run (wrk's
+            # script first reads its file of signed requests, which takes a while)
             timer = threading.Timer(
-                1.0,
+                seconds / 2,
                 lambda: split.extend(connections_by_process(server.pids(), port).values()),
             )
             timer.start()
