@@ -381,7 +381,10 @@ async def _flow(
         "监管行为 at the nation",
         timeout,
     )
-    report.behaviour_accepted = {k: len(v) for k, v in sim.behaviour_records.items()}
+    # by kind, sorted: the kinds arrive concurrently, so their order in the simulator varies
+    report.behaviour_accepted = {
+        k: len(sim.behaviour_records[k]) for k in sorted(sim.behaviour_records)
+    }
     # 3. a risk warning for 上城区 (330102): pushed, routed to dept-a, answered
     item = await sim.issue(
         "FXYJ",
