@@ -26,7 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config import HubConfig, SystemConfig, validate_loaded_section
-from hub.errors import AuthError, HubError, ReplayError, SignatureError
+from hub.errors import AuthError, HubError, SignatureError
 from hub.plugins import Registry
 from hub.specs import Signer
 from hub.store.base import NonceClaim
@@ -377,7 +377,7 @@ class Guard:
                 field="Signature",
             )
         from security.httpsig import verify_request
-        from security.replay import check_replay
+        from security.replay import nonce_claim
 
         now = self.clock()
         window = self.replay_window
@@ -390,23 +390,18 @@ class Guard:
                 f"{system.name!r}",
                 field="keyid",
             )
+        claim = nonce_claim(str(sig.key_id), sig.nonce, sig.created, window)
         if claims is None:
-            await check_replay(self.nonces, sig.key_id, sig.nonce, sig.created, window)
+            await claim.settle(self.nonces.remember)
         else:
-            if not sig.nonce:
-                raise ReplayError("the signature has no nonce; a nonce is required", field="nonce")
-            claims.append(NonceClaim(str(sig.key_id), sig.nonce, sig.created + window))
+            claims.append(claim)
         return str(sig.key_id)
 
     async def settle_nonce(self, claim: NonceClaim) -> None:
         """Remember a deferred nonce that no records carried to the store (a request refused
         or holding only rejected records), so its replay is refused too; ``E_REPLAY`` if it
         was seen before."""
-        if claim.settled:
-            return
-        claim.settled = True
-        if not await self.nonces.remember(claim.key_id, claim.nonce, claim.expires_at):
-            raise claim.replay_error()
+        await claim.settle(self.nonces.remember)
 
     def readable(self, dataset: str, record: dict[str, Any], principal: Any) -> dict[str, Any]:
         """A stored record as ``principal`` may see it: encrypted fields opened, then masked

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hub.errors import ExpiredError, ReplayError
+from hub.store.base import NonceClaim
 from hub.store.sql import load_queries
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SQLiteNonceCache",
     "check_fresh",
     "check_replay",
+    "nonce_claim",
 ]
 
 _Q = load_queries("security", "replay.sql")
@@ -65,18 +67,22 @@ class NonceCache(Protocol):
         ...
 
 
+def nonce_claim(key_id: str, nonce: str | None, created: float, window: float) -> NonceClaim:
+    """The nonce of a signature made at ``created``, to be remembered until ``created +
+    window`` (:meth:`NonceClaim.settle`, or with the request's records by the hub store). A
+    missing nonce is refused (``E_REPLAY``, field ``nonce``), since it could not be checked."""
+    if not nonce:
+        raise ReplayError("the signature has no nonce; a nonce is required", field="nonce")
+    return NonceClaim(key_id, nonce, created + window)
+
+
 async def check_replay(
     cache: NonceCache, key_id: str, nonce: str | None, created: float, window: float
 ) -> None:
     """Raise :class:`ReplayError` (``E_REPLAY``) if ``nonce`` was seen before for ``key_id``;
     else remember it until ``created + window``. A missing nonce is refused too (field
     ``nonce``), since it could not be checked."""
-    if not nonce:
-        raise ReplayError("the signature has no nonce; a nonce is required", field="nonce")
-    if not await cache.remember(key_id, nonce, created + window):
-        raise ReplayError(
-            f"nonce already used with key {key_id!r}: the request is a replay", field="nonce"
-        )
+    await nonce_claim(key_id, nonce, created, window).settle(cache.remember)
 
 
 class MemoryNonceCache:

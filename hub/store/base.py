@@ -16,7 +16,7 @@ An INFLIGHT delivery whose lease ran out is claimable again (its node died).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -110,6 +110,15 @@ class NonceClaim:
             f"nonce already used with key {self.key_id!r}: the request is a replay",
             field="nonce",
         )
+
+    async def settle(self, remember: Callable[[str, str, float], Awaitable[bool]]) -> None:
+        """Remember the nonce with ``remember`` (a nonce cache's ``remember``, a store's
+        ``remember_nonce``) unless that was done already; ``E_REPLAY`` if it was seen before."""
+        if self.settled:
+            return
+        self.settled = True
+        if not await remember(self.key_id, self.nonce, self.expires_at):
+            raise self.replay_error()
 
 
 @dataclass(frozen=True, slots=True)

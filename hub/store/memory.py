@@ -98,10 +98,8 @@ class MemoryStore:
     async def enqueue(
         self, messages: Sequence[NewMessage], *, nonce: NonceClaim | None = None
     ) -> list[EnqueueResult]:
-        if nonce is not None:  # no await below: the check and the messages are one step
-            nonce.settled = True
-            if not self._remember_nonce(nonce.key_id, nonce.nonce, nonce.expires_at):
-                raise nonce.replay_error()
+        if nonce is not None:  # remember_nonce never suspends: check and messages are one step
+            await nonce.settle(self.remember_nonce)
         now = self.clock()
         out: list[EnqueueResult] = []
         for new in messages:
@@ -515,9 +513,6 @@ class MemoryStore:
         ]
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
-        return self._remember_nonce(key_id, nonce, expires_at)
-
-    def _remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()
         seen = self._nonces.get((key_id, nonce))
         if seen is not None and seen > now:

@@ -381,9 +381,7 @@ class PostgresStore:
         first, in its own commit (a replay stores nothing; the SQLite store, where the second
         fsync mattered, puts it in the messages' transaction)."""
         if nonce is not None:
-            nonce.settled = True
-            if not await self.remember_nonce(nonce.key_id, nonce.nonce, nonce.expires_at):
-                raise nonce.replay_error()
+            await nonce.settle(self.remember_nonce)
         if not messages:
             return []
         if self._pool is None:

@@ -432,15 +432,12 @@ class SQLiteStore:
         one hand-off to the writer thread, not one each. A signed request's ``nonce`` is
         remembered in the same transaction, just before its messages: one commit (one fsync)
         for the request instead of two, and a replay stores nothing."""
-        if nonce is not None:
-            nonce.settled = True
-            self._nonce_writes += 1
-            if not messages:
-                if not await self.remember_nonce(nonce.key_id, nonce.nonce, nonce.expires_at):
-                    raise nonce.replay_error()
-                return []
         if not messages:
+            if nonce is not None:
+                await nonce.settle(self.remember_nonce)
             return []
+        if nonce is not None:
+            nonce.settled = True  # remembered in the messages' transaction (_enqueue_groups)
         loop = asyncio.get_running_loop()
         if self._merge_loop is None:
             self._merge_loop = loop
@@ -509,7 +506,7 @@ class SQLiteStore:
             seq = conn.execute(Q["max_seq"]).fetchone()[0]
             rows = _Rows()
             outs: list[tuple[bool, Any]] = []
-            if any(n is not None for n in nonces) and self._nonce_writes % 1000 < len(groups):
+            if self._prune_nonces_due(sum(n is not None for n in nonces)):
                 conn.execute(Q["prune_nonces"], (now,))
             remember = Q["remember_nonce"]
             for messages, nonce in zip(groups, nonces, strict=True):
@@ -1019,15 +1016,20 @@ class SQLiteStore:
 
     async def remember_nonce(self, key_id: str, nonce: str, expires_at: float) -> bool:
         now = self.clock()
-        self._nonce_writes += 1
-        prune = self._nonce_writes % 1000 == 0
 
         def op(c: sqlite3.Connection) -> bool:
-            if prune:
+            if self._prune_nonces_due(1):
                 c.execute(Q["prune_nonces"], (now,))
             return bool(c.execute(Q["remember_nonce"], (key_id, nonce, expires_at, now)).rowcount)
 
         return await self._write(op)
+
+    def _prune_nonces_due(self, added: int) -> bool:
+        """Count ``added`` nonce writes; True once every 1,000 (expired nonces are deleted
+        then). Called on the writer thread only, by every write that remembers nonces."""
+        before = self._nonce_writes
+        self._nonce_writes += added
+        return before // 1000 != self._nonce_writes // 1000
 
     async def subject_messages(self, subject: str, limit: int = 100) -> list[SubjectLink]:
         rows = await self._read(
