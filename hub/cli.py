@@ -100,9 +100,9 @@ async def _freeze_heap(_app: Any) -> None:
 
 def _new_loop(choice: str) -> asyncio.AbstractEventLoop:
     """The serving event loop (``listen.event_loop``): uvloop when asked for or, under
-    ``auto``, when installed (``jghub[fast]``); asyncio's own otherwise. uvloop runs the
-    sockets and timers in libuv: less CPU per request on the ingest and delivery paths
-    (docs/PERFORMANCE.md)."""
+    ``auto``, when installed (a dependency, except on Windows); asyncio's own otherwise.
+    uvloop runs the sockets and timers in libuv: less CPU per request on the ingest and
+    delivery paths (docs/PERFORMANCE.md)."""
     if choice != "asyncio":
         try:
             import uvloop

@@ -222,7 +222,6 @@ class DictChecker:
             raise PlainSchema("not a model")
         config = schema.get("config")
         self.model = model
-        self.fields = frozenset(schema["schema"]["fields"])
         validator = SchemaValidator(_as_dict_schema(schema, False), config)
         self._validate_json = validator.validate_json
         self._validate_python = validator.validate_python
@@ -258,14 +257,10 @@ class DictChecker:
                 pfield,
                 want_dict,
             )
-        pkey = rec.get(pfield) if pfield else None
-        if type(pkey) is dict or type(pkey) is list:  # str() of a model, not of a dict
+        got = self._checked(rec, pfield, want_dict)
+        if got is None:
             return checked(self.model.model_validate_json(raw), pfield, want_dict)
-        return (
-            self._to_json(rec, exclude_none=True),
-            None if pkey is None else str(pkey),
-            self._to_python(rec, mode="json") if want_dict else None,
-        )
+        return got
 
     def check_value(
         self,
@@ -285,6 +280,11 @@ class DictChecker:
             rec = self._validate_python(value)
         except ValidationError:
             return None
+        return self._checked(rec, pfield, want_dict)
+
+    def _checked(self, rec: dict[str, Any], pfield: str | None, want_dict: bool) -> Checked | None:
+        """:func:`checked` of a record validated into a dict; None when the partition key is
+        an object or a list (the key is ``str()`` of a model then, not of a dict)."""
         pkey = rec.get(pfield) if pfield else None
         if type(pkey) is dict or type(pkey) is list:
             return None
