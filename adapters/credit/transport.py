@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from adapters.credit.disclosure import DISCLOSURE_WORKDAYS, lateness, parse_day
 from adapters.credit.errors import CreditRejected
 from hub.specs import OutboundItem, SendResult, TransportSpec
-from hub.transports.http_json import HttpJsonOptions, HttpJsonTransport, post_once
+from hub.transports.http_json import HttpJsonOptions, HttpJsonTransport
 from hub.workdays import WorkCalendar
 
 __all__ = [
@@ -129,15 +129,8 @@ class CreditTransport(HttpJsonTransport):
                 True,
                 f"{CreditRejected.code}: dataset {item.dataset} has no path in outbound.paths",
             )
-        assert self._session is not None, "transport not started"
-        signer = self._signer() if self._signer is not None else None
-        res, answer = await post_once(
-            self._session,
-            f"{self.root}/{path.lstrip('/')}",
-            orjson.dumps(item.body),
-            self._headers(item),
-            timeout=self.options.timeout,
-            signer=signer,
+        res, answer = await self.post_to(
+            f"{self.root}/{path.lstrip('/')}", orjson.dumps(item.body), self._headers(item)
         )
         if not res.ok:
             if res.permanent:
