@@ -148,11 +148,25 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="processes accepting on the port (one per core)")
     ] = 1,
+    separate_dispatcher: Annotated[
+        bool,
+        typer.Option(
+            "--separate-dispatcher",
+            help="the node process only delivers (dispatcher, sources, jobs) and the --workers "
+            "processes accept: ingest latency no longer waits behind delivery work",
+        ),
+    ] = False,
     ingest_only: Annotated[
         bool, typer.Option("--ingest-only", hidden=True, help="an extra ingest process")
     ] = False,
 ) -> None:
-    """Run the hub: HTTP API and dispatcher, until SIGINT/SIGTERM."""
+    """Run the hub: HTTP API and dispatcher, until SIGINT/SIGTERM.
+
+    With ``--workers N`` the node process and N-1 ingest processes accept on the port. With
+    ``--separate-dispatcher`` N ingest processes accept and the node process does not: it
+    delivers, runs the inbound sources and jobs, and answers the workers' metrics relay; its
+    own API listens on a private loopback port (logged). One event loop then never serves
+    both an ingest request and a delivery burst."""
     from aiohttp import web
 
     from hub.api import create_app
@@ -163,7 +177,7 @@ def serve(
     configure_logging()
     h = host or cfg.listen.host
     p = cfg.listen.port if port is None else port
-    if workers > 1 and p == 0:
+    if (workers > 1 or separate_dispatcher) and p == 0:
         _fail("--workers needs a fixed port (listen.port or --port), not 0", 2)
     try:
         hub = Hub(cfg, role="ingest" if ingest_only else "node")
@@ -171,10 +185,11 @@ def serve(
     except HubError as err:
         _fail(err, 3)
     application.on_startup.append(_freeze_heap)
-    if workers > 1:
+    accepting = workers - 1 if not separate_dispatcher else workers  # besides the node
+    if accepting:
         from hub.workers import IngestWorkers
 
-        extra = IngestWorkers(config, h, p, workers - 1)
+        extra = IngestWorkers(config, h, p, accepting)
 
         async def run_workers(app: web.Application) -> AsyncIterator[None]:
             await extra.start()
@@ -188,17 +203,29 @@ def serve(
             ssl_context = hub.guard.server_ssl_context()
         except HubError as err:
             _fail(err, 3)
+    private = None
+    if separate_dispatcher:
+        import socket
+
+        private = socket.create_server(("127.0.0.1", 0))  # the node's own API, not the port
     if not ingest_only:
         scheme = "https" if ssl_context is not None else "http"
         typer.echo(
             f"jghub {__version__} serving on {scheme}://{h}:{p} with {workers} process(es) "
             f"(store: {_store_label(cfg)})"
+            + (
+                f"; the node process delivers apart (its API on 127.0.0.1:"
+                f"{private.getsockname()[1]})"
+                if private is not None
+                else ""
+            )
         )
     web.run_app(
         application,
         loop=_new_loop(cfg.listen.event_loop),
-        host=h,
-        port=p,
+        host=None if private is not None else h,
+        port=None if private is not None else p,
+        sock=private,
         ssl_context=ssl_context,
         print=None,
         access_log=None,

@@ -17,6 +17,7 @@ from hub.peers.department import DepartmentSource
 from hub.peers.sink import Sink, SinkBehaviour
 from tests.conftest import free_port
 from tests.helpers import wait_until, write_config
+from tests.monitoring.helpers import samples, value
 from tests.transports.crashkit import ready, start_hub
 
 pytestmark = pytest.mark.slow
@@ -139,6 +140,61 @@ async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: 
         (messages,) = db.execute("SELECT count(DISTINCT seq) FROM messages").fetchone()
         db.close()
         assert messages == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await dept.stop()
+        await sink.stop()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+async def test_separate_dispatcher_node_delivers_and_does_not_accept(tmp_path: Path) -> None:
+    """``serve --workers 1 --separate-dispatcher``: every connection on the port reaches the
+    ingest process (role ingest), while the node process, which does not accept there,
+    delivers what it commits (doorbell) and answers the metrics relay."""
+    sink = Sink("national")
+    await sink.start()
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        {"national": {"url": sink.url}},
+        dispatcher={"lease_seconds": 30, "idle_poll_seconds": 600},
+        port=port,
+    )
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "hub.log"
+    proc = start_hub(cfg, log, "--workers", "1", "--separate-dispatcher")
+    dept = DepartmentSource("dept-a", url)
+    await dept.start()
+    try:
+        await wait_until(lambda: ready(url), timeout=30, what="hub ready")
+        roles = set()
+        for _ in range(12):  # new connections each time: none reaches the node
+            async with aiohttp.ClientSession() as s, s.get(f"{url}/readyz") as r:
+                roles.add((await r.json())["role"])
+        assert roles == {"ingest"}
+        records = [sample_inspection(i) for i in range(200)]
+        await dept.push(records, concurrency=8)
+        acked = set(dept.acked.values())
+        assert len(acked) == 200
+        await wait_until(
+            lambda: acked <= set(sink.applied), timeout=60, what="the node delivers at once"
+        )
+        assert set(sink.applied) == acked
+        node_line = next(ln for ln in log.read_text().splitlines() if "delivers apart" in ln)
+        node_port = int(node_line.rsplit(":", 1)[1].rstrip(")"))
+        assert node_port != port
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{node_port}/readyz") as r:
+                assert (await r.json())["role"] == "node"
+            # a scrape on the port (the ingest process) is answered with the node's counters
+            async with s.get(f"{url}/metrics") as r:
+                got = samples(await r.text())
+        delivered = value(got, "jghub_deliveries_total", target="national", outcome="succeeded")
+        assert delivered == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
