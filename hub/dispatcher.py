@@ -95,11 +95,16 @@ class SettleBatcher:
         self._writer: asyncio.Task[None] | None = None
 
     async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        await self.submit(outcomes)
+
+    def submit(self, outcomes: Sequence[Outcome]) -> asyncio.Future[None]:
+        """Queue ``outcomes`` for the next merged write; the future resolves once they are
+        committed (or fails with the store's error)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((outcomes, fut))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_pending())
-        await fut
+        return fut
 
     async def _write_pending(self) -> None:
         try:
@@ -187,6 +192,7 @@ class TargetWorker:
         self._refill_at = min(full // 2, tr.concurrency * tr.max_batch)
         self._refill_after = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Future[None]] = set()  # units' settle writes in flight
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         # The stored canonical JSON can go out as it is (no parse, no re-serialisation) when
@@ -210,6 +216,8 @@ class TargetWorker:
                 t.cancel()
             # Deliveries cut off here keep their lease and are claimed again later.
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._settling:  # the outcomes of answered units: committed before the store closes
+            await asyncio.wait(self._settling, timeout=drain_timeout)
 
     async def _sleep(self, seconds: float) -> None:
         await self.wake.wait(max(seconds, 0.0005))
@@ -295,6 +303,12 @@ class TargetWorker:
 
     def _start_unit(self, size: int) -> None:
         """Start a unit of up to ``size`` records from the claimed-ahead buffer."""
+        task = asyncio.create_task(self._deliver(self._take(size)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _take(self, size: int) -> list[ClaimedDelivery]:
+        """Up to ``size`` records from the claimed-ahead buffer, counted as a unit in flight."""
         ready = self._ready
         n = min(size, len(ready))
         unit = [ready.popleft() for _ in range(n)]
@@ -308,15 +322,24 @@ class TargetWorker:
                 claims.popleft()
         self.inflight += 1
         self.unsettled += 1
-        task = asyncio.create_task(self._deliver(unit))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return unit
 
     def _next_unit(self) -> None:
-        """A slot was freed: start the next unit from the buffer at once when the worker loop
-        would (circuit closed, a slot and the unsettled budget free, leases fresh), else ring
-        the loop (to claim, wait out the circuit, or probe)."""
+        """A slot was freed: start the next unit from the buffer in a task of its own at once
+        when the worker loop would (see :meth:`_follow_on`), else ring the loop."""
+        unit = self._follow_on()
+        if unit is not None:
+            task = asyncio.create_task(self._deliver(unit))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _follow_on(self) -> list[ClaimedDelivery] | None:
+        """A slot was freed: the next unit from the buffer when the worker loop would start
+        one now (circuit closed, a slot and the unsettled budget free, leases fresh), counted
+        in flight; the loop is rung to claim, wait out the circuit or probe unless the buffer
+        is still above its top-up mark."""
         conc = self.target.transport.concurrency
+        unit = None
         if (
             self._ready
             and not self._stopping
@@ -325,10 +348,11 @@ class TargetWorker:
             and self.unsettled < 4 * conc
             and self._claims[0].use_by >= self.hub.clock()
         ):
-            self._start_unit(self.target.transport.max_batch)
+            unit = self._take(self.target.transport.max_batch)
             if len(self._ready) > self._refill_at:
-                return
+                return unit
         self.wake.set()
+        return unit
 
     def new_work(self) -> None:
         """Work was queued for this target (ingest, a replay): claim again, also to top up."""
@@ -336,30 +360,74 @@ class TargetWorker:
         self.wake.set()
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery]) -> None:
-        sending = True
-
-        def sent() -> None:
-            """The target answered: its slot is free for the next unit while this one's
-            outcome is being committed (the fsync need not hold a connection idle)."""
-            nonlocal sending
-            if sending:
-                sending = False
+        """Send units, one after the other, in this task: when the target has answered a unit
+        its outcomes go to the settle batcher (:meth:`_settle_later`) and the next unit from
+        the buffer is sent at once, in the same event-loop iteration — no new task, no
+        iteration lost between an answer and the next request, which under a busy loop (ingest
+        on the same loop) is what bounds a per-record target's rate. The task ends when the
+        buffer has no unit to start now; the worker loop starts others."""
+        unit: Sequence[ClaimedDelivery] | None = claimed
+        while unit is not None:
+            try:
+                outcomes, events = await self._deliver_unit(unit)
+            except Exception as exc:
+                log.exception("delivery unit to %s failed", self.name)
                 self.inflight -= 1
                 self._next_unit()
+                try:
+                    await self._settle_failed_unit(unit, exc)
+                finally:
+                    self._unit_settled()
+                return
+            except BaseException:  # cancelled (stop): the unit keeps its lease
+                self.inflight -= 1
+                self._unit_settled()
+                raise
+            # The target answered: the slot is free for the next unit while this one's
+            # outcome is being committed (the fsync need not hold a connection idle).
+            self.inflight -= 1
+            self._settle_later(outcomes, events)
+            unit = self._follow_on()
 
-        try:
-            await self._deliver_unit(claimed, answered=sent)
-        except Exception as exc:
-            log.exception("delivery unit to %s failed", self.name)
-            sent()
-            await self._settle_failed_unit(claimed, exc)
-        finally:
-            sent()
-            # the loop waits for a settle only when the unsettled budget is spent
-            blocked = self.unsettled >= 4 * self.target.transport.concurrency
-            self.unsettled -= 1
-            if blocked or self._stopping:
-                self._next_unit()
+    def _settle_later(
+        self, outcomes: Sequence[Outcome], events: list[tuple[str, DeliveryEvent, float | str]]
+    ) -> None:
+        """Hand an answered unit's outcomes to the settle batcher; once committed, observers
+        hear of them and the unit stops counting against the unsettled budget."""
+        fut = self.settler.submit(outcomes)
+        self._settling.add(fut)
+
+        def settled(f: asyncio.Future[None]) -> None:
+            self._settling.discard(f)
+            try:
+                if f.cancelled():
+                    return
+                exc = f.exception()
+                if exc is not None:  # the leases expire and the deliveries are sent again
+                    log.error(
+                        "could not settle %d deliveries to %s: %s",
+                        len(outcomes),
+                        self.name,
+                        exc,
+                        exc_info=exc,
+                    )
+                    return
+                try:
+                    self.hub.notify_deliveries(events)
+                except Exception:
+                    log.exception("delivery observers failed for %s", self.name)
+            finally:
+                self._unit_settled()
+
+        fut.add_done_callback(settled)
+
+    def _unit_settled(self) -> None:
+        """A unit's outcomes are committed (or given up): it leaves the unsettled budget; if
+        that budget was what held the worker back, start the next unit or ring the loop."""
+        blocked = self.unsettled >= 4 * self.target.transport.concurrency
+        self.unsettled -= 1
+        if blocked or self._stopping:
+            self._next_unit()
 
     async def _settle_failed_unit(self, claimed: Sequence[ClaimedDelivery], exc: Exception) -> None:
         """A unit that raised (a transport bug, an unreadable answer) counts as a failed
@@ -416,8 +484,10 @@ class TargetWorker:
         return rt, mapping, cipher, raw, note
 
     async def _deliver_unit(
-        self, claimed: Sequence[ClaimedDelivery], answered: Callable[[], None] = lambda: None
-    ) -> None:
+        self, claimed: Sequence[ClaimedDelivery]
+    ) -> tuple[list[Outcome], list[tuple[str, DeliveryEvent, float | str]]]:
+        """Prepare, send and classify one unit; record the answer with the circuit breaker.
+        Returns the outcomes to settle and the events for observers (after the settle)."""
         hub = self.hub
         outcomes: list[Outcome] = []
         events: list[tuple[str, DeliveryEvent, float | str]] = []
@@ -555,11 +625,9 @@ class TargetWorker:
             if self.breaker.state is not BreakerState.CLOSED:
                 log.info("circuit to %s closed", self.name)
             self.breaker.record_success()
-        # The slot is free (and the next unit starts) only now, after the breaker has heard
-        # this answer, as when the worker loop ran after this unit's synchronous part.
-        answered()
-        await self.settler.settle(outcomes)
-        hub.notify_deliveries(events)
+        # The slot is freed (and the next unit starts) only after the breaker has heard this
+        # answer, as when the worker loop ran after this unit's synchronous part.
+        return outcomes, events
 
     def _event(
         self, c: ClaimedDelivery, status: int | None, detail: str, latency_ms: float

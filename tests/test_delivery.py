@@ -515,3 +515,64 @@ async def test_claims_topped_up_until_the_queue_is_empty_then_new_work_is_delive
         second = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(20, 27)])
         await wait_until(lambda: _settled(hub, 19), timeout=10, what="new work delivered")
         assert set(sink.applied) == set(first.ids) | set(second.ids)
+
+
+class _TaskRecordingTransport:
+    """A plugin transport that answers at once and records which task sent each record."""
+
+    max_batch = 1
+    concurrency = 2
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []  # (message id, the task: kept alive)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, items):  # type: ignore[no-untyped-def]
+        from hub.specs import SendResult
+
+        await asyncio.sleep(0)  # an answer comes in a later loop iteration, as from a socket
+        self.sent += [(i.message_id, asyncio.current_task()) for i in items]
+        return [SendResult(True, 200) for _ in items]
+
+
+async def test_answered_units_are_followed_by_the_next_in_the_same_task(tmp_path: Path) -> None:
+    """When a target answers, the next buffered unit is sent by the same task at once (no new
+    task, no loop iteration lost); every record still arrives once, is settled, and observers
+    hear of each once the settle is committed."""
+    from hub.specs import TransportSpec
+
+    made: list[_TaskRecordingTransport] = []
+
+    class Plugin:
+        @hookimpl
+        def hub_register_transports(self):  # type: ignore[no-untyped-def]
+            def factory(target, options):  # type: ignore[no-untyped-def]
+                made.append(_TaskRecordingTransport())
+                return made[-1]
+
+            return [TransportSpec("recording", factory)]
+
+    config(tmp_path, {"rec": {}})
+    import yaml
+
+    doc = yaml.safe_load((tmp_path / "systems" / "rec.yaml").read_text())
+    doc["outbound"] = {"transport": "recording"}
+    (tmp_path / "systems" / "rec.yaml").write_text(yaml.safe_dump(doc))
+    from hub.config import load_config
+
+    units = UnitObserver()
+    async with Hub(load_config(tmp_path / "hub.yaml"), extra_plugins=[Plugin(), units]) as hub:
+        res = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(60)])
+        await wait_until(lambda: len(units.of("ok")) == 60, what="60 settled and observed")
+        assert sorted(m for m, _ in made[0].sent) == sorted(res.ids)  # each once
+        counts = await hub.store.counts()
+        assert counts["delivered"] == 60 and counts["pending"] == counts["inflight"] == 0
+        tasks = {t for _, t in made[0].sent}
+        # One task per unit would be 60. A task ends only when no unit may start at once
+        # (the buffer is being topped up, or the unsettled budget waits for settle writes).
+        assert len(tasks) <= 45, len(tasks)
