@@ -167,7 +167,9 @@ class ReqwestPoster:
 
     def __init__(self, concurrency: int, timeout: float) -> None:
         from pyreqwest.client import ClientBuilder
+        from pyreqwest.exceptions import RequestError, RequestTimeoutError
 
+        self._errors = (RequestTimeoutError, RequestError)  # (imported once, not per request)
         self.timeout = timeout
         self.client = (
             ClientBuilder()
@@ -183,14 +185,14 @@ class ReqwestPoster:
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], *, signer: Signer | None = None
     ) -> tuple[SendResult, Any]:
-        from pyreqwest.exceptions import RequestError, RequestTimeoutError
-
+        RequestTimeoutError, RequestError = self._errors
         if signer is not None:
             from security.httpsig import sign_request
 
             sign_request("POST", url, headers, body, signer=signer)
         t0 = time.perf_counter()
         try:
+            # build(): the answer's body is read in full before send() returns
             resp = await self.client.post(url).headers(headers).body_bytes(body).build().send()
             text = bytes(await resp.bytes())
         except RequestTimeoutError:
