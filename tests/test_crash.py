@@ -18,7 +18,7 @@ from hub.peers.sink import Sink, SinkBehaviour
 from tests.conftest import free_port
 from tests.helpers import wait_until, write_config
 from tests.monitoring.helpers import samples, value
-from tests.transports.crashkit import ready, start_hub
+from tests.transports.crashkit import ready, start_hub, stop_hub
 
 pytestmark = pytest.mark.slow
 
@@ -98,9 +98,11 @@ def _all_settled(tmp: Path) -> bool:
         db.close()
 
 
-async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: Path) -> None:
-    """``serve --workers 2``: both processes accept; the ingest-only one rings the node's
-    doorbell, so delivery does not wait for the (here very long) idle poll."""
+async def _serve_with_sink(
+    tmp_path: Path, *args: str
+) -> tuple[Sink, subprocess.Popen[bytes], DepartmentSource, str, Path]:
+    """``jghub serve *args`` on a fixed port with one target (a sink) and a very long idle
+    poll (delivery must come from the doorbell), and a department pushing to it."""
     sink = Sink("national")
     await sink.start()
     port = free_port()
@@ -112,9 +114,16 @@ async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: 
     )
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "hub.log"
-    proc = start_hub(cfg, log, "--workers", "2")
+    proc = start_hub(cfg, log, *args)
     dept = DepartmentSource("dept-a", url)
     await dept.start()
+    return sink, proc, dept, url, log
+
+
+async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: Path) -> None:
+    """``serve --workers 2``: both processes accept; the ingest-only one rings the node's
+    doorbell, so delivery does not wait for the (here very long) idle poll."""
+    sink, proc, dept, url, log = await _serve_with_sink(tmp_path, "--workers", "2")
     try:
         await wait_until(lambda: ready(url), timeout=30, what="hub ready")
         roles: set[str] = set()
@@ -141,34 +150,20 @@ async def test_serve_with_two_processes_delivers_through_the_doorbell(tmp_path: 
         db.close()
         assert messages == 400
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        code = stop_hub(proc)
         await dept.stop()
         await sink.stop()
-    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert code == 0, log.read_text()[-3000:]
 
 
 async def test_separate_dispatcher_node_delivers_and_does_not_accept(tmp_path: Path) -> None:
     """``serve --workers 1 --separate-dispatcher``: every connection on the port reaches the
     ingest process (role ingest), while the node process, which does not accept there,
     delivers what it commits (doorbell) and answers the metrics relay."""
-    sink = Sink("national")
-    await sink.start()
-    port = free_port()
-    cfg = write_config(
-        tmp_path,
-        {"national": {"url": sink.url}},
-        dispatcher={"lease_seconds": 30, "idle_poll_seconds": 600},
-        port=port,
+    sink, proc, dept, url, log = await _serve_with_sink(
+        tmp_path, "--workers", "1", "--separate-dispatcher"
     )
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "hub.log"
-    proc = start_hub(cfg, log, "--workers", "1", "--separate-dispatcher")
-    dept = DepartmentSource("dept-a", url)
-    await dept.start()
+    port = int(url.rsplit(":", 1)[1])
     try:
         await wait_until(lambda: ready(url), timeout=30, what="hub ready")
         roles = set()
@@ -196,14 +191,10 @@ async def test_separate_dispatcher_node_delivers_and_does_not_accept(tmp_path: P
         delivered = value(got, "jghub_deliveries_total", target="national", outcome="succeeded")
         assert delivered == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        code = stop_hub(proc)
         await dept.stop()
         await sink.stop()
-    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert code == 0, log.read_text()[-3000:]
 
 
 async def test_ingest_workers_die_with_a_killed_node(tmp_path: Path) -> None:
