@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from contracts.samples import sample_inspection
 from hub.breaker import BreakerState
+from hub.config import HubConfig
 from hub.events import DeliveryEvent
 from hub.peers.sink import Sink, SinkBehaviour
 from hub.plugins import hookimpl
@@ -425,38 +428,41 @@ class _ExplodingTransport:
         raise RuntimeError("bug in a plugin transport")
 
 
-async def test_a_transport_that_raises_is_retried_then_dead_lettered(tmp_path: Path) -> None:
+def _plugin_target(
+    tmp_path: Path, name: str, transport: Any, **kw: Any
+) -> tuple[HubConfig, object]:
+    """A hub config whose target ``name`` uses ``transport`` (a plugin transport object, the
+    same for every factory call), and the plugin that registers it."""
+    from hub.config import load_config
     from hub.specs import TransportSpec
-
-    made: list[_ExplodingTransport] = []
 
     class Plugin:
         @hookimpl
         def hub_register_transports(self):  # type: ignore[no-untyped-def]
-            def factory(target, options):  # type: ignore[no-untyped-def]
-                made.append(_ExplodingTransport())
-                return made[-1]
+            return [TransportSpec(f"plugin-{name}", lambda target, options: transport)]
 
-            return [TransportSpec("exploding", factory)]
+    config(tmp_path, {name: {}}, **kw)
+    doc = yaml.safe_load((tmp_path / "systems" / f"{name}.yaml").read_text())
+    doc["outbound"] = {"transport": f"plugin-{name}"}
+    (tmp_path / "systems" / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    return load_config(tmp_path / "hub.yaml"), Plugin()
 
-    cfg = config(
-        tmp_path, {"boom": {}}, retry={"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.002}
+
+async def test_a_transport_that_raises_is_retried_then_dead_lettered(tmp_path: Path) -> None:
+    exploding = _ExplodingTransport()
+    cfg, plugin = _plugin_target(
+        tmp_path,
+        "boom",
+        exploding,
+        retry={"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.002},
     )
-    import yaml
-
-    doc = yaml.safe_load((tmp_path / "systems" / "boom.yaml").read_text())
-    doc["outbound"] = {"transport": "exploding"}
-    (tmp_path / "systems" / "boom.yaml").write_text(yaml.safe_dump(doc))
-    from hub.config import load_config
-
-    cfg = load_config(tmp_path / "hub.yaml")
-    async with Hub(cfg, extra_plugins=[Plugin()]) as hub:
+    async with Hub(cfg, extra_plugins=[plugin]) as hub:
         res = await hub.ingest_records("dept-a", [sample_inspection(1)])
         await wait_until(lambda: _dead(hub), what="dead letter after 3 attempts")
         [dl] = await hub.store.dead_letters()
         assert dl.message_id == res.ids[0] and dl.attempts == 3
         assert "gave up after 3 attempts" in dl.reason and "bug in a plugin transport" in dl.reason
-        assert made[0].calls == 3
+        assert exploding.calls == 3
 
 
 async def test_unreadable_batch_results_are_not_receipts(tmp_path: Path) -> None:
@@ -544,35 +550,16 @@ async def test_answered_units_are_followed_by_the_next_in_the_same_task(tmp_path
     """When a target answers, the next buffered unit is sent by the same task at once (no new
     task, no loop iteration lost); every record still arrives once, is settled, and observers
     hear of each once the settle is committed."""
-    from hub.specs import TransportSpec
-
-    made: list[_TaskRecordingTransport] = []
-
-    class Plugin:
-        @hookimpl
-        def hub_register_transports(self):  # type: ignore[no-untyped-def]
-            def factory(target, options):  # type: ignore[no-untyped-def]
-                made.append(_TaskRecordingTransport())
-                return made[-1]
-
-            return [TransportSpec("recording", factory)]
-
-    config(tmp_path, {"rec": {}})
-    import yaml
-
-    doc = yaml.safe_load((tmp_path / "systems" / "rec.yaml").read_text())
-    doc["outbound"] = {"transport": "recording"}
-    (tmp_path / "systems" / "rec.yaml").write_text(yaml.safe_dump(doc))
-    from hub.config import load_config
-
+    recording = _TaskRecordingTransport()
+    cfg, plugin = _plugin_target(tmp_path, "rec", recording)
     units = UnitObserver()
-    async with Hub(load_config(tmp_path / "hub.yaml"), extra_plugins=[Plugin(), units]) as hub:
+    async with Hub(cfg, extra_plugins=[plugin, units]) as hub:
         res = await hub.ingest_records("dept-a", [sample_inspection(i) for i in range(60)])
         await wait_until(lambda: len(units.of("ok")) == 60, what="60 settled and observed")
-        assert sorted(m for m, _ in made[0].sent) == sorted(res.ids)  # each once
+        assert sorted(m for m, _ in recording.sent) == sorted(res.ids)  # each once
         counts = await hub.store.counts()
         assert counts["delivered"] == 60 and counts["pending"] == counts["inflight"] == 0
-        tasks = {t for _, t in made[0].sent}
+        tasks = {t for _, t in recording.sent}
         # One task per unit would be 60. A task ends only when no unit may start at once
         # (the buffer is being topped up, or the unsettled budget waits for settle writes).
         assert len(tasks) <= 45, len(tasks)
