@@ -208,7 +208,9 @@ def test_client_choice(tmp_path: Path) -> None:
         HttpJsonOptions(url="http://127.0.0.1:1/x", client="aiohttp").engine() == "aiohttp"  # type: ignore[arg-type]
     )
     target = {"transport": "http_json", "url": "https://127.0.0.1:1/x", "client": "reqwest"}
-    with pytest.raises(ConfigError, match=r"outbound\.client: .*client: reqwest cannot take a tls: section"):
+    with pytest.raises(
+        ConfigError, match=r"outbound\.client: .*client: reqwest cannot take a tls: section"
+    ):
         Hub(config(tmp_path, {"sink": {**target, "tls": tls}}))
     with pytest.raises(ConfigError, match=r"outbound\.client"):
         Hub(config(tmp_path, {"sink": {**target, "client": "curl"}}))
