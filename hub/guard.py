@@ -130,8 +130,10 @@ class Guard:
             )
             # loaded now, not by the first signed request (its regular expressions compile
             # at import: a first request would wait for them)
-            import security.replay  # noqa: F401
             from security.httpsig import BatchVerifier
+            from security.replay import nonce_claim
+
+            self._nonce_claim = nonce_claim  # not imported by every signed request
 
             #: checks the signatures of concurrent requests in batches off the event loop
             self.verifier = BatchVerifier()
@@ -382,8 +384,6 @@ class Guard:
                 "the request is signed, but this hub has no keys: section to verify it",
                 field="Signature",
             )
-        from security.replay import nonce_claim
-
         now = self.clock()
         window = self.replay_window
         if callable(url):
@@ -397,7 +397,7 @@ class Guard:
                 f"{system.name!r}",
                 field="keyid",
             )
-        claim = nonce_claim(str(sig.key_id), sig.nonce, sig.created, window)
+        claim = self._nonce_claim(str(sig.key_id), sig.nonce, sig.created, window)
         if claims is None:
             await claim.settle(self.nonces.remember)
         else:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import datetime as dt
 import hashlib
@@ -72,6 +73,7 @@ from http_message_signatures import (
     InvalidSignature,
 )
 from http_sf.compat import InnerList, Item
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from hub.envelope import canonical_json
 from hub.errors import ExpiredError, SignatureError
@@ -285,9 +287,16 @@ _FAST_URL = re.compile(
     rf"(?:\?(?:{_URL_CHARS}|\?)*)?"
 )
 _FAST_TYPES = {"created": int, "expires": int, "keyid": str, "alg": str, "nonce": str}
+#: the parameters exactly as sign_request writes them (this order, these four): read with one
+#: match instead of _FAST_PARAM's loop, which gives the same dict for them
+_FAST_OWN_PARAMS = re.compile(
+    rf";created=([0-9]{{1,15}});keyid=({_SF_STRING});alg=({_SF_STRING});nonce=({_SF_STRING})"
+)
+#: URLs already matched against _FAST_URL (a hub sees few distinct ones; bounded)
+_FAST_URLS: dict[str, bool] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _FastSignature:
     params: dict[str, Any]
     signature: bytes
@@ -313,7 +322,14 @@ def _fast_profile(method: str, url: str, fields: Mapping[str, str]) -> _FastSign
         fields.get("signature"),
         fields.get("content-digest"),
     )
-    if si is None or sig is None or digest is None or not _FAST_URL.fullmatch(url):
+    if si is None or sig is None or digest is None:
+        return None
+    url_ok = _FAST_URLS.get(url)
+    if url_ok is None:
+        if len(_FAST_URLS) >= 1024:
+            _FAST_URLS.clear()
+        url_ok = _FAST_URLS[url] = _FAST_URL.fullmatch(url) is not None
+    if not url_ok:
         return None
     m_in, m_sig, m_dig = (
         _FAST_INPUT.fullmatch(si),
@@ -322,16 +338,26 @@ def _fast_profile(method: str, url: str, fields: Mapping[str, str]) -> _FastSign
     )
     if m_in is None or m_sig is None or m_dig is None or m_in[1] != m_sig[1]:
         return None
-    params: dict[str, Any] = {}
-    for key, raw in _FAST_PARAM.findall(m_in[3]):
-        want = _FAST_TYPES.get(key)
-        value: Any = raw[1:-1] if raw[0] == '"' else int(raw)
-        if key in params or want is None or type(value) is not want:
-            return None  # repeated, unknown (e.g. tag) or mistyped: left to the library
-        params[key] = value
-    try:
-        signature = base64.b64decode(m_sig[2], validate=True)
-        digest_bytes = base64.b64decode(m_dig[1], validate=True)
+    params: dict[str, Any]
+    own = _FAST_OWN_PARAMS.fullmatch(m_in[3])
+    if own is not None:
+        params = {
+            "created": int(own[1]),
+            "keyid": own[2][1:-1],
+            "alg": own[3][1:-1],
+            "nonce": own[4][1:-1],
+        }
+    else:
+        params = {}
+        for key, raw in _FAST_PARAM.findall(m_in[3]):
+            want = _FAST_TYPES.get(key)
+            value: Any = raw[1:-1] if raw[0] == '"' else int(raw)
+            if key in params or want is None or type(value) is not want:
+                return None  # repeated, unknown (e.g. tag) or mistyped: left to the library
+            params[key] = value
+    try:  # base64.b64decode(..., validate=True) without its Python wrapper
+        signature = binascii.a2b_base64(m_sig[2], strict_mode=True)
+        digest_bytes = binascii.a2b_base64(m_dig[1], strict_mode=True)
     except ValueError:
         return None
     if not signature or len(digest_bytes) != 32:
@@ -341,6 +367,24 @@ def _fast_profile(method: str, url: str, fields: Mapping[str, str]) -> _FastSign
         f'"@signature-params": {m_in[2]}'
     )
     return _FastSignature(params, signature, digest_bytes, base.encode())
+
+
+_PROFILE_FIELDS = ("signature-input", "signature", "content-digest")
+
+
+def _profile_fields(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The three fields the fast profile reads, as :func:`_fields` gives them, taken straight
+    from aiohttp's case-insensitive headers when each came in one field line (else None: the
+    caller builds all of :func:`_fields`, whose joined repeats the profile never matches)."""
+    if not isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
+        return None
+    out: dict[str, str] = {}
+    for name in _PROFILE_FIELDS:
+        values = headers.getall(name, ())
+        if len(values) != 1:
+            return None
+        out[name] = values[0].strip()
+    return out
 
 
 @dataclass(slots=True)
@@ -369,9 +413,15 @@ def _prepare(
 ) -> _Pending:
     """The first half of :func:`verify_request`: parse the signature (the fast profile or the
     library's parser), check its parameters and resolve its key at ``now``."""
-    fields = _fields(headers)
-    profile = _fast_profile(method, url, fields) if fast else None
-    params = profile.params if profile is not None else _one_signature(fields)[1]
+    few = _profile_fields(headers) if fast else None
+    profile = _fast_profile(method, url, few) if few is not None else None
+    if profile is not None:
+        params = profile.params
+    else:
+        fields = _fields(headers)
+        if fast and few is None:
+            profile = _fast_profile(method, url, fields)
+        params = profile.params if profile is not None else _one_signature(fields)[1]
     key_id = params.get("keyid")
     if not isinstance(key_id, str) or not key_id:
         raise SignatureError("the signature has no keyid parameter", field="keyid")

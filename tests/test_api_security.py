@@ -698,3 +698,26 @@ async def test_signed_request_commits_its_nonce_with_its_records(
     assert (await hub.store.counts())["messages"] == 1
     rejected = [e async for e in _entries(hub) if e["action"] == "signature.rejected"]
     assert len(rejected) == 2  # both replays audited
+
+
+@pytest.mark.parametrize(
+    ("host", "target"),
+    [
+        ("127.0.0.1:8080", "/v1/systems/dept-a/records"),
+        ("Hub.Example.COM:80", "/v1/systems/dept-a/records?dataset=inspection"),
+        ("hub.example:443", "/v1/systems/./dept-a/../dept-a/records"),
+        ("[::1]:9000", "/v1/systems/dept-a/records?q=%E4%B8%AD&x=a%2Fb"),
+        ("hub.example", "//other.example/v1/systems/dept-a/records"),
+    ],
+)
+def test_the_signed_url_is_the_one_aiohttp_builds(host: str, target: str) -> None:
+    """The URL a signature is checked against (``@target-uri``) is kept by scheme, Host and
+    request target instead of being built anew: it must be ``str(request.url)`` exactly,
+    normalisation included, also when it comes from the cache."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from hub.api import _request_url
+
+    for _ in range(2):  # built, then from the cache
+        request = make_mocked_request("POST", target, headers={"Host": host})
+        assert _request_url(request) == str(request.url)
