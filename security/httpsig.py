@@ -592,12 +592,15 @@ class BatchVerifier:
     ) -> asyncio.Future[bool]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
+        if self._pending and self._loop is not loop:
+            old = self._loop
+            if old is not None and not old.is_closed():  # a batch of another running loop is
+                fut.set_result(profile.verifies(body, signer))  # open (never in the hub)
+                return fut
+            self._pending = []  # left by a loop closed before its flush: nobody waits for it
         if not self._pending:
             self._loop = loop
             loop.call_soon(self._flush)  # after the requests already runnable in this iteration
-        elif self._loop is not loop:  # a batch of another loop is open (not in the hub)
-            fut.set_result(profile.verifies(body, signer))
-            return fut
         self._pending.append((profile, body, signer, fut))
         return fut
 

@@ -169,3 +169,22 @@ async def test_the_thread_starts_again_after_close() -> None:
         assert getattr(got[0], "nonce", None) == f"n{round_}"
         verifier.close()
     assert verifier.batches == 2
+
+
+async def test_a_batch_left_open_by_a_closed_loop_is_dropped() -> None:
+    """A loop closed between a request joining a batch and the batch's hand-off (a test's
+    loop, a hub restarted in-process) must not leave later requests without batches."""
+    keys = _store()
+    verifier = BatchVerifier(lone_inline=False)
+    closed = asyncio.new_event_loop()
+    closed.close()
+    verifier._pending = [(None, b"", None, closed.create_future)]  # type: ignore[list-item]
+    verifier._loop = closed
+    try:
+        got = await _batched(
+            verifier, [(_signed(nonce="a"), BODY), (_signed(nonce="b"), BODY)], keys=keys, now=NOW
+        )
+    finally:
+        verifier.close()
+    assert [getattr(g, "nonce", g) for g in got] == ["a", "b"]
+    assert (verifier.batches, verifier.offloaded) == (1, 2)
