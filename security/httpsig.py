@@ -620,7 +620,12 @@ class BatchVerifier:
             self._thread = threading.Thread(
                 target=_verification_thread, args=(jobs,), name="jghub-verify", daemon=True
             )
-            self._thread.start()
+            try:
+                self._thread.start()
+            except RuntimeError:  # no thread to be had (resource limits): check them here
+                self._jobs = self._thread = None
+                _deliver(batch, [_verifies_safely(p, b, s) for p, b, s, _ in batch])
+                return
         self.batches += 1
         self.offloaded += len(batch)
         jobs.put((loop, batch))

@@ -188,3 +188,25 @@ async def test_a_batch_left_open_by_a_closed_loop_is_dropped() -> None:
         verifier.close()
     assert [getattr(g, "nonce", g) for g in got] == ["a", "b"]
     assert (verifier.batches, verifier.offloaded) == (1, 2)
+
+
+async def test_without_a_thread_the_batch_is_checked_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If no thread can be started (resource limits), the requests are not left waiting."""
+    import threading
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    verifier = BatchVerifier(lone_inline=False)
+    got = await _batched(
+        verifier,
+        [(_signed(nonce="a"), BODY), (_tampered_signature(), BODY)],
+        keys=_store(),
+        now=NOW,
+    )
+    assert getattr(got[0], "nonce", None) == "a"
+    assert isinstance(got[1], tuple) and got[1][:2] == ("E_SIGNATURE", "Signature")
+    assert verifier.batches == 0
