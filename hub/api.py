@@ -325,7 +325,7 @@ async def _check_signature(
         await hub.guard.verify_inbound(
             rt.config,
             request.method,
-            lambda: str(request.url),  # built only for a signed request
+            lambda: _request_url(request),  # built only for a signed request
             request.headers,
             body,
             peer_identity=peer_identity(request.transport),
@@ -334,6 +334,24 @@ async def _check_signature(
     except (SignatureError, AuthError) as err:
         await _audit_signature_refusal(hub, rt, principal, err)
         raise
+
+
+#: ``str(request.url)`` by (scheme, Host, raw request target); bounded (see _request_url)
+_URLS: dict[tuple[str, str, str], str] = {}
+
+
+def _request_url(request: web.Request) -> str:
+    """``str(request.url)``, the URL a signature covers (``@target-uri``). aiohttp builds it
+    anew for every request with yarl (parse, join, normalise: a few µs); it depends only on
+    the scheme, the Host header and the raw request target, so it is kept by those, which
+    repeat from request to request (at most 1024, forgotten all at once beyond)."""
+    key = (request.scheme, request.host, request.raw_path)
+    url = _URLS.get(key)
+    if url is None:
+        if len(_URLS) >= 1024:
+            _URLS.clear()
+        url = _URLS[key] = str(request.url)
+    return url
 
 
 async def _audit_signature_refusal(

@@ -109,6 +109,7 @@ class Guard:
         self.store = store
         self.clock = clock
         self.keystore: Any = None
+        self.verifier: Any = None
         self.parts: _Parts | None = None
         self.audit: Any = None
         self.authenticator: Any = None
@@ -129,8 +130,13 @@ class Guard:
             )
             # loaded now, not by the first signed request (its regular expressions compile
             # at import: a first request would wait for them)
-            import security.httpsig
-            import security.replay  # noqa: F401
+            from security.httpsig import BatchVerifier
+            from security.replay import nonce_claim
+
+            self._nonce_claim = nonce_claim  # not imported by every signed request
+
+            #: checks the signatures of concurrent requests in batches off the event loop
+            self.verifier = BatchVerifier()
         if config.security is not None:
             from security.audit import AuditSettings
             from security.fieldcrypt import FieldCryptSettings
@@ -277,6 +283,8 @@ class Guard:
         await self._db.meta_set("config.digests", orjson.dumps(seen).decode())
 
     async def stop(self) -> None:
+        if self.verifier is not None:
+            self.verifier.close()
         if self.audit is not None and self.audit.signer is not None:
             try:
                 await self.audit.checkpoint()  # sign the tail before stopping
@@ -376,21 +384,20 @@ class Guard:
                 "the request is signed, but this hub has no keys: section to verify it",
                 field="Signature",
             )
-        from security.httpsig import verify_request
-        from security.replay import nonce_claim
-
         now = self.clock()
         window = self.replay_window
         if callable(url):
             url = url()
-        sig = verify_request(method, url, headers, body, keys=self.keystore, now=now, window=window)
+        sig = await self.verifier.verify_request(
+            method, url, headers, body, keys=self.keystore, now=now, window=window
+        )
         if sig.owner != system.name:
             raise SignatureError(
                 f"key {sig.key_id!r} belongs to {sig.owner or 'the hub'}, not to system "
                 f"{system.name!r}",
                 field="keyid",
             )
-        claim = nonce_claim(str(sig.key_id), sig.nonce, sig.created, window)
+        claim = self._nonce_claim(str(sig.key_id), sig.nonce, sig.created, window)
         if claims is None:
             await claim.settle(self.nonces.remember)
         else:

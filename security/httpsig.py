@@ -46,12 +46,17 @@ header).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import binascii
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import queue
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -68,16 +73,18 @@ from http_message_signatures import (
     InvalidSignature,
 )
 from http_sf.compat import InnerList, Item
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from hub.envelope import canonical_json
 from hub.errors import ExpiredError, SignatureError
 from hub.specs import Signer
 from security.replay import check_fresh
-from security.signing import KeyResolver
+from security.signing import KeyResolver, ResolvedKey
 
 __all__ = [
     "COVERED_COMPONENTS",
     "SIGNATURE_LABEL",
+    "BatchVerifier",
     "VerifiedSignature",
     "sign_detached",
     "sign_request",
@@ -280,9 +287,16 @@ _FAST_URL = re.compile(
     rf"(?:\?(?:{_URL_CHARS}|\?)*)?"
 )
 _FAST_TYPES = {"created": int, "expires": int, "keyid": str, "alg": str, "nonce": str}
+#: the parameters exactly as sign_request writes them (this order, these four): read with one
+#: match instead of _FAST_PARAM's loop, which gives the same dict for them
+_FAST_OWN_PARAMS = re.compile(
+    rf";created=([0-9]{{1,15}});keyid=({_SF_STRING});alg=({_SF_STRING});nonce=({_SF_STRING})"
+)
+#: URLs already matched against _FAST_URL (a hub sees few distinct ones; bounded)
+_FAST_URLS: dict[str, bool] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _FastSignature:
     params: dict[str, Any]
     signature: bytes
@@ -308,7 +322,14 @@ def _fast_profile(method: str, url: str, fields: Mapping[str, str]) -> _FastSign
         fields.get("signature"),
         fields.get("content-digest"),
     )
-    if si is None or sig is None or digest is None or not _FAST_URL.fullmatch(url):
+    if si is None or sig is None or digest is None:
+        return None
+    url_ok = _FAST_URLS.get(url)
+    if url_ok is None:
+        if len(_FAST_URLS) >= 1024:
+            _FAST_URLS.clear()
+        url_ok = _FAST_URLS[url] = _FAST_URL.fullmatch(url) is not None
+    if not url_ok:
         return None
     m_in, m_sig, m_dig = (
         _FAST_INPUT.fullmatch(si),
@@ -317,16 +338,26 @@ def _fast_profile(method: str, url: str, fields: Mapping[str, str]) -> _FastSign
     )
     if m_in is None or m_sig is None or m_dig is None or m_in[1] != m_sig[1]:
         return None
-    params: dict[str, Any] = {}
-    for key, raw in _FAST_PARAM.findall(m_in[3]):
-        want = _FAST_TYPES.get(key)
-        value: Any = raw[1:-1] if raw[0] == '"' else int(raw)
-        if key in params or want is None or type(value) is not want:
-            return None  # repeated, unknown (e.g. tag) or mistyped: left to the library
-        params[key] = value
-    try:
-        signature = base64.b64decode(m_sig[2], validate=True)
-        digest_bytes = base64.b64decode(m_dig[1], validate=True)
+    params: dict[str, Any]
+    own = _FAST_OWN_PARAMS.fullmatch(m_in[3])
+    if own is not None:
+        params = {
+            "created": int(own[1]),
+            "keyid": own[2][1:-1],
+            "alg": own[3][1:-1],
+            "nonce": own[4][1:-1],
+        }
+    else:
+        params = {}
+        for key, raw in _FAST_PARAM.findall(m_in[3]):
+            want = _FAST_TYPES.get(key)
+            value: Any = raw[1:-1] if raw[0] == '"' else int(raw)
+            if key in params or want is None or type(value) is not want:
+                return None  # repeated, unknown (e.g. tag) or mistyped: left to the library
+            params[key] = value
+    try:  # base64.b64decode(..., validate=True) without its Python wrapper
+        signature = binascii.a2b_base64(m_sig[2], strict_mode=True)
+        digest_bytes = binascii.a2b_base64(m_dig[1], strict_mode=True)
     except ValueError:
         return None
     if not signature or len(digest_bytes) != 32:
@@ -336,6 +367,108 @@ def _fast_profile(method: str, url: str, fields: Mapping[str, str]) -> _FastSign
         f'"@signature-params": {m_in[2]}'
     )
     return _FastSignature(params, signature, digest_bytes, base.encode())
+
+
+_PROFILE_FIELDS = ("signature-input", "signature", "content-digest")
+
+
+def _profile_fields(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The three fields the fast profile reads, as :func:`_fields` gives them, taken straight
+    from aiohttp's case-insensitive headers when each came in one field line (else None: the
+    caller builds all of :func:`_fields`, whose joined repeats the profile never matches)."""
+    if not isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
+        return None
+    out: dict[str, str] = {}
+    for name in _PROFILE_FIELDS:
+        values = headers.getall(name, ())
+        if len(values) != 1:
+            return None
+        out[name] = values[0].strip()
+    return out
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request whose signature is parsed and whose key is resolved, its signature and
+    digest not checked yet (see :func:`_prepare` and :func:`_finish`)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    params: dict[str, Any]
+    key_id: str
+    created: int
+    nonce: str | None
+    resolved: ResolvedKey
+    profile: _FastSignature | None
+
+
+def _prepare(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    keys: KeyResolver,
+    now: float,
+    fast: bool,
+) -> _Pending:
+    """The first half of :func:`verify_request`: parse the signature (the fast profile or the
+    library's parser), check its parameters and resolve its key at ``now``."""
+    few = _profile_fields(headers) if fast else None
+    profile = _fast_profile(method, url, few) if few is not None else None
+    if profile is not None:
+        params = profile.params
+    else:
+        fields = _fields(headers)
+        if fast and few is None:
+            profile = _fast_profile(method, url, fields)
+        params = profile.params if profile is not None else _one_signature(fields)[1]
+    key_id = params.get("keyid")
+    if not isinstance(key_id, str) or not key_id:
+        raise SignatureError("the signature has no keyid parameter", field="keyid")
+    created = params.get("created")
+    if type(created) is not int:
+        raise SignatureError("the signature has no integer created parameter", field="created")
+    nonce = params.get("nonce")
+    if nonce is not None and not isinstance(nonce, str):
+        raise SignatureError("the nonce parameter must be a string", field="nonce")
+    resolved = keys.resolve_key(key_id, now)
+    signer = resolved.signer
+    alg = params.get("alg")
+    if alg is not None and alg != signer.algorithm:
+        raise SignatureError(
+            f"alg {alg!r} does not match key {key_id!r} ({signer.algorithm})", field="alg"
+        )
+    return _Pending(method, url, headers, params, key_id, created, nonce, resolved, profile)
+
+
+def _finish(
+    pending: _Pending, fast_verified: bool, body: bytes, now: float, window: float
+) -> VerifiedSignature:
+    """The second half of :func:`verify_request`, once the fast path said whether the digest
+    and the signature hold (``fast_verified``; always False outside the fast profile)."""
+    signer = pending.resolved.signer
+    if not fast_verified:
+        # Anything outside our own profile, and every failure of the fast path, goes through
+        # the library, which gives the answer (and the error) of record.
+        verifier = _Verifier(
+            signature_algorithm=_algorithm(signer.algorithm), key_resolver=_OneKey(signer)
+        )
+        try:
+            verifier.verify(
+                _Message(pending.method.upper(), pending.url, pending.headers),
+                max_age=None,
+                require_components=COVERED_COMPONENTS,
+                body=bytes(body),
+            )
+        except (InvalidSignature, HTTPMessageSignaturesException) as exc:
+            raise _library_error(exc) from None
+    check_fresh(pending.created, now, window)
+    expires = pending.params.get("expires")
+    if type(expires) is int and now > expires:
+        raise ExpiredError(f"signature expired {now - expires:.0f} s ago", field="expires")
+    return VerifiedSignature(
+        pending.key_id, signer.algorithm, pending.created, pending.nonce, pending.resolved.owner
+    )
 
 
 def verify_request(
@@ -361,45 +494,148 @@ def verify_request(
     :class:`ExpiredError` (``E_EXPIRED``) when ``created`` is more than ``window`` seconds
     from ``now`` or ``expires`` has passed. Replay (the nonce) is the caller's check.
     """
-    fields = _fields(headers)
-    profile = _fast_profile(method, url, fields) if fast else None
-    params = profile.params if profile is not None else _one_signature(fields)[1]
-    key_id = params.get("keyid")
-    if not isinstance(key_id, str) or not key_id:
-        raise SignatureError("the signature has no keyid parameter", field="keyid")
-    created = params.get("created")
-    if type(created) is not int:
-        raise SignatureError("the signature has no integer created parameter", field="created")
-    nonce = params.get("nonce")
-    if nonce is not None and not isinstance(nonce, str):
-        raise SignatureError("the nonce parameter must be a string", field="nonce")
-    resolved = keys.resolve_key(key_id, now)
-    signer = resolved.signer
-    alg = params.get("alg")
-    if alg is not None and alg != signer.algorithm:
-        raise SignatureError(
-            f"alg {alg!r} does not match key {key_id!r} ({signer.algorithm})", field="alg"
-        )
-    if profile is None or not profile.verifies(body, signer):
-        # Anything outside our own profile, and every failure of the fast path, goes through
-        # the library, which gives the answer (and the error) of record.
-        verifier = _Verifier(
-            signature_algorithm=_algorithm(signer.algorithm), key_resolver=_OneKey(signer)
-        )
-        try:
-            verifier.verify(
-                _Message(method.upper(), url, headers),
-                max_age=None,
-                require_components=COVERED_COMPONENTS,
-                body=bytes(body),
+    pending = _prepare(method, url, headers, keys, now, fast)
+    profile = pending.profile
+    ok = profile is not None and profile.verifies(body, pending.resolved.signer)
+    return _finish(pending, ok, body, now, window)
+
+
+# --------------------------------------------------------------------------- batches
+#
+# An Ed25519 verification (libsodium) costs about 60 µs, most of a signed request's CPU on the
+# event loop. PyNaCl's call releases the GIL, so it can run on another core while the loop
+# serves other requests. A hand-off per request would eat much of that gain (a queue, a wake-up
+# of the thread and one of the loop), so :class:`BatchVerifier` collects the signatures that
+# reach verification in one iteration of the loop and checks them in one job on its thread:
+# one hand-off per batch. A lone signature is checked on the loop at once (as
+# ``verify_request`` does), which is cheaper than a hand-off and adds no latency at low load.
+
+
+def _verifies_safely(profile: _FastSignature, body: bytes, signer: Signer) -> bool:
+    """``profile.verifies`` for the verification thread: any surprise is a plain False (the
+    request then goes through the library on the loop, which gives the answer of record)."""
+    try:
+        return profile.verifies(body, signer)
+    except Exception:
+        return False
+
+
+_Job = tuple[_FastSignature, bytes, Signer, "asyncio.Future[bool]"]
+
+
+def _deliver(batch: list[_Job], results: list[bool]) -> None:
+    for (_, _, _, fut), ok in zip(batch, results, strict=True):
+        if not fut.done():  # a request cancelled meanwhile (its client went away)
+            fut.set_result(ok)
+
+
+def _verification_thread(jobs: queue.SimpleQueue[Any]) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        loop, batch = job
+        results = [_verifies_safely(p, b, s) for p, b, s, _ in batch]
+        # RuntimeError: the loop closed meanwhile, nobody waits for these any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_deliver, batch, results)
+
+
+class BatchVerifier:
+    """:func:`verify_request` for an event loop: the same checks, answers and errors, with
+    the digest and signature checks of requests in the fast profile whose key releases the
+    GIL while verifying (``Signer.verify_releases_gil``, Ed25519 with libsodium) done in
+    batches on a thread of their own (see the comment above).
+
+    Everything else (parsing, key resolution, the library fallback for a failed or unusual
+    signature, freshness) stays on the loop, in the same order as in ``verify_request``; only
+    the yes/no of ``_FastSignature.verifies`` comes from the thread. ``lone_inline``: a batch
+    of one is checked on the loop (False: always on the thread; for tests). The thread starts
+    with the first batch and ends with :meth:`close`."""
+
+    def __init__(self, *, lone_inline: bool = True) -> None:
+        self.lone_inline = lone_inline
+        #: batches handed to the thread and signatures checked there (monitoring, tests)
+        self.batches = 0
+        self.offloaded = 0
+        self._pending: list[_Job] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue[Any] | None = None
+        self._thread: threading.Thread | None = None
+
+    async def verify_request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        keys: KeyResolver,
+        now: float,
+        window: float = 300.0,
+    ) -> VerifiedSignature:
+        """See :func:`verify_request` (``now`` is the moment the request is judged at, also
+        when its check waits for the batch)."""
+        pending = _prepare(method, url, headers, keys, now, True)
+        profile = pending.profile
+        signer = pending.resolved.signer
+        if profile is None:
+            ok = False
+        elif getattr(signer, "verify_releases_gil", False):
+            ok = await self._verifies(profile, body, signer)
+        else:
+            ok = profile.verifies(body, signer)
+        return _finish(pending, ok, body, now, window)
+
+    def _verifies(
+        self, profile: _FastSignature, body: bytes, signer: Signer
+    ) -> asyncio.Future[bool]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        if self._pending and self._loop is not loop:
+            old = self._loop
+            if old is not None and not old.is_closed():  # a batch of another running loop is
+                fut.set_result(profile.verifies(body, signer))  # open (never in the hub)
+                return fut
+            self._pending = []  # left by a loop closed before its flush: nobody waits for it
+        if not self._pending:
+            self._loop = loop
+            loop.call_soon(self._flush)  # after the requests already runnable in this iteration
+        self._pending.append((profile, body, signer, fut))
+        return fut
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        loop, self._loop = self._loop, None
+        if not batch or loop is None:
+            return
+        if len(batch) == 1 and self.lone_inline:
+            profile, body, signer, fut = batch[0]
+            if not fut.done():
+                fut.set_result(profile.verifies(body, signer))
+            return
+        jobs = self._jobs
+        if jobs is None or self._thread is None or not self._thread.is_alive():
+            jobs = self._jobs = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=_verification_thread, args=(jobs,), name="jghub-verify", daemon=True
             )
-        except (InvalidSignature, HTTPMessageSignaturesException) as exc:
-            raise _library_error(exc) from None
-    check_fresh(created, now, window)
-    expires = params.get("expires")
-    if type(expires) is int and now > expires:
-        raise ExpiredError(f"signature expired {now - expires:.0f} s ago", field="expires")
-    return VerifiedSignature(key_id, signer.algorithm, created, nonce, resolved.owner)
+            try:
+                self._thread.start()
+            except RuntimeError:  # no thread to be had (resource limits): check them here
+                self._jobs = self._thread = None
+                _deliver(batch, [_verifies_safely(p, b, s) for p, b, s, _ in batch])
+                return
+        self.batches += 1
+        self.offloaded += len(batch)
+        jobs.put((loop, batch))
+
+    def close(self) -> None:
+        """End the verification thread (after the batches queued before); a later batch
+        starts a new one."""
+        if self._jobs is not None:
+            self._jobs.put(None)
+        self._jobs = self._thread = None
 
 
 # --------------------------------------------------------------------------- detached

@@ -269,6 +269,13 @@ class Ed25519Signer(_CryptographySigner):
         except InvalidSignature:
             raise self._bad() from None
 
+    @property
+    def verify_releases_gil(self) -> bool:
+        """Whether :meth:`verify` lets other Python threads run while it computes (libsodium's
+        call through cffi does; OpenSSL's through ``cryptography`` does not), so that
+        :class:`security.httpsig.BatchVerifier` may run it on another thread."""
+        return self._sodium_key() is not None
+
     def _sodium_key(self) -> Any:
         """The public key as a PyNaCl ``VerifyKey`` (made once), or None without PyNaCl."""
         try:

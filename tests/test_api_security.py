@@ -5,6 +5,7 @@ recording refusals — all over real HTTP on 127.0.0.1 with real keys made at te
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ssl
 import time
@@ -301,6 +302,85 @@ async def test_inbound_signature_cases(api: tuple[TestClient[Any, Any], Keys]) -
     assert counts["messages"] == 1  # nothing refused entered the queue
     rejected = [e async for e in _entries(hub) if e["action"] == "signature.rejected"]
     assert len(rejected) == len(cases) + 1  # + the replay
+
+
+def _forged_headers(url: str, body: bytes) -> dict[str, str]:
+    """Signed with dept-a's key id by another private key."""
+    return signed_headers(generate_key("ed25519", "dept-a-1"), url, body)
+
+
+async def test_concurrent_signed_requests_are_verified_in_batches_with_the_same_answers(
+    api: tuple[TestClient[Any, Any], Keys],
+) -> None:
+    """Requests that reach verification together are checked in one batch off the event loop
+    (``Guard.verifier``): a bad signature among good ones is refused with its own code and
+    field, and a replay within the batch is refused as a replay."""
+    from hub.errors import ReplayError, SignatureError
+
+    client, keys = api
+    hub: Hub = client.app[HUB_KEY]  # type: ignore[index]
+    system = hub.systems["dept-a"].config
+    url = str(client.make_url(RECORDS))
+    good = [orjson.dumps(sample_inspection(i)) for i in range(20, 24)]
+    signed = [signed_headers(keys.dept_a, url, b) for b in good]
+    other = orjson.dumps(sample_inspection(30))
+    requests = [
+        (signed[0], good[0]),
+        (_forged_headers(url, other), other),
+        (signed[1], good[1]),
+        (signed[0], good[0]),  # a replay of the first request, in the same batch
+        (signed[2], good[3]),  # a body that is not the one signed
+        (signed[3], good[3]),
+    ]
+    batches = hub.guard.verifier.batches
+
+    async def verify(headers: dict[str, str], body: bytes) -> Any:
+        try:
+            # claims=None: the guard remembers the nonce itself (the store's nonce table)
+            return await hub.guard.verify_inbound(
+                system, "POST", url, headers, body, peer_identity=None
+            )
+        except (SignatureError, ReplayError) as err:
+            return (err.code, err.field)
+
+    got = await asyncio.gather(*(verify(h, b) for h, b in requests))
+    assert hub.guard.verifier.batches == batches + 1
+    assert got == [
+        "dept-a-1",
+        ("E_SIGNATURE", "Signature"),
+        "dept-a-1",
+        ("E_REPLAY", "nonce"),
+        ("E_SIGNATURE", "Content-Digest"),
+        "dept-a-1",
+    ]
+
+
+async def test_concurrent_signed_posts_answer_as_one_at_a_time(
+    api: tuple[TestClient[Any, Any], Keys],
+) -> None:
+    """The same over HTTP, the requests sent at once: every good one is stored, the forged one
+    is refused (E_SIGNATURE), and of a request sent twice one copy is stored, the other is
+    refused as a replay (E_REPLAY, field nonce)."""
+    client, keys = api
+    hub: Hub = client.app[HUB_KEY]  # type: ignore[index]
+    auth = {"Authorization": f"Bearer {await _token(hub, 'system', system='dept-a')}"}
+    url = str(client.make_url(RECORDS))
+    bodies = [orjson.dumps(sample_inspection(i)) for i in range(40, 44)]
+    twice = signed_headers(keys.dept_a, url, bodies[0])
+    other = orjson.dumps(sample_inspection(50))
+    requests = [(twice, bodies[0]), (twice, bodies[0]), (_forged_headers(url, other), other)]
+    requests += [(signed_headers(keys.dept_a, url, b), b) for b in bodies[1:]]
+
+    async def post(headers: dict[str, str], body: bytes) -> tuple[int, str | None, str | None]:
+        r = await client.post(RECORDS, data=body, headers={**headers, **auth})
+        doc = await r.json()
+        return r.status, doc.get("code"), doc.get("field")
+
+    got = await asyncio.gather(*(post(h, b) for h, b in requests))
+    assert sorted(got[:2]) == [(202, None, None), (401, "E_REPLAY", "nonce")]
+    assert got[2] == (401, "E_SIGNATURE", "Signature")
+    assert got[3:] == [(202, None, None)] * 3
+    assert (await hub.store.counts())["messages"] == 4
 
 
 async def test_revoked_key_is_refused(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
@@ -618,3 +698,26 @@ async def test_signed_request_commits_its_nonce_with_its_records(
     assert (await hub.store.counts())["messages"] == 1
     rejected = [e async for e in _entries(hub) if e["action"] == "signature.rejected"]
     assert len(rejected) == 2  # both replays audited
+
+
+@pytest.mark.parametrize(
+    ("host", "target"),
+    [
+        ("127.0.0.1:8080", "/v1/systems/dept-a/records"),
+        ("Hub.Example.COM:80", "/v1/systems/dept-a/records?dataset=inspection"),
+        ("hub.example:443", "/v1/systems/./dept-a/../dept-a/records"),
+        ("[::1]:9000", "/v1/systems/dept-a/records?q=%E4%B8%AD&x=a%2Fb"),
+        ("hub.example", "//other.example/v1/systems/dept-a/records"),
+    ],
+)
+def test_the_signed_url_is_the_one_aiohttp_builds(host: str, target: str) -> None:
+    """The URL a signature is checked against (``@target-uri``) is kept by scheme, Host and
+    request target instead of being built anew: it must be ``str(request.url)`` exactly,
+    normalisation included, also when it comes from the cache."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from hub.api import _request_url
+
+    for _ in range(2):  # built, then from the cache
+        request = make_mocked_request("POST", target, headers={"Host": host})
+        assert _request_url(request) == str(request.url)

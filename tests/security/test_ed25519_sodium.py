@@ -94,3 +94,15 @@ def test_libsodium_and_openssl_agree(data: bytes, flip: int, cut: int) -> None:
     assert not _sodium_accepts(signer, data + b"x", good)
     other = ed25519.Ed25519PrivateKey.generate().sign(data)
     assert not _sodium_accepts(signer, data, other)
+
+
+def test_only_the_libsodium_path_may_run_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``verify_releases_gil`` (what ``BatchVerifier`` asks before handing a check to its
+    thread) is true with PyNaCl, false on OpenSSL's path, which holds the GIL."""
+    import security.signing
+
+    assert _public(VECTORS[0][0]).verify_releases_gil
+    monkeypatch.setattr(security.signing, "_SodiumVerifyKey", None)
+    assert not _public(VECTORS[0][0]).verify_releases_gil

@@ -9,18 +9,22 @@ strict parser and builds the signature base itself; anything else goes to the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 from http_message_signatures import HTTPMessageSigner
 from http_message_signatures.digests import ContentDigest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from hub.errors import HubError
 from security.httpsig import (
+    _PROFILE_FIELDS,
     _algorithm,
     _fast_profile,
     _fields,
     _Message,
+    _prepare,
+    _profile_fields,
     sign_request,
     verify_request,
 )
@@ -199,3 +203,82 @@ def test_expires_is_part_of_the_profile_and_checked() -> None:
     assert fast == lib and not isinstance(fast, tuple)
     fast, lib = _both(headers, now=NOW + 120)
     assert fast == lib and isinstance(fast, tuple) and fast[1] == "expires"
+
+
+# ------------------------------------------------------------------- aiohttp's headers
+#
+# From aiohttp's case-insensitive headers the fast path reads its three fields directly
+# (``_profile_fields``) instead of lower-casing every header; the answers must be those of a
+# plain dict of the same field lines, and of the library.
+
+
+def _multi(lines: list[tuple[str, str]]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(lines))
+
+
+def _cases() -> list[tuple[str, list[tuple[str, str]]]]:
+    plain = list(_signed(nonce="n").items())
+    spaced = [(k, f"  {v} ") for k, v in plain]
+    shouting = [(k.upper(), v) for k, v in plain]
+    si = dict(plain)["Signature-Input"]
+    repeated = [*plain, ("Signature-Input", si)]
+    split_digest = [*plain, ("content-digest", "sha-512=:AAAA:")]
+    missing = [(k, v) for k, v in plain if k != "Content-Digest"]
+    tampered = [(k, v.replace("created=1800000000", "created=1800000001")) for k, v in plain]
+    return [
+        ("plain", plain),
+        ("spaced", spaced),
+        ("upper-case names", shouting),
+        ("repeated Signature-Input", repeated),
+        ("two Content-Digest lines", split_digest),
+        ("no Content-Digest", missing),
+        ("tampered", tampered),
+    ]
+
+
+@pytest.mark.parametrize("lines", [c[1] for c in _cases()], ids=[c[0] for c in _cases()])
+def test_aiohttp_headers_give_the_answers_of_a_plain_mapping(
+    lines: list[tuple[str, str]],
+) -> None:
+    multi = _multi(lines)
+    joined = dict(_fields(multi))  # what a plain mapping of the same lines says
+    fast_multi, lib = _both(multi)  # type: ignore[arg-type]
+    fast_plain, _ = _both(joined)
+    assert fast_multi == lib == fast_plain
+    # the direct read takes the fast path exactly when the joined fields do
+    assert _takes_fast(multi) == _takes_fast(joined)
+
+
+def _takes_fast(headers: Mapping[str, str]) -> bool | None:
+    try:
+        return _prepare("POST", URL, headers, _store(), NOW, True).profile is not None
+    except HubError:
+        return None
+
+
+def test_the_direct_read_is_used_for_single_lines_only() -> None:
+    lines = list(_signed(nonce="n").items())
+    assert _profile_fields(_multi(lines)) == {
+        k: v for k, v in _fields(dict(lines)).items() if k in _PROFILE_FIELDS
+    }
+    assert _profile_fields(_multi([*lines, ("Signature", "jghub=:AAAA:")])) is None
+    assert _profile_fields(dict(lines)) is None  # a plain mapping: _fields as before
+
+
+def test_sign_requests_parameters_read_in_one_match_equal_the_general_parse() -> None:
+    """``created``, ``keyid``, ``alg``, ``nonce`` in sign_request's order are read with one
+    regular expression; any other order or set goes through the general loop. Both give the
+    same parameters."""
+    own = _fast_profile("POST", URL, _fields(_signed(nonce="n-1")))
+    assert own is not None and own.params == {
+        "created": 1_800_000_000,
+        "keyid": "test-ed25519",
+        "alg": "ed25519",
+        "nonce": "n-1",
+    }
+    h = _signed(nonce="n-1")
+    h["Signature-Input"] = h["Signature-Input"].replace(
+        ';alg="ed25519";nonce="n-1"', ';nonce="n-1";alg="ed25519"'
+    )
+    other = _fast_profile("POST", URL, _fields(h))
+    assert other is not None and other.params == own.params
