@@ -101,11 +101,6 @@ def main() -> int:
         help="jghub serve --workers N (N-1 ingest-only processes besides the node)",
     )
     ap.add_argument(
-        "--gil-switch-ms",
-        type=float,
-        help="the hub's listen.gil_switch_ms (default: the hub's default)",
-    )
-    ap.add_argument(
         "--separate-dispatcher",
         action="store_true",
         help="jghub serve --separate-dispatcher: the --workers processes ingest, the node "
@@ -149,11 +144,6 @@ def main() -> int:
     cfg = hub_config(
         tmp, port, f"http://127.0.0.1:{sink_port}/{path}", args.batch_size, dispatch=True
     )
-    if args.gil_switch_ms is not None:
-        text = cfg.read_text()
-        cfg.write_text(
-            text.replace("listen: {", f"listen: {{gil_switch_ms: {args.gil_switch_ms}, ", 1)
-        )
     serve = [*jghub_command(), "serve", "--config", str(cfg)]
     if args.workers > 1:
         serve += ["--workers", str(args.workers)]
@@ -242,8 +232,6 @@ def main() -> int:
         cmd += f" --workers {args.workers}"
     if args.separate_dispatcher:
         cmd += " --separate-dispatcher"
-    if args.gil_switch_ms is not None:
-        cmd += f" --gil-switch-ms {args.gil_switch_ms:g}"
     if args.settle_sync != "relaxed":
         cmd += f" --settle-sync {args.settle_sync}"
     if args.batch_size != 1:
@@ -280,7 +268,6 @@ def main() -> int:
             [
                 f"-workers{args.workers}" if args.workers > 1 else "",
                 "-separate" if args.separate_dispatcher else "",
-                f"-gil{args.gil_switch_ms:g}ms" if args.gil_switch_ms is not None else "",
                 f"-batch{args.batch_size}" if args.batch_size > 1 else "",
                 f"-{args.settle_sync}" if args.settle_sync != "relaxed" else "",
             ]

@@ -220,7 +220,6 @@ def serve(
                 else ""
             )
         )
-    sys.setswitchinterval(cfg.listen.gil_switch_ms / 1000)
     web.run_app(
         application,
         loop=_new_loop(cfg.listen.event_loop),

@@ -149,14 +149,6 @@ class ListenSettings(_Model):
         description="the serving processes' event loop: uvloop (libuv, less CPU per request) "
         "when installed under auto, else asyncio's own",
     )
-    gil_switch_ms: float = Field(
-        5.0,
-        gt=0,
-        le=100,
-        description="the serving processes' GIL switch interval (sys.setswitchinterval) in "
-        "milliseconds: how long the SQLite writer thread may wait for the busy event loop "
-        "each time it takes the GIL back",
-    )
 
 
 class Limits(_Model):
