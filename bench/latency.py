@@ -101,6 +101,12 @@ def main() -> int:
         help="jghub serve --workers N (N-1 ingest-only processes besides the node)",
     )
     ap.add_argument(
+        "--client",
+        choices=["auto", "aiohttp", "reqwest"],
+        default="auto",
+        help="the target's outbound.client (auto: the hub's default, reqwest)",
+    )
+    ap.add_argument(
         "--separate-dispatcher",
         action="store_true",
         help="jghub serve --separate-dispatcher: the --workers processes ingest, the node "
@@ -142,7 +148,12 @@ def main() -> int:
     )
     path = "records" if args.batch_size == 1 else "batch"
     cfg = hub_config(
-        tmp, port, f"http://127.0.0.1:{sink_port}/{path}", args.batch_size, dispatch=True
+        tmp,
+        port,
+        f"http://127.0.0.1:{sink_port}/{path}",
+        args.batch_size,
+        dispatch=True,
+        client=args.client,
     )
     serve = [*jghub_command(), "serve", "--config", str(cfg)]
     if args.workers > 1:
@@ -232,6 +243,8 @@ def main() -> int:
         cmd += f" --workers {args.workers}"
     if args.separate_dispatcher:
         cmd += " --separate-dispatcher"
+    if args.client != "auto":
+        cmd += f" --client {args.client}"
     if args.settle_sync != "relaxed":
         cmd += f" --settle-sync {args.settle_sync}"
     if args.batch_size != 1:
@@ -268,6 +281,7 @@ def main() -> int:
             [
                 f"-workers{args.workers}" if args.workers > 1 else "",
                 "-separate" if args.separate_dispatcher else "",
+                f"-{args.client}" if args.client != "auto" else "",
                 f"-batch{args.batch_size}" if args.batch_size > 1 else "",
                 f"-{args.settle_sync}" if args.settle_sync != "relaxed" else "",
             ]
