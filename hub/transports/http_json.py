@@ -115,6 +115,46 @@ class HttpJsonOptions(BaseModel):
         return v
 
 
+def _sign(url: str, headers: dict[str, str], body: bytes, signer: Signer | None) -> None:
+    """Sign the request last (RFC 9421 over the final headers: ``@method``,
+    ``@target-uri``, ``Content-Digest``) when there is a signer."""
+    if signer is not None:
+        from security.httpsig import sign_request
+
+        sign_request("POST", url, headers, body, signer=signer)
+
+
+def _answered(
+    t0: float,
+    status: int,
+    text: bytes,
+    json_body: bool,
+    retry_after: str | None,
+    receipt: str | None,
+) -> tuple[SendResult, Any]:
+    """The :class:`SendResult` of an answer (either client) and its JSON when a 2xx carried
+    some (``json_body``: its content type is ``application/json``)."""
+    ms = (time.perf_counter() - t0) * 1000
+    ok, permanent = classify_status(status)
+    detail = "" if ok else text[:300].decode("utf-8", "replace")
+    parsed: Any = None
+    if ok and text and json_body:
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            parsed = None
+    return (
+        SendResult(ok, status, permanent, detail, parse_retry_after(retry_after), ms, receipt),
+        parsed,
+    )
+
+
+def _unanswered(t0: float, detail: str) -> tuple[SendResult, None]:
+    """A request without an answer (timeout, network error): transient."""
+    ms = (time.perf_counter() - t0) * 1000
+    return SendResult(False, None, False, detail[:300], latency_ms=ms), None
+
+
 async def post_once(
     session: aiohttp.ClientSession,
     url: str,
@@ -129,33 +169,23 @@ async def post_once(
     JSON when a 2xx carried some. With ``signer`` the request is signed last (RFC 9421 over
     the final headers: ``@method``, ``@target-uri``, ``Content-Digest``). Never raises for
     the target's errors: network errors and timeouts are transient results."""
-    if signer is not None:
-        from security.httpsig import sign_request
-
-        sign_request("POST", url, headers, body, signer=signer)
+    _sign(url, headers, body, signer)
     t0 = time.perf_counter()
     try:
         async with session.post(url, data=body, headers=headers) as resp:
             text = await resp.read()
-            ms = (time.perf_counter() - t0) * 1000
-            ok, permanent = classify_status(resp.status)
-            detail = "" if ok else text[:300].decode("utf-8", "replace")
-            parsed: Any = None
-            if ok and text and resp.content_type == "application/json":
-                try:
-                    parsed = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    parsed = None
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            receipt = resp.headers.get("X-Receipt-Id")
-            return SendResult(ok, resp.status, permanent, detail, retry_after, ms, receipt), parsed
+            return _answered(
+                t0,
+                resp.status,
+                text,
+                resp.content_type == "application/json",
+                resp.headers.get("Retry-After"),
+                resp.headers.get("X-Receipt-Id"),
+            )
     except TimeoutError:
-        ms = (time.perf_counter() - t0) * 1000
-        return SendResult(False, None, False, f"timeout after {timeout}s", latency_ms=ms), None
+        return _unanswered(t0, f"timeout after {timeout}s")
     except aiohttp.ClientError as exc:
-        ms = (time.perf_counter() - t0) * 1000
-        detail = f"{type(exc).__name__}: {exc}"[:300]
-        return SendResult(False, None, False, detail, latency_ms=ms), None
+        return _unanswered(t0, f"{type(exc).__name__}: {exc}")
 
 
 class ReqwestPoster:
@@ -186,37 +216,25 @@ class ReqwestPoster:
         self, url: str, body: bytes, headers: dict[str, str], *, signer: Signer | None = None
     ) -> tuple[SendResult, Any]:
         RequestTimeoutError, RequestError = self._errors
-        if signer is not None:
-            from security.httpsig import sign_request
-
-            sign_request("POST", url, headers, body, signer=signer)
+        _sign(url, headers, body, signer)
         t0 = time.perf_counter()
         try:
             # build(): the answer's body is read in full before send() returns
             resp = await self.client.post(url).headers(headers).body_bytes(body).build().send()
             text = bytes(await resp.bytes())
         except RequestTimeoutError:
-            ms = (time.perf_counter() - t0) * 1000
-            detail = f"timeout after {self.timeout}s"
-            return SendResult(False, None, False, detail, latency_ms=ms), None
+            return _unanswered(t0, f"timeout after {self.timeout}s")
         except RequestError as exc:
-            ms = (time.perf_counter() - t0) * 1000
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-            return SendResult(False, None, False, detail, latency_ms=ms), None
-        ms = (time.perf_counter() - t0) * 1000
-        status = resp.status
-        ok, permanent = classify_status(status)
-        detail = "" if ok else text[:300].decode("utf-8", "replace")
-        parsed: Any = None
+            return _unanswered(t0, f"{type(exc).__name__}: {exc}")
         ctype = resp.get_header("content-type") or ""
-        if ok and text and ctype.split(";", 1)[0].strip().lower() == "application/json":
-            try:
-                parsed = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                parsed = None
-        retry_after = parse_retry_after(resp.get_header("retry-after"))
-        receipt = resp.get_header("x-receipt-id")
-        return SendResult(ok, status, permanent, detail, retry_after, ms, receipt), parsed
+        return _answered(
+            t0,
+            resp.status,
+            text,
+            ctype.split(";", 1)[0].strip().lower() == "application/json",
+            resp.get_header("retry-after"),
+            resp.get_header("x-receipt-id"),
+        )
 
 
 def classify_status(status: int) -> tuple[bool, bool]:
