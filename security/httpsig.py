@@ -610,9 +610,7 @@ class BatchVerifier:
         if not batch or loop is None:
             return
         if len(batch) == 1 and self.lone_inline:
-            profile, body, signer, fut = batch[0]
-            if not fut.done():
-                fut.set_result(profile.verifies(body, signer))
+            _deliver(batch, [_verifies_safely(p, b, s) for p, b, s, _ in batch])
             return
         jobs = self._jobs
         if jobs is None or self._thread is None or not self._thread.is_alive():
