@@ -303,7 +303,11 @@ class TargetWorker:
 
     def _start_unit(self, size: int) -> None:
         """Start a unit of up to ``size`` records from the claimed-ahead buffer."""
-        task = asyncio.create_task(self._deliver(self._take(size)))
+        self._spawn(self._take(size))
+
+    def _spawn(self, unit: list[ClaimedDelivery]) -> None:
+        """Deliver ``unit`` (taken from the buffer) in a task of its own, kept for stop()."""
+        task = asyncio.create_task(self._deliver(unit))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -329,9 +333,7 @@ class TargetWorker:
         when the worker loop would (see :meth:`_follow_on`), else ring the loop."""
         unit = self._follow_on()
         if unit is not None:
-            task = asyncio.create_task(self._deliver(unit))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(unit)
 
     def _follow_on(self) -> list[ClaimedDelivery] | None:
         """A slot was freed: the next unit from the buffer when the worker loop would start
