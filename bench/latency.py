@@ -98,7 +98,8 @@ def main() -> int:
         "--workers",
         type=int,
         default=1,
-        help="jghub serve --workers N (N-1 ingest-only processes besides the node)",
+        help="jghub serve --workers N (N-1 ingest-only processes besides the node; with "
+        "--separate-dispatcher N besides the node, which then does not accept)",
     )
     ap.add_argument(
         "--client",
