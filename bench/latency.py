@@ -269,7 +269,8 @@ def main() -> int:
                 if args.batch_size == 1
                 else f"in batches of what is due, up to {args.batch_size} records a request"
             )
-            + " (8 requests in flight) to `bench/sink_app.py`; load generators in their own "
+            + f" ({delivery.CONCURRENCY} requests in flight) to `bench/sink_app.py`; load "
+            "generators in their own "
             "processes; "
             f"load average {load_avg()} at the end.",
             "",
