@@ -459,3 +459,17 @@ def write_section(path: Path, name: str, report: str, *, heading: str, intro: st
         text = text.rstrip("\n") + f"\n\n{heading}\n\n{lead}{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the threads of ``pid`` by name (``main``: the event loop; the
+    SQLite writer, the HTTP client's threads), from /proc/<pid>/task."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+            st = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / CLK_TCK
+    return out

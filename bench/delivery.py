@@ -43,7 +43,6 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
-    CLK_TCK,
     REPO,
     Server,
     children_cpu_seconds,
@@ -51,6 +50,7 @@ from common import (
     jghub_command,
     load_avg,
     machine_info,
+    thread_cpu,
     write_hub_config,
     write_section,
 )
@@ -176,20 +176,6 @@ def baseline_bodies(rows: list[tuple[str, str, bytes]], batch_size: int) -> list
             }
         )
         out.append([f"{chunk[0][0]}+{len(chunk) - 1}", body.decode()])
-    return out
-
-
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds so far of the threads of ``pid`` by name (``main``: the event loop; the
-    SQLite writer, the HTTP client's threads), from /proc/<pid>/task."""
-    out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
-            st = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / CLK_TCK
     return out
 
 

@@ -39,6 +39,7 @@ from bench.common import (  # noqa: E402
     free_port,
     jghub_command,
     machine_info,
+    thread_cpu,
     write_section,
 )
 
@@ -173,6 +174,7 @@ def _run(
         )
     try:
         cpu0 = server.cpu_seconds()
+        threads0 = thread_cpu(server.pid) if workers == 1 else {}
         split: list[int] = []
         if workers > 1:  # how the kernel spread the connections, read mid-run (wrk's
             # script first reads its file of signed requests, which takes a while)
@@ -183,6 +185,7 @@ def _run(
             timer.start()
         res = _wrk(script, url, args, conns, seconds)
         cpu = server.cpu_seconds() - cpu0
+        threads1 = thread_cpu(server.pid) if workers == 1 else {}
         res["conns"] = " + ".join(str(c) for c in split)
     finally:
         if spy is not None:
@@ -193,6 +196,11 @@ def _run(
     # the server's CPU (all threads, all processes) per accepted request: steadier than the
     # rate on a shared machine, and what an optimisation changes
     res["cpu_us"] = cpu / max(ok, 1) * 1e6
+    res["thread_us"] = {
+        k: round((v - threads0.get(k, 0.0)) / max(ok, 1) * 1e6)
+        for k, v in threads1.items()
+        if v - threads0.get(k, 0.0) > 0
+    }
     return res
 
 
@@ -265,7 +273,7 @@ def main() -> int:
                     f"round {r + 1} {kind:>11} x{n}: "
                     f"{res['ok_per_s']:,.0f} accepted/s, {res['cpu_us']:,.0f} us CPU/request, "
                     f"statuses {res['statuses']}, p99 {res['latency_ms']['p99']:.1f} ms "
-                    f"{res.get('conns') or ''}",
+                    f"{res.get('conns') or ''} {res.get('thread_us') or ''}",
                     flush=True,
                 )
                 if (kind, n) not in best or res["ok_per_s"] > best[kind, n]["ok_per_s"]:
