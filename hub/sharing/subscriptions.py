@@ -133,6 +133,9 @@ class Subscriptions:
         if keyring is None:
             return None
         if self._cipher_ring is not keyring:
+            # re-read the data keys first: another process of this node (the node, an ingest
+            # process) may have made this dataset's key since ours were read at start
+            await keyring.load()
             await keyring.ensure([SECRET_DATASET])
             self._cipher = keyring.cipher(SECRET_DATASET, [SECRET_FIELD])
             self._cipher_ring = keyring
