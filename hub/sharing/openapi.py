@@ -128,7 +128,10 @@ _SUBSCRIPTION = {
         "url": _STR,
         "target": _STR,
         "holder_department": _STR,
-        "secret": _STR,
+        "secret": {
+            "type": "string",
+            "description": "the webhook HMAC secret: in the create answer only (shown once)",
+        },
     },
 }
 

@@ -14,10 +14,19 @@ once; subscriptions made and grants revoked by another node of a shared store, o
 an extra ingest process (``serve --workers``) belongs to, are seen at the next refresh
 (``sharing.refresh_seconds``). Ingest processes only route (they create the deliveries); the
 node delivers them.
+
+The webhook secret (the HMAC key the hub signs each push with) is kept in the subscription's
+document in the store. With field encryption configured (``security.fieldcrypt``) it is stored
+encrypted, as the field ``secret`` of the internal dataset ``sharing.subscription`` (its own data
+key; the associated data binds the value to that dataset and field), and decrypted only when a
+node makes the subscription's delivery target. Secrets stored in clear before encryption was
+turned on still work. Without field encryption the secret is stored in clear, and the node says
+so once at start (a warning) when subscriptions exist or the catalog offers them.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,13 +35,27 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from hub.config import CircuitPolicy, RetryPolicy, SystemConfig
-from hub.errors import ApplicationStateError, BadParameter, GrantError, NotFound
+from hub.errors import (
+    ApplicationStateError,
+    BadParameter,
+    DecryptError,
+    GrantError,
+    HubError,
+    NotFound,
+)
 from hub.routing import RouteTargetRuntime
 from hub.sharing.access import subscription_plan
 from hub.sharing.enforce import Plan
 from hub.store.base import ShareRecord, TargetRef
 
-__all__ = ["SubscriptionIn", "Subscriptions", "subscription_view"]
+__all__ = ["SECRET_DATASET", "SECRET_FIELD", "SubscriptionIn", "Subscriptions", "subscription_view"]
+
+log = logging.getLogger("jghub.sharing")
+
+#: the internal dataset and field path the webhook secrets are encrypted as (security.fieldcrypt)
+SECRET_DATASET = "sharing.subscription"
+SECRET_FIELD = "secret"
+_ENC_PREFIX = "enc:v1:"  # security.fieldcrypt.PREFIX (not imported: security is optional)
 
 
 class SubscriptionIn(BaseModel):
@@ -46,6 +69,7 @@ class SubscriptionIn(BaseModel):
 
 
 def subscription_view(rec: ShareRecord) -> dict[str, Any]:
+    """The subscription as API answers show it: never its webhook secret."""
     d = rec.doc
     return {
         "id": rec.id,
@@ -92,11 +116,77 @@ class Subscriptions:
         self.live: dict[str, _Live] = {}
         #: a node delivers; an extra ingest process (serve --workers) only routes at ingest
         self.delivers = getattr(hub, "role", "node") == "node"
+        #: live subscriptions whose delivery target is not made yet (their secret did not open)
+        self._no_target: set[str] = set()
+        self._cipher: Any = None  # security.fieldcrypt.FieldCipher of SECRET_DATASET
+        self._cipher_ring: Any = None
+
+    # ------------------------------------------------------------------ webhook secrets
+
+    def _fieldcrypt_configured(self) -> bool:
+        parts = getattr(getattr(self.hub, "guard", None), "parts", None)
+        return parts is not None and parts.fieldcrypt_settings is not None
+
+    async def _secret_cipher(self) -> Any:
+        """The field cipher of the secrets, or None without field encryption."""
+        keyring = getattr(getattr(self.hub, "guard", None), "keyring", None)
+        if keyring is None:
+            return None
+        if self._cipher_ring is not keyring:
+            # re-read the data keys first: another process of this node (the node, an ingest
+            # process) may have made this dataset's key since ours were read at start
+            await keyring.load()
+            await keyring.ensure([SECRET_DATASET])
+            self._cipher = keyring.cipher(SECRET_DATASET, [SECRET_FIELD])
+            self._cipher_ring = keyring
+        return self._cipher
+
+    async def _seal(self, secret: str) -> str:
+        """The secret as stored: encrypted when field encryption is configured."""
+        cipher = await self._secret_cipher()
+        if cipher is None:
+            return secret
+        sealed: str = cipher.encrypt_fields({SECRET_FIELD: secret})[SECRET_FIELD]
+        return sealed
+
+    async def _open(self, rec: ShareRecord) -> str:
+        """The clear secret of a stored subscription (a clear one, stored before encryption
+        was turned on, as it is); DecryptError when it does not open here."""
+        stored = rec.doc["secret"]
+        if not (isinstance(stored, str) and stored.startswith(_ENC_PREFIX)):
+            return str(stored)
+        cipher = await self._secret_cipher()
+        if cipher is None:
+            raise DecryptError(
+                "the webhook secret is encrypted and security.fieldcrypt is not configured",
+                field=SECRET_FIELD,
+            )
+        try:
+            clear = cipher.decrypt_fields({SECRET_FIELD: stored})[SECRET_FIELD]
+        except DecryptError:
+            # a data key made by another process of this node since our keyring was read
+            await cipher.keyring.load()
+            clear = cipher.decrypt_fields({SECRET_FIELD: stored})[SECRET_FIELD]
+        return str(clear)
+
+    async def _warn_if_clear(self) -> None:
+        if not self.delivers or self._fieldcrypt_configured():
+            return
+        offered = any(
+            "subscription" in r.share_methods
+            for r in getattr(getattr(self.workflow, "catalog", None), "resources", {}).values()
+        )
+        if offered or await self.hub.store.share_list("subscription", states=["active"], limit=1):
+            log.warning(
+                "webhook secrets of data-sharing subscriptions are stored in the clear in the "
+                "hub store; configure security.fieldcrypt to encrypt them"
+            )
 
     # ------------------------------------------------------------------ life cycle
 
     async def load(self) -> None:
         """Start routing (and, on a node, delivering) for every active subscription."""
+        await self._warn_if_clear()
         await self.refresh()
 
     async def refresh(self) -> None:
@@ -110,6 +200,8 @@ class Subscriptions:
         for sid, rec in active.items():
             if sid not in self.live:
                 await self._activate(rec, await store.share_get("grant", rec.doc["grant_id"]))
+            elif sid in self._no_target:
+                await self._add_target(rec)
         for live in list(self.live.values()):
             if live.stopped:
                 continue
@@ -120,20 +212,47 @@ class Subscriptions:
             if grant is None or grant.state != "active":
                 self._stop(live, f"grant {live.grant_id} was revoked")
 
-    async def _activate(self, rec: ShareRecord, grant: ShareRecord | None) -> None:
+    async def _add_target(self, rec: ShareRecord, secret: str | None = None) -> bool:
+        """Make the subscription's delivery target (the webhook, signing with its secret);
+        False, logged once, when the stored secret does not open on this node (the
+        subscription still routes: its deliveries wait, and the next refresh tries again)."""
+        d = rec.doc
+        if secret is None:
+            try:
+                secret = await self._open(rec)
+            except HubError as exc:  # E_DECRYPT; E_CONFIG from a data key that does not unwrap
+                if rec.id not in self._no_target:
+                    log.error(
+                        "subscription %s: its webhook secret does not open on this node (%s); "
+                        "its deliveries wait until it does",
+                        rec.id,
+                        exc.message,
+                    )
+                self._no_target.add(rec.id)
+                return False
+        sc = SystemConfig(
+            name=d["target"],
+            title=f"subscription {rec.id} of {rec.holder}",
+            adapter="json",
+            outbound={"transport": "webhook", "url": d["url"], "secret": secret},
+            retry=self.retry,
+            circuit=self.circuit,
+        )
+        await self.hub.add_target(sc)
+        self.hub.add_outbound_route(
+            RouteTargetRuntime(
+                f"sharing-{rec.id}", d["target"], "sharing-grant", self._transform(rec.id), False
+            )
+        )
+        self._no_target.discard(rec.id)
+        return True
+
+    async def _activate(
+        self, rec: ShareRecord, grant: ShareRecord | None, secret: str | None = None
+    ) -> None:
         d = rec.doc
         target = d["target"]
         route = f"sharing-{rec.id}"
-        if self.delivers:
-            sc = SystemConfig(
-                name=target,
-                title=f"subscription {rec.id} of {rec.holder}",
-                adapter="json",
-                outbound={"transport": "webhook", "url": d["url"], "secret": d["secret"]},
-                retry=self.retry,
-                circuit=self.circuit,
-            )
-            await self.hub.add_target(sc)
         live = _Live(
             rec.id,
             rec.dataset,
@@ -148,9 +267,7 @@ class Subscriptions:
             live.stopped = f"grant {d['grant_id']} was revoked"
         self.live[rec.id] = live
         if self.delivers:
-            self.hub.add_outbound_route(
-                RouteTargetRuntime(route, target, "sharing-grant", self._transform(rec.id), False)
-            )
+            await self._add_target(rec, secret)
         self._rebuild(rec.dataset)
 
     def _extra_masks(self, dataset: str) -> tuple[Any, ...]:
@@ -223,14 +340,14 @@ class Subscriptions:
             {
                 "grant_id": grant.id,
                 "url": str(body.url),
-                "secret": secret,
+                "secret": await self._seal(secret),
                 "target": f"sub-{sid}",
                 "principal": str(principal.id),
             },
         )
         if not await self.hub.store.share_put(rec, expect_rev=0):
             raise ApplicationStateError(f"subscription {sid} exists already", field="id")
-        await self._activate(rec, grant)
+        await self._activate(rec, grant, secret)
         await self.hub.guard.record(
             "grant.subscribed",
             principal,
