@@ -77,7 +77,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
     derandomize=True,
 )
 def test_fuzzed_requests_get_no_5xx_and_conforming_answers(case: Any, running: RunningHub) -> None:
-    case.call_and_validate(
+    response = case.call_and_validate(
         base_url=running.base,
         headers={"Authorization": f"Bearer {running.tokens['requester']}"},
         checks=[
@@ -88,6 +88,11 @@ def test_fuzzed_requests_get_no_5xx_and_conforming_answers(case: Any, running: R
         ],
         timeout=30,
     )
+    # call_and_validate raised if a check failed; the answer is a client error or a success,
+    # and an error answer is a problem document with a stable code
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert str(response.json().get("code", "")).startswith("E_"), response.text
 
 
 def test_the_description_names_the_date_times_it_takes() -> None:
