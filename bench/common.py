@@ -472,4 +472,6 @@ def thread_cpu(pid: int) -> dict[str, float]:
         except OSError:
             continue
         out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / CLK_TCK
+        if name == "main":  # of which in the kernel (system calls: sockets, wake-ups)
+            out["main, kernel"] = int(st[12]) / CLK_TCK
     return out

@@ -63,7 +63,8 @@ def _config(tmp: Path, port: int, dead_port: int, signed: bool, loop: str = "aut
     hub.write_text(
         "hub: {name: bench, node_id: bench}\n"
         "store: {kind: sqlite, path: data/hub.db, durability: full}\n"
-        f"listen: {{host: 127.0.0.1, port: {port}, event_loop: {loop}}}\n"
+        f"listen: {{host: 127.0.0.1, port: {port}, event_loop: {loop}, "
+        f"fast_records: {os.environ.get('JG_FAST', 'true')}}}\n"
         "dispatcher: {enabled: false}\n"
         "systems: [systems]\n" + keys + "routes:\n  - {name: r, source: dept-a, "
         "dataset: inspection, targets: [sink]}\n"

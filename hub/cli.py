@@ -220,18 +220,18 @@ def serve(
                 else ""
             )
         )
-    web.run_app(
+    from hub.fastpath import run_app
+
+    run_app(
         application,
         loop=_new_loop(cfg.listen.event_loop),
         host=None if private is not None else h,
         port=None if private is not None else p,
         sock=private,
         ssl_context=ssl_context,
-        print=None,
-        access_log=None,
-        handle_signals=True,
         shutdown_timeout=5,
         reuse_port=workers > 1 or ingest_only,
+        fast=cfg.listen.fast_records,
     )
 
 

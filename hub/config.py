@@ -149,6 +149,11 @@ class ListenSettings(_Model):
         description="the serving processes' event loop: uvloop (libuv, less CPU per request) "
         "when installed under auto, else asyncio's own",
     )
+    fast_records: bool = Field(
+        True,
+        description="plain POST records requests take the lean HTTP path (hub/fastpath.py: "
+        "the same handler without aiohttp's per-request machinery); false: aiohttp serves all",
+    )
 
 
 class Limits(_Model):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- HTTP paths
+
+
+class FastTestServer:
+    """pytest-aiohttp's ``TestServer`` whose connections start on the hub's fast records path
+    (``hub.fastpath.FastAppRunner``), as ``jghub serve`` runs (``listen.fast_records``)."""
+
+    def __new__(cls, app: Any) -> Any:
+        from aiohttp.test_utils import TestServer
+
+        from hub.fastpath import FastAppRunner
+
+        class _Server(TestServer):
+            async def _make_runner(self, **kwargs: Any) -> Any:
+                return FastAppRunner(self.app, **kwargs)
+
+        return _Server(app)
+
+
+@pytest.fixture(params=["aiohttp", "fast"])
+def http_path(request: pytest.FixtureRequest) -> str:
+    """How the hub's HTTP API is served: aiohttp alone, or with the fast records path."""
+    return str(request.param)
+
+
+@pytest.fixture
+def hub_client(aiohttp_client: Any, http_path: str) -> Callable[[Any], Awaitable[Any]]:
+    """``await hub_client(app)``: a test client of ``app`` served the ``http_path`` way."""
+
+    async def make(app: Any) -> Any:
+        return await aiohttp_client(FastTestServer(app) if http_path == "fast" else app)
+
+    return make

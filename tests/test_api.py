@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +37,6 @@ LIMITS = {
     "max_json_depth": 8,
 }
 BLOCKED_REGION = "330106"  # the sink refuses records of this region while it is blocked
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @dataclass
@@ -105,7 +103,7 @@ class Api:
 
 
 @pytest.fixture
-async def api(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[Api]:
+async def api(hub_client: Any, tmp_path: Path) -> AsyncIterator[Api]:
     blocked: set[str] = set()
     sink = Sink(
         "national",
@@ -118,7 +116,7 @@ async def api(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[Ap
     await sink.start()
     try:
         cfg = config(tmp_path, {"national": {"url": sink.url}}, token=TOKEN, limits=LIMITS)
-        client = await aiohttp_client(create_app(cfg))
+        client = await hub_client(create_app(cfg))
         yield Api(client, sink, tmp_path / "data" / "hub.db", blocked)
         await client.close()  # stop the hub before its target goes away
     finally:

@@ -111,12 +111,10 @@ def signed_headers(signer: Any, url: str, body: bytes, **kw: Any) -> dict[str, s
 
 
 @pytest.fixture
-async def api(
-    tmp_path: Path, aiohttp_client: AiohttpClient
-) -> AsyncIterator[tuple[TestClient[Any, Any], Keys]]:
+async def api(tmp_path: Path, hub_client: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Keys]]:
     path, keys = secure_config(tmp_path)
     cfg = load_config(path)
-    client = await aiohttp_client(create_app(cfg, hub=Hub(cfg)))
+    client = await hub_client(create_app(cfg, hub=Hub(cfg)))
     yield client, keys
     await client.close()
 
@@ -383,10 +381,10 @@ async def test_concurrent_signed_posts_answer_as_one_at_a_time(
     assert (await hub.store.counts())["messages"] == 4
 
 
-async def test_revoked_key_is_refused(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
+async def test_revoked_key_is_refused(tmp_path: Path, hub_client: Any) -> None:
     path, keys = secure_config(tmp_path, revoked=True)
     cfg = load_config(path)
-    client = await aiohttp_client(create_app(cfg, hub=Hub(cfg)))
+    client = await hub_client(create_app(cfg, hub=Hub(cfg)))
     hub: Hub = client.app[HUB_KEY]  # type: ignore[index]
     body = orjson.dumps(sample_inspection(5))
     headers = signed_headers(keys.dept_a, str(client.make_url(RECORDS)), body)

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,6 @@ CORPUS = Path(__file__).parent / "corpus" / "hostile"
 TOKEN = "hostile-corpus-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SOAP_NS = "urn:jghub:dept-s:jcxx"
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @dataclass
@@ -95,9 +93,9 @@ def _write_hub(tmp: Path) -> Path:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, hub_client: Any) -> AsyncIterator[Env]:
     cfg = load_config(_write_hub(tmp_path))
-    client = await aiohttp_client(create_app(cfg, hub=Hub(cfg)))
+    client = await hub_client(create_app(cfg, hub=Hub(cfg)))
     e = Env(client, tmp_path / "drop")
     # accepted before the attack: it must survive every case
     r = await client.post(
