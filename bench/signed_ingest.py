@@ -46,7 +46,9 @@ from bench.common import (  # noqa: E402
 KEY_ID = "dept-a-bench"
 
 
-def _config(tmp: Path, port: int, dead_port: int, signed: bool, loop: str = "auto") -> Path:
+def _config(
+    tmp: Path, port: int, dead_port: int, signed: bool, loop: str = "auto", fast: bool = True
+) -> Path:
     (tmp / "systems").mkdir(parents=True)
     inbound = "inbound:\n  datasets: [inspection]\n" + ("  signed: true\n" if signed else "")
     (tmp / "systems" / "dept-a.yaml").write_text(f"name: dept-a\nadapter: json\n{inbound}")
@@ -64,7 +66,7 @@ def _config(tmp: Path, port: int, dead_port: int, signed: bool, loop: str = "aut
         "hub: {name: bench, node_id: bench}\n"
         "store: {kind: sqlite, path: data/hub.db, durability: full}\n"
         f"listen: {{host: 127.0.0.1, port: {port}, event_loop: {loop}, "
-        f"fast_records: {os.environ.get('JG_FAST', 'true')}}}\n"
+        f"fast_records: {'true' if fast else 'false'}}}\n"
         "dispatcher: {enabled: false}\n"
         "systems: [systems]\n" + keys + "routes:\n  - {name: r, source: dept-a, "
         "dataset: inspection, targets: [sink]}\n"
@@ -112,11 +114,12 @@ def _run(
     profile: bool = False,
     loop: str = "auto",
     workers: int = 1,
+    fast: bool = True,
 ) -> dict[str, Any]:
     """One wrk run against the hub (unsigned or signed), or with ``bare`` against
     ``bench/baseline_app.py`` (the issue's baseline: parse the JSON, answer 202)."""
     port, dead = free_port(), free_port()
-    hub = _config(tmp, port, dead, signed, loop)
+    hub = _config(tmp, port, dead, signed, loop, fast)
     url = f"http://127.0.0.1:{port}/v1/systems/dept-a/records"
     if signed:
         from cryptography.hazmat.primitives import serialization
@@ -166,7 +169,8 @@ def _run(
         out = BENCH_DIR / "out"
         out.mkdir(exist_ok=True)
         pyspy = Path(sys.executable).parent / "py-spy"
-        name = f"profile-{'signed' if signed else 'unsigned'}-ingest-wall.txt"
+        kind = ("signed" if signed else "unsigned") + ("" if fast else "-aiohttp")
+        name = f"profile-{kind}-ingest-wall.txt"
         cmd = [str(pyspy), "record", "-p", str(server.pid), "-d", str(max(1, seconds - 1))]
         spy = subprocess.Popen(
             [*cmd, "-r", "250", "--threads", "-f", "raw", "-o", str(out / name)],
@@ -222,6 +226,8 @@ def _kinds(workers: list[int], have_uvloop: bool) -> list[tuple[str, int]]:
     out += [("bare", n) for n in workers if n > 1]
     for n in workers:
         out += [("unsigned", n), ("signed", n)]
+        if n == 1:  # the same without the fast records path (listen.fast_records: false)
+            out += [("unsigned-aiohttp", 1), ("signed-aiohttp", 1)]
     return out
 
 
@@ -265,11 +271,14 @@ def main() -> int:
     with multiprocessing.Pool(2) as pool:
         for r in range(a.rounds):
             for kind, n in _kinds(workers, have_uvloop):
-                signed = kind == "signed"
+                signed = kind.startswith("signed")
+                fast = not kind.endswith("-aiohttp")
                 bare = kind.startswith("bare")
                 loop = "uvloop" if kind == "bare-uvloop" else "asyncio" if bare else hub_loop
                 with tempfile.TemporaryDirectory(prefix="jghub-bench-") as d:
-                    res = _run(Path(d), signed, a.seconds, a.conns, pool, bare, a.profile, loop, n)
+                    res = _run(
+                        Path(d), signed, a.seconds, a.conns, pool, bare, a.profile, loop, n, fast
+                    )
                 print(
                     f"round {r + 1} {kind:>11} x{n}: "
                     f"{res['ok_per_s']:,.0f} accepted/s, {res['cpu_us']:,.0f} us CPU/request, "
@@ -306,6 +315,15 @@ def main() -> int:
         plain, signed_ = best["unsigned", n], best["signed", n]
         procs = "1 process" if n == 1 else f"`--workers {n}`"
         rows += _row(f"jghub unsigned, {procs}", plain, f"{x(plain, base):.2f}x")
+        if n == 1 and ("unsigned-aiohttp", 1) in best:
+            for kind in ("unsigned-aiohttp", "signed-aiohttp"):
+                res = best[kind, 1]
+                rows += _row(
+                    f"jghub {kind.split('-')[0]}, 1 process, `listen.fast_records: false` "
+                    "(aiohttp for every request; comparison)",
+                    res,
+                    f"{x(res, base):.2f}x",
+                )
         extra = f"; {x(signed_, plain):.2f}x unsigned"
         if n > 1:
             extra += f"; {x(signed_, best['bare', n]):.2f}x the {n}-process bare handler"
