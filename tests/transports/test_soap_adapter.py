@@ -4,7 +4,6 @@ WSDL of the endpoint is served at ``?wsdl``."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,9 @@ ACTION = f"{NS}/SubmitJcxx"
 PATH = "/v1/systems/dept-a/records"
 TOKEN = "tok-dept-a"
 
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-
 
 @pytest.fixture
-async def client(tmp_path: Path, aiohttp_client: AiohttpClient) -> TestClient[Any, Any]:
+async def client(tmp_path: Path, hub_client: Any) -> TestClient[Any, Any]:
     cfg = config(
         tmp_path,
         {},
@@ -41,7 +38,7 @@ async def client(tmp_path: Path, aiohttp_client: AiohttpClient) -> TestClient[An
             },
         },
     )
-    return await aiohttp_client(create_app(cfg))
+    return await hub_client(create_app(cfg))  # type: ignore[no-any-return]
 
 
 def envelope(records: list[dict[str, Any]], version: str = "1.1", op: str = "SubmitJcxx") -> bytes:
