@@ -58,6 +58,7 @@ from contracts.samples import make_uscc, sample_inspection
 from hub.api import create_app
 from hub.config import load_config
 from hub.events import AcceptedMessage, DeliveryEvent
+from hub.fastpath import FastAppRunner
 from hub.peers import bound_port
 from hub.peers.department import DepartmentSource
 from hub.peers.sink import Sink, SinkBehaviour
@@ -477,7 +478,9 @@ async def run_demo(*, workdir: Path, records: int, once: bool, port: int = 0) ->
     cfg = load_config(hub_file)
     observer = _Observer()
     hub = Hub(cfg, extra_plugins=[observer])
-    runner = web.AppRunner(create_app(cfg, hub=hub), access_log=None)
+    # served as `jghub serve` serves: the fast records path unless the config turns it off
+    runner_cls = FastAppRunner if cfg.listen.fast_records else web.AppRunner
+    runner = runner_cls(create_app(cfg, hub=hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port)
     await site.start()
