@@ -78,6 +78,12 @@ def _ring_out(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+#: (kind, event, next attempt time or reason) of a settled delivery, for observers
+_Event = tuple[str, DeliveryEvent, float | str]
+#: one unit's outcomes, its observers' events, and the future its settle waits on
+_Settle = tuple[Sequence[Outcome], Sequence[_Event], asyncio.Future[None]]
+
+
 class SettleBatcher:
     """Settles the outcomes of many units with one store write (like the ingest's merged
     writer jobs): the units that finish while a settle write is in flight, or in the same
@@ -86,22 +92,26 @@ class SettleBatcher:
     an idle hub writes a lone unit's outcomes one loop iteration after they were ready.
 
     A unit's ``settle`` returns once its outcomes are committed. If a merged write fails, each
-    unit's outcomes are written alone, so one unit's failure never fails its neighbours.
+    unit's outcomes are written alone, so one unit's failure never fails its neighbours. The
+    observers hear of the units' deliveries (``events``) once per committed write, before the
+    units' futures resolve: one observer call for all the units a write settled.
     """
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._pending: list[tuple[Sequence[Outcome], asyncio.Future[None]]] = []
+        self._pending: list[_Settle] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def settle(self, outcomes: Sequence[Outcome]) -> None:
         await self.submit(outcomes)
 
-    def submit(self, outcomes: Sequence[Outcome]) -> asyncio.Future[None]:
+    def submit(
+        self, outcomes: Sequence[Outcome], events: Sequence[_Event] = ()
+    ) -> asyncio.Future[None]:
         """Queue ``outcomes`` for the next merged write; the future resolves once they are
-        committed (or fails with the store's error)."""
+        committed (or fails with the store's error), after the observers heard of ``events``."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((outcomes, fut))
+        self._pending.append((outcomes, events, fut))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_pending())
         return fut
@@ -114,32 +124,42 @@ class SettleBatcher:
                 await self._write(batch)
         finally:
             self._writer = None
-            for _, fut in self._pending:  # only if cancelled: nobody will write them
+            for _, _, fut in self._pending:  # only if cancelled: nobody will write them
                 fut.cancel()
             self._pending = []
 
-    async def _write(self, batch: list[tuple[Sequence[Outcome], asyncio.Future[None]]]) -> None:
-        merged = [o for outs, _ in batch for o in outs]
+    async def _write(self, batch: list[_Settle]) -> None:
+        merged = [o for outs, _, _ in batch for o in outs]
         try:
             await self.hub.store.settle(merged)
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch[0][1], exc)
+                _fail(batch[0][2], exc)
                 return
-            for outs, fut in batch:  # alone: one unit's failure does not fail the others
+            for outs, events, fut in batch:  # alone: one unit's failure fails no other
                 try:
                     await self.hub.store.settle(outs)
                 except Exception as exc:
                     _fail(fut, exc)
                 else:
+                    self._notify(events)
                     _done(fut)
             return
         except BaseException:  # cancelled: so are the units waiting for this write
-            for _, fut in batch:
+            for _, _, fut in batch:
                 fut.cancel()
             raise
-        for _, fut in batch:
+        self._notify([e for _, events, _ in batch for e in events])
+        for _, _, fut in batch:
             _done(fut)
+
+    def _notify(self, events: Sequence[_Event]) -> None:
+        if not events:
+            return
+        try:
+            self.hub.notify_deliveries(events)
+        except Exception:
+            log.exception("delivery observers failed")
 
 
 def _done(fut: asyncio.Future[None]) -> None:
@@ -394,9 +414,9 @@ class TargetWorker:
     def _settle_later(
         self, outcomes: Sequence[Outcome], events: list[tuple[str, DeliveryEvent, float | str]]
     ) -> None:
-        """Hand an answered unit's outcomes to the settle batcher; once committed, observers
-        hear of them and the unit stops counting against the unsettled budget."""
-        fut = self.settler.submit(outcomes)
+        """Hand an answered unit's outcomes to the settle batcher, which tells the observers
+        once they are committed; then the unit stops counting against the unsettled budget."""
+        fut = self.settler.submit(outcomes, events)
         self._settling.add(fut)
 
         def settled(f: asyncio.Future[None]) -> None:
@@ -413,11 +433,6 @@ class TargetWorker:
                         exc,
                         exc_info=exc,
                     )
-                    return
-                try:
-                    self.hub.notify_deliveries(events)
-                except Exception:
-                    log.exception("delivery observers failed for %s", self.name)
             finally:
                 self._unit_settled()
 

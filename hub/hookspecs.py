@@ -176,12 +176,13 @@ def hub_delivery_dead_lettered(event: DeliveryEvent, reason: str) -> None:
 
 @hookspec
 def hub_deliveries_settled(events: Sequence[tuple[str, DeliveryEvent, float | str]]) -> None:
-    """Called once per settled delivery unit (one record, or a batch of up to the transport's
-    ``max_batch``) after its outcomes were committed, with one ``(kind, event, extra)`` entry
-    per delivery in the unit's order: ``kind`` ``ok`` (extra ``""``), ``retry`` (extra the
-    next attempt's time) or ``dead`` (extra the reason). The same deliveries also go to the
-    three per-delivery hooks above; a plugin implements either those or this one (one call
-    per batch of 500 instead of 500 calls through the plugin manager)."""
+    """Called once per settle write after it was committed, with one ``(kind, event, extra)``
+    entry per delivery it settled: the deliveries of one or more units (a unit is one record,
+    or a batch of up to the transport's ``max_batch``), of any targets, each unit's in its
+    order: ``kind`` ``ok`` (extra ``""``), ``retry`` (extra the next attempt's time) or
+    ``dead`` (extra the reason). The same deliveries also go to the three per-delivery hooks
+    above; a plugin implements either those or this one (one call per settle write instead
+    of one call per delivery through the plugin manager)."""
 
 
 # --------------------------------------------------------------------------- health

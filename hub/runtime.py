@@ -882,7 +882,7 @@ class Hub:
             log.exception("hub_records_rejected observer failed")
 
     def notify_deliveries(self, events: Sequence[tuple[str, DeliveryEvent, float | str]]) -> None:
-        """Tell observers how a settled unit's deliveries ended: once for the unit
+        """Tell observers how deliveries settled together ended: once for them all
         (``hub_deliveries_settled``) and once per delivery (the per-delivery hooks)."""
         if not events:
             return

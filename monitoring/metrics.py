@@ -333,9 +333,9 @@ class HubMetrics:
     def on_deliveries(
         self, events: Sequence[tuple[str, DeliveryEvent, float | str]], now: float
     ) -> None:
-        """A settled unit's outcomes (``ok``, ``retry``, ``dead`` as the dispatcher names
+        """Outcomes settled together (``ok``, ``retry``, ``dead`` as the dispatcher names
         them): the same values as :meth:`on_delivery` for each, with one counter increment
-        per (target, outcome) for the unit instead of one per delivery."""
+        per (target, outcome) for them instead of one per delivery."""
         counts: dict[tuple[str, str], tuple[Any, list[int]]] = {}
         attempts: dict[str, tuple[Any, list[float]]] = {}
         e2e: dict[str, tuple[Any, list[float]]] = {}

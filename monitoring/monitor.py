@@ -212,8 +212,9 @@ class Monitor:
     def hub_deliveries_settled(
         self, events: Sequence[tuple[str, DeliveryEvent, float | str]]
     ) -> None:
-        """A settled unit's deliveries, in one call (a batch of 500 is one call, not 500):
-        the same counters, histograms, target health and log lines as one call each."""
+        """Deliveries settled together (one settle write: one or more units), in one call (a
+        batch of 500 is one call, not 500): the same counters, histograms, target health and
+        log lines as one call each."""
         now = self.hub.clock()
         self.metrics.on_deliveries(events, now)
         health = self.health
