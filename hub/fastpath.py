@@ -51,8 +51,36 @@ MAX_HEAD = 64 * 1024
 MAX_LINE = 8190
 #: headers whose presence sends the request to aiohttp (framing and negotiation it handles)
 _AIOHTTP_HEADERS = frozenset(
-    {b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"te", b"trailer"}
+    {
+        b"transfer-encoding",
+        b"content-encoding",
+        b"expect",
+        b"upgrade",
+        b"te",
+        b"trailer",
+        b"sec-websocket-key1",  # aiohttp refuses it
+    }
 )
+#: headers aiohttp's request parser refuses to see twice (its SINGLETON_HEADERS, RFC 9110)
+_SINGLETONS = frozenset(
+    h.lower().encode()
+    for h in (
+        hdrs.CONTENT_LENGTH,
+        hdrs.CONTENT_LOCATION,
+        hdrs.CONTENT_RANGE,
+        hdrs.CONTENT_TYPE,
+        hdrs.ETAG,
+        hdrs.HOST,
+        hdrs.MAX_FORWARDS,
+        hdrs.SERVER,
+        hdrs.TRANSFER_ENCODING,
+        hdrs.USER_AGENT,
+    )
+)
+#: aiohttp refuses a request with more headers than this (its max_headers)
+MAX_HEADERS = 128
+#: a CR not followed by LF, or an LF not preceded by CR: a head llhttp (strict) refuses
+_BAD_EOL = re.compile(rb"\r[^\n]|(?<!\r)\n")
 #: an idle keep-alive connection is closed after this (aiohttp's default keepalive_timeout)
 KEEPALIVE_SECONDS = 75.0
 #: a connection with more than this buffered while a request is being answered stops reading
@@ -384,7 +412,7 @@ class FastProtocol(asyncio.Protocol):
             return
         end = buf.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > MAX_HEAD or b"\n\n" in buf or self._eof:
+            if len(buf) > MAX_HEAD or self._eof or _BAD_EOL.search(buf) is not None:
                 self._hand_over()
             else:
                 self._arm_idle()
@@ -393,8 +421,8 @@ class FastProtocol(asyncio.Protocol):
         parser = httptools.HttpRequestParser(head)
         try:
             parser.feed_data(bytes(buf[: end + 4]))
-        except httptools.HttpParserError:
-            self._hand_over()  # aiohttp words the refusal
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._hand_over()  # aiohttp words the refusal, or takes the upgrade
             return
         request = self._fast_request(parser, head)
         if request is None:
@@ -402,6 +430,10 @@ class FastProtocol(asyncio.Protocol):
             return
         size, keep_alive, make = request
         total = end + 4 + size
+        if not keep_alive and len(buf) > total:
+            # llhttp refuses data after a closing request in the same feed: aiohttp words it
+            self._hand_over()
+            return
         if len(buf) < total:
             if self._eof:
                 self._hand_over()
@@ -428,19 +460,23 @@ class FastProtocol(asyncio.Protocol):
         m = _RECORDS.fullmatch(head.url)
         if m is None:
             return None
+        if len(head.headers) > MAX_HEADERS:
+            return None
         size = -1
-        has_host = False
+        seen: set[bytes] = set()
         for name, value in head.headers:
             lname = name.lower()
-            if lname == b"content-length":
-                if size >= 0 or not value.isdigit() or len(value) > 15:
-                    return None  # repeated or odd: aiohttp decides
-                size = int(value)
-            elif lname == b"host":
-                has_host = True
+            if lname in _SINGLETONS:
+                if lname in seen:
+                    return None  # repeated: aiohttp refuses it
+                seen.add(lname)
+                if lname == b"content-length":
+                    if not value.isdigit() or len(value) > 15:
+                        return None  # odd: aiohttp decides
+                    size = int(value)
             elif lname in _AIOHTTP_HEADERS:
                 return None
-        if size < 0 or not has_host or size > self.server.max_body:
+        if size < 0 or b"host" not in seen or size > self.server.max_body:
             return None
         keep_alive = parser.should_keep_alive()
         raw_path = head.url.decode("ascii")

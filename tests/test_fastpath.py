@@ -267,3 +267,47 @@ async def test_shutdown_answers_the_request_in_flight(tmp_path: Path) -> None:
     assert got[0] == 202
     idle_w.close()
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("a second Host", post(record(13), extra="Host: evil.example\r\n")),
+        ("a second Content-Type", post(record(13), extra="Content-Type: text/plain\r\n")),
+        ("two User-Agents", post(record(13), extra="User-Agent: a\r\nUser-Agent: b\r\n")),
+        ("129 headers", post(record(13), extra="".join(f"X-{i}: 1\r\n" for i in range(126)))),
+        ("the old websocket key", post(record(13), extra="Sec-WebSocket-Key1: x\r\n")),
+        (
+            "data after Connection: close",
+            post(record(13), extra="Connection: close\r\n") + post(record(14)),
+        ),
+    ],
+)
+async def test_requests_aiohttp_refuses_are_not_answered_on_the_fast_path(
+    served: Served, name: str, raw: bytes
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(raw)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    writer.close()
+    assert head.split()[1] == b"400", (name, head)
+    assert served.server.answered == 0 and served.stored() == [], name
+
+
+async def test_an_upgrade_request_is_handed_over(served: Served) -> None:
+    # httptools raises HttpParserUpgrade (not an HttpParserError) for these
+    reader, writer = await served.connect()
+    writer.write(post(record(15), extra="Connection: Upgrade\r\nUpgrade: h2c\r\n"))
+    status, _, body = await read_answer(reader)
+    writer.close()
+    assert status == 202, body
+    assert served.server.answered == 0 and served.server.handed_over == 1
+
+
+async def test_a_head_with_a_bare_lf_is_handed_over_at_once(served: Served) -> None:
+    # no CRLF CRLF will ever come; aiohttp refuses the head without waiting for one
+    reader, writer = await served.connect()
+    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\nContent-Length: 2\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
+    writer.close()
+    assert head.split()[1] == b"400", head
