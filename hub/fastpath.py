@@ -203,7 +203,8 @@ class _Head:
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > MAX_LINE:
             self.bad = True
-        self.headers.append((name, value))
+        # llhttp strips the whitespace before a value, not after it; aiohttp strips both
+        self.headers.append((name, value.rstrip(b" \t")))
 
 
 #: the headers :func:`_encode` writes itself

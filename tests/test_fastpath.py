@@ -311,3 +311,22 @@ async def test_a_head_with_a_bare_lf_is_handed_over_at_once(served: Served) -> N
     head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
     writer.close()
     assert head.split()[1] == b"400", head
+
+
+async def test_header_values_lose_trailing_whitespace_as_on_aiohttp(served: Served) -> None:
+    # aiohttp strips the OWS after a field value (llhttp does not): the same Idempotency-Key
+    reader, writer = await served.connect()
+    writer.write(post(record(20), extra="Idempotency-Key: key-20 \t \r\n"))
+    status, _, body = await read_answer(reader)
+    assert status == 202, body
+    other = record(21)
+    writer.write(
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nIdempotency-Key: key-20\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(other), other)
+    )
+    status, _, body = await read_answer(reader)
+    writer.close()
+    assert served.server.answered == 1 and served.server.handed_over == 1
+    assert status == 409 and orjson.loads(body)["code"] == "E_DUPLICATE", body
