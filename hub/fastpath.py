@@ -229,6 +229,14 @@ def _date() -> bytes:
     return cast(bytes, _DATE[1])
 
 
+def _field(text: str) -> bytes:
+    """A status reason, header name or value as aiohttp writes it (UTF-8); CR or LF in it
+    would let it end the line early (header injection): refused, as aiohttp does."""
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"newline or carriage return in an HTTP header: {text!r}")
+    return text.encode("utf-8")
+
+
 def _encode(resp: web.StreamResponse, close: bool) -> bytes:
     """The bytes of ``resp`` (a ``web.Response`` with a bytes body) as aiohttp would send
     them: status line, the handler's headers, Content-Length, Date, Server."""
@@ -237,11 +245,11 @@ def _encode(resp: web.StreamResponse, close: bool) -> bytes:
         body = b""
     elif not isinstance(body, bytes | bytearray):
         raise TypeError(f"a fast answer needs a bytes body, not {type(body).__name__}")
-    out = [b"HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason.encode("latin-1"))]
+    out = [b"HTTP/1.1 %d %s\r\n" % (resp.status, _field(resp.reason))]
     for name, value in resp.headers.items():
         if name.lower() in _OWN_HEADERS:
             continue
-        out.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+        out.append(b"%s: %s\r\n" % (_field(name), _field(value)))
     out.append(
         b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\n%s\r\n"
         % (len(body), _date(), _SERVER, b"Connection: close\r\n" if close else b"")

@@ -330,3 +330,13 @@ async def test_header_values_lose_trailing_whitespace_as_on_aiohttp(served: Serv
     writer.close()
     assert served.server.answered == 1 and served.server.handed_over == 1
     assert status == 409 and orjson.loads(body)["code"] == "E_DUPLICATE", body
+
+
+def test_answers_with_cr_or_lf_in_a_header_are_refused() -> None:
+    resp = web.Response(body=b"{}", status=202)
+    resp.headers["X-Echo"] = "a\r\nSet-Cookie: evil=1"
+    with pytest.raises(ValueError):
+        fastpath._encode(resp, False)
+    resp = web.Response(body=b"{}", status=202)
+    resp.headers["X-Name"] = "é中"
+    assert b"X-Name: " + "é中".encode() + b"\r\n" in fastpath._encode(resp, False)
