@@ -327,6 +327,7 @@ class FastProtocol(asyncio.Protocol):
         "_idle",
         "_paused",
         "_task",
+        "_write_paused",
         "busy",
         "server",
         "transport",
@@ -343,6 +344,9 @@ class FastProtocol(asyncio.Protocol):
         #: the client half-closed: no more bytes will come
         self._eof = False
         self._paused = False
+        #: the transport's write buffer is over its high-water mark: answer nothing more
+        #: until the client has read (aiohttp's writer waits for drain likewise)
+        self._write_paused = False
         self._idle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -360,17 +364,25 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
-        if self.busy:
+        if self.busy or self._write_paused:
             if len(self._buf) > _PAUSE_AT and not self._paused and self.transport is not None:
                 self.transport.pause_reading()
                 self._paused = True
             return
         self._advance()
 
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self.busy and self.transport is not None:
+            self._next()
+
     def eof_received(self) -> bool | None:
         # the client sent all it will: answer what is complete, then close (as aiohttp)
         self._eof = True
-        if not self.busy and self.transport is not None:
+        if not self.busy and not self._write_paused and self.transport is not None:
             self._advance()
         return True  # keep the transport open for the answers; closed once they are out
 
@@ -412,7 +424,7 @@ class FastProtocol(asyncio.Protocol):
         """Frame the next complete request of the buffer: answer it (fast) or hand the
         connection over; with an incomplete one, wait for more bytes."""
         transport = self.transport
-        if transport is None or self.busy:
+        if transport is None or self.busy or self._write_paused:
             return
         buf = self._buf
         if not buf:
@@ -528,6 +540,14 @@ class FastProtocol(asyncio.Protocol):
             self._closing = True
             self._buf.clear()
             transport.close()
+            return
+        if not self._write_paused:
+            self._next()
+
+    def _next(self) -> None:
+        """After an answer has been written (and the client reads): the next request."""
+        transport = self.transport
+        if transport is None:
             return
         if self._paused:
             self._paused = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -340,3 +341,35 @@ def test_answers_with_cr_or_lf_in_a_header_are_refused() -> None:
     resp = web.Response(body=b"{}", status=202)
     resp.headers["X-Name"] = "é中"
     assert b"X-Name: " + "é中".encode() + b"\r\n" in fastpath._encode(resp, False)
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
+    served: Served,
+) -> None:
+    # answers pile up in the transport while the client pipelines without reading: the hub
+    # stops taking requests (as aiohttp's writer waits for drain) instead of buffering them
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", served.port))
+    while not served.server.fast:
+        await asyncio.sleep(0.01)
+    (conn,) = served.server.fast
+    assert conn.transport is not None
+    conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024)
+    conn.transport.set_write_buffer_limits(high=0)
+    n = 120
+    sending = asyncio.ensure_future(
+        loop.sock_sendall(sock, b"".join(post(record(100 + i)) for i in range(n)))
+    )
+    await asyncio.sleep(1.5)
+    assert served.server.answered < n
+    got = b""
+    while got.count(b"HTTP/1.1 202 ") < n:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, got[-300:]
+        got += chunk
+    await sending
+    sock.close()
+    assert served.server.answered == n and len(served.stored()) == n
