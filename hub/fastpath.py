@@ -316,6 +316,10 @@ class FastAppRunner(web.AppRunner):
         return cast(web.Server, FastServer(server, self.app))
 
 
+#: a framed request whose body may still be arriving (see FastProtocol._pending)
+_Pending = tuple[int, int, bool, Callable[[bytes], FastRequest]]
+
+
 class FastProtocol(asyncio.Protocol):
     """One connection: frames fast requests and answers them in order; hands the connection
     to aiohttp at the first request that is not one (see the module docstring)."""
@@ -326,6 +330,8 @@ class FastProtocol(asyncio.Protocol):
         "_eof",
         "_idle",
         "_paused",
+        "_pending",
+        "_scanned",
         "_task",
         "_write_paused",
         "busy",
@@ -349,6 +355,12 @@ class FastProtocol(asyncio.Protocol):
         self._write_paused = False
         self._idle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the head at the start of the buffer holds no CRLF CRLF and no bad line end in
+        #: its first _scanned bytes (each byte is looked at once, however it arrives)
+        self._scanned = 0
+        #: the framed request at the start of the buffer whose body is still arriving:
+        #: (body start and end in the buffer, keep-alive, request maker): parsed once
+        self._pending: _Pending | None = None
 
     @property
     def active(self) -> bool:
@@ -431,26 +443,12 @@ class FastProtocol(asyncio.Protocol):
             if self._closing or self._eof:
                 transport.close()
             return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD or self._eof or _BAD_EOL.search(buf) is not None:
-                self._hand_over()
-            else:
-                self._arm_idle()
-            return
-        head = _Head()
-        parser = httptools.HttpRequestParser(head)
-        try:
-            parser.feed_data(bytes(buf[: end + 4]))
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self._hand_over()  # aiohttp words the refusal, or takes the upgrade
-            return
-        request = self._fast_request(parser, head)
-        if request is None:
-            self._hand_over()
-            return
-        size, keep_alive, make = request
-        total = end + 4 + size
+        pending = self._pending
+        if pending is None:
+            pending = self._frame(buf)
+            if pending is None:
+                return
+        start, total, keep_alive, make = pending
         if not keep_alive and len(buf) > total:
             # llhttp refuses data after a closing request in the same feed: aiohttp words it
             self._hand_over()
@@ -461,14 +459,43 @@ class FastProtocol(asyncio.Protocol):
             else:
                 self._arm_idle()
             return
-        body = bytes(buf[end + 4 : total])
+        body = bytes(buf[start:total])
         del buf[:total]
+        self._pending = None
+        self._scanned = 0
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
         self.busy = True
         self.server.answered += 1
         self._task = asyncio.get_running_loop().create_task(self._answer(make(body), keep_alive))
+
+    def _frame(self, buf: bytearray) -> _Pending | None:
+        """The request whose head starts the buffer, once that head is complete; None (having
+        handed the connection over, or waiting for more bytes) otherwise."""
+        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            bad = _BAD_EOL.search(buf, max(0, self._scanned - 1)) is not None
+            if len(buf) > MAX_HEAD or self._eof or bad:
+                self._hand_over()
+            else:
+                self._scanned = len(buf)
+                self._arm_idle()
+            return None
+        head = _Head()
+        parser = httptools.HttpRequestParser(head)
+        try:
+            parser.feed_data(bytes(buf[: end + 4]))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._hand_over()  # aiohttp words the refusal, or takes the upgrade
+            return None
+        request = self._fast_request(parser, head)
+        if request is None:
+            self._hand_over()
+            return None
+        size, keep_alive, make = request
+        self._pending = (end + 4, end + 4 + size, keep_alive, make)
+        return self._pending
 
     def _fast_request(
         self, parser: httptools.HttpRequestParser, head: _Head

@@ -373,3 +373,49 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
     await sending
     sock.close()
     assert served.server.answered == n and len(served.stored()) == n
+
+
+async def test_a_request_in_single_bytes_is_parsed_once_and_scanned_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each piece of a request used to re-scan the whole buffer and re-parse the head: a head
+    # or body sent a byte at a time cost time quadratic in its size (60 KiB: seconds of CPU)
+    parsers: list[object] = []
+    scanned: list[int] = []
+    real_parser, real_eol = fastpath.httptools.HttpRequestParser, fastpath._BAD_EOL
+
+    def counting_parser(head: Any) -> Any:
+        parsers.append(head)
+        return real_parser(head)
+
+    class CountingEol:
+        @staticmethod
+        def search(buf: bytearray, pos: int = 0) -> Any:
+            scanned.append(len(buf) - pos)
+            return real_eol.search(buf, pos)
+
+    monkeypatch.setattr(fastpath.httptools, "HttpRequestParser", counting_parser)
+    monkeypatch.setattr(fastpath, "_BAD_EOL", CountingEol)
+    data = post(record(30), extra=f"X-Pad: {'p' * 4000}\r\n")
+    conn = fastpath.FastProtocol(served.server)
+    sent: list[bytes] = []
+
+    class Transport(asyncio.Transport):
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+        def write(self, data: Any) -> None:
+            sent.append(bytes(data))
+
+        def close(self) -> None:
+            pass
+
+    conn.connection_made(Transport())
+    for i in range(len(data)):
+        conn.data_received(data[i : i + 1])
+    while conn.busy:
+        await asyncio.sleep(0.01)
+    assert sent and sent[0].startswith(b"HTTP/1.1 202 "), sent
+    assert len(parsers) == 1
+    assert sum(scanned) <= 2 * len(data)
+    conn.connection_lost(None)
