@@ -51,8 +51,36 @@ MAX_HEAD = 64 * 1024
 MAX_LINE = 8190
 #: headers whose presence sends the request to aiohttp (framing and negotiation it handles)
 _AIOHTTP_HEADERS = frozenset(
-    {b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"te", b"trailer"}
+    {
+        b"transfer-encoding",
+        b"content-encoding",
+        b"expect",
+        b"upgrade",
+        b"te",
+        b"trailer",
+        b"sec-websocket-key1",  # aiohttp refuses it
+    }
 )
+#: headers aiohttp's request parser refuses to see twice (its SINGLETON_HEADERS, RFC 9110)
+_SINGLETONS = frozenset(
+    h.lower().encode()
+    for h in (
+        hdrs.CONTENT_LENGTH,
+        hdrs.CONTENT_LOCATION,
+        hdrs.CONTENT_RANGE,
+        hdrs.CONTENT_TYPE,
+        hdrs.ETAG,
+        hdrs.HOST,
+        hdrs.MAX_FORWARDS,
+        hdrs.SERVER,
+        hdrs.TRANSFER_ENCODING,
+        hdrs.USER_AGENT,
+    )
+)
+#: aiohttp refuses a request with more headers than this (its max_headers)
+MAX_HEADERS = 128
+#: a CR not followed by LF, or an LF not preceded by CR: a head llhttp (strict) refuses
+_BAD_EOL = re.compile(rb"\r[^\n]|(?<!\r)\n")
 #: an idle keep-alive connection is closed after this (aiohttp's default keepalive_timeout)
 KEEPALIVE_SECONDS = 75.0
 #: a connection with more than this buffered while a request is being answered stops reading
@@ -175,7 +203,8 @@ class _Head:
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > MAX_LINE:
             self.bad = True
-        self.headers.append((name, value))
+        # llhttp strips the whitespace before a value, not after it; aiohttp strips both
+        self.headers.append((name, value.rstrip(b" \t")))
 
 
 #: the headers :func:`_encode` writes itself
@@ -200,6 +229,14 @@ def _date() -> bytes:
     return cast(bytes, _DATE[1])
 
 
+def _field(text: str) -> bytes:
+    """A status reason, header name or value as aiohttp writes it (UTF-8); CR or LF in it
+    would let it end the line early (header injection): refused, as aiohttp does."""
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"newline or carriage return in an HTTP header: {text!r}")
+    return text.encode("utf-8")
+
+
 def _encode(resp: web.StreamResponse, close: bool) -> bytes:
     """The bytes of ``resp`` (a ``web.Response`` with a bytes body) as aiohttp would send
     them: status line, the handler's headers, Content-Length, Date, Server."""
@@ -208,11 +245,11 @@ def _encode(resp: web.StreamResponse, close: bool) -> bytes:
         body = b""
     elif not isinstance(body, bytes | bytearray):
         raise TypeError(f"a fast answer needs a bytes body, not {type(body).__name__}")
-    out = [b"HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason.encode("latin-1"))]
+    out = [b"HTTP/1.1 %d %s\r\n" % (resp.status, _field(resp.reason))]
     for name, value in resp.headers.items():
         if name.lower() in _OWN_HEADERS:
             continue
-        out.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+        out.append(b"%s: %s\r\n" % (_field(name), _field(value)))
     out.append(
         b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\n%s\r\n"
         % (len(body), _date(), _SERVER, b"Connection: close\r\n" if close else b"")
@@ -279,6 +316,10 @@ class FastAppRunner(web.AppRunner):
         return cast(web.Server, FastServer(server, self.app))
 
 
+#: a framed request whose body may still be arriving (see FastProtocol._pending)
+_Pending = tuple[int, int, bool, Callable[[bytes], FastRequest]]
+
+
 class FastProtocol(asyncio.Protocol):
     """One connection: frames fast requests and answers them in order; hands the connection
     to aiohttp at the first request that is not one (see the module docstring)."""
@@ -289,7 +330,10 @@ class FastProtocol(asyncio.Protocol):
         "_eof",
         "_idle",
         "_paused",
+        "_pending",
+        "_scanned",
         "_task",
+        "_write_paused",
         "busy",
         "server",
         "transport",
@@ -306,8 +350,17 @@ class FastProtocol(asyncio.Protocol):
         #: the client half-closed: no more bytes will come
         self._eof = False
         self._paused = False
+        #: the transport's write buffer is over its high-water mark: answer nothing more
+        #: until the client has read (aiohttp's writer waits for drain likewise)
+        self._write_paused = False
         self._idle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the head at the start of the buffer holds no CRLF CRLF and no bad line end in
+        #: its first _scanned bytes (each byte is looked at once, however it arrives)
+        self._scanned = 0
+        #: the framed request at the start of the buffer whose body is still arriving:
+        #: (body start and end in the buffer, keep-alive, request maker): parsed once
+        self._pending: _Pending | None = None
 
     @property
     def active(self) -> bool:
@@ -323,17 +376,25 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
-        if self.busy:
+        if self.busy or self._write_paused:
             if len(self._buf) > _PAUSE_AT and not self._paused and self.transport is not None:
                 self.transport.pause_reading()
                 self._paused = True
             return
         self._advance()
 
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self.busy and self.transport is not None:
+            self._next()
+
     def eof_received(self) -> bool | None:
         # the client sent all it will: answer what is complete, then close (as aiohttp)
         self._eof = True
-        if not self.busy and self.transport is not None:
+        if not self.busy and not self._write_paused and self.transport is not None:
             self._advance()
         return True  # keep the transport open for the answers; closed once they are out
 
@@ -375,47 +436,66 @@ class FastProtocol(asyncio.Protocol):
         """Frame the next complete request of the buffer: answer it (fast) or hand the
         connection over; with an incomplete one, wait for more bytes."""
         transport = self.transport
-        if transport is None or self.busy:
+        if transport is None or self.busy or self._write_paused:
             return
         buf = self._buf
         if not buf:
             if self._closing or self._eof:
                 transport.close()
             return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD or b"\n\n" in buf or self._eof:
-                self._hand_over()
-            else:
-                self._arm_idle()
-            return
-        head = _Head()
-        parser = httptools.HttpRequestParser(head)
-        try:
-            parser.feed_data(bytes(buf[: end + 4]))
-        except httptools.HttpParserError:
-            self._hand_over()  # aiohttp words the refusal
-            return
-        request = self._fast_request(parser, head)
-        if request is None:
+        pending = self._pending
+        if pending is None:
+            pending = self._frame(buf)
+            if pending is None:
+                return
+        start, total, keep_alive, make = pending
+        if not keep_alive and len(buf) > total:
+            # llhttp refuses data after a closing request in the same feed: aiohttp words it
             self._hand_over()
             return
-        size, keep_alive, make = request
-        total = end + 4 + size
         if len(buf) < total:
             if self._eof:
                 self._hand_over()
             else:
                 self._arm_idle()
             return
-        body = bytes(buf[end + 4 : total])
+        body = bytes(buf[start:total])
         del buf[:total]
+        self._pending = None
+        self._scanned = 0
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
         self.busy = True
         self.server.answered += 1
         self._task = asyncio.get_running_loop().create_task(self._answer(make(body), keep_alive))
+
+    def _frame(self, buf: bytearray) -> _Pending | None:
+        """The request whose head starts the buffer, once that head is complete; None (having
+        handed the connection over, or waiting for more bytes) otherwise."""
+        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            bad = _BAD_EOL.search(buf, max(0, self._scanned - 1)) is not None
+            if len(buf) > MAX_HEAD or self._eof or bad:
+                self._hand_over()
+            else:
+                self._scanned = len(buf)
+                self._arm_idle()
+            return None
+        head = _Head()
+        parser = httptools.HttpRequestParser(head)
+        try:
+            parser.feed_data(bytes(buf[: end + 4]))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._hand_over()  # aiohttp words the refusal, or takes the upgrade
+            return None
+        request = self._fast_request(parser, head)
+        if request is None:
+            self._hand_over()
+            return None
+        size, keep_alive, make = request
+        self._pending = (end + 4, end + 4 + size, keep_alive, make)
+        return self._pending
 
     def _fast_request(
         self, parser: httptools.HttpRequestParser, head: _Head
@@ -428,19 +508,23 @@ class FastProtocol(asyncio.Protocol):
         m = _RECORDS.fullmatch(head.url)
         if m is None:
             return None
+        if len(head.headers) > MAX_HEADERS:
+            return None
         size = -1
-        has_host = False
+        seen: set[bytes] = set()
         for name, value in head.headers:
             lname = name.lower()
-            if lname == b"content-length":
-                if size >= 0 or not value.isdigit() or len(value) > 15:
-                    return None  # repeated or odd: aiohttp decides
-                size = int(value)
-            elif lname == b"host":
-                has_host = True
+            if lname in _SINGLETONS:
+                if lname in seen:
+                    return None  # repeated: aiohttp refuses it
+                seen.add(lname)
+                if lname == b"content-length":
+                    if not value.isdigit() or len(value) > 15:
+                        return None  # odd: aiohttp decides
+                    size = int(value)
             elif lname in _AIOHTTP_HEADERS:
                 return None
-        if size < 0 or not has_host or size > self.server.max_body:
+        if size < 0 or b"host" not in seen or size > self.server.max_body:
             return None
         keep_alive = parser.should_keep_alive()
         raw_path = head.url.decode("ascii")
@@ -483,6 +567,14 @@ class FastProtocol(asyncio.Protocol):
             self._closing = True
             self._buf.clear()
             transport.close()
+            return
+        if not self._write_paused:
+            self._next()
+
+    def _next(self) -> None:
+        """After an answer has been written (and the client reads): the next request."""
+        transport = self.transport
+        if transport is None:
             return
         if self._paused:
             self._paused = False

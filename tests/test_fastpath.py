@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -267,3 +268,154 @@ async def test_shutdown_answers_the_request_in_flight(tmp_path: Path) -> None:
     assert got[0] == 202
     idle_w.close()
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("a second Host", post(record(13), extra="Host: evil.example\r\n")),
+        ("a second Content-Type", post(record(13), extra="Content-Type: text/plain\r\n")),
+        ("two User-Agents", post(record(13), extra="User-Agent: a\r\nUser-Agent: b\r\n")),
+        ("129 headers", post(record(13), extra="".join(f"X-{i}: 1\r\n" for i in range(126)))),
+        ("the old websocket key", post(record(13), extra="Sec-WebSocket-Key1: x\r\n")),
+        (
+            "data after Connection: close",
+            post(record(13), extra="Connection: close\r\n") + post(record(14)),
+        ),
+    ],
+)
+async def test_requests_aiohttp_refuses_are_not_answered_on_the_fast_path(
+    served: Served, name: str, raw: bytes
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(raw)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    writer.close()
+    assert head.split()[1] == b"400", (name, head)
+    assert served.server.answered == 0 and served.stored() == [], name
+
+
+async def test_an_upgrade_request_is_handed_over(served: Served) -> None:
+    # httptools raises HttpParserUpgrade (not an HttpParserError) for these
+    reader, writer = await served.connect()
+    writer.write(post(record(15), extra="Connection: Upgrade\r\nUpgrade: h2c\r\n"))
+    status, _, body = await read_answer(reader)
+    writer.close()
+    assert status == 202, body
+    assert served.server.answered == 0 and served.server.handed_over == 1
+
+
+async def test_a_head_with_a_bare_lf_is_handed_over_at_once(served: Served) -> None:
+    # no CRLF CRLF will ever come; aiohttp refuses the head without waiting for one
+    reader, writer = await served.connect()
+    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\nContent-Length: 2\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
+    writer.close()
+    assert head.split()[1] == b"400", head
+
+
+async def test_header_values_lose_trailing_whitespace_as_on_aiohttp(served: Served) -> None:
+    # aiohttp strips the OWS after a field value (llhttp does not): the same Idempotency-Key
+    reader, writer = await served.connect()
+    writer.write(post(record(20), extra="Idempotency-Key: key-20 \t \r\n"))
+    status, _, body = await read_answer(reader)
+    assert status == 202, body
+    other = record(21)
+    writer.write(
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nIdempotency-Key: key-20\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(other), other)
+    )
+    status, _, body = await read_answer(reader)
+    writer.close()
+    assert served.server.answered == 1 and served.server.handed_over == 1
+    assert status == 409 and orjson.loads(body)["code"] == "E_DUPLICATE", body
+
+
+def test_answers_with_cr_or_lf_in_a_header_are_refused() -> None:
+    resp = web.Response(body=b"{}", status=202)
+    resp.headers["X-Echo"] = "a\r\nSet-Cookie: evil=1"
+    with pytest.raises(ValueError):
+        fastpath._encode(resp, False)
+    resp = web.Response(body=b"{}", status=202)
+    resp.headers["X-Name"] = "é中"
+    assert b"X-Name: " + "é中".encode() + b"\r\n" in fastpath._encode(resp, False)
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
+    served: Served,
+) -> None:
+    # answers pile up in the transport while the client pipelines without reading: the hub
+    # stops taking requests (as aiohttp's writer waits for drain) instead of buffering them
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", served.port))
+    while not served.server.fast:
+        await asyncio.sleep(0.01)
+    (conn,) = served.server.fast
+    assert conn.transport is not None
+    conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024)
+    conn.transport.set_write_buffer_limits(high=0)
+    n = 120
+    sending = asyncio.ensure_future(
+        loop.sock_sendall(sock, b"".join(post(record(100 + i)) for i in range(n)))
+    )
+    await asyncio.sleep(1.5)
+    assert served.server.answered < n
+    got = b""
+    while got.count(b"HTTP/1.1 202 ") < n:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, got[-300:]
+        got += chunk
+    await sending
+    sock.close()
+    assert served.server.answered == n and len(served.stored()) == n
+
+
+async def test_a_request_in_single_bytes_is_parsed_once_and_scanned_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each piece of a request used to re-scan the whole buffer and re-parse the head: a head
+    # or body sent a byte at a time cost time quadratic in its size (60 KiB: seconds of CPU)
+    parsers: list[object] = []
+    scanned: list[int] = []
+    real_parser, real_eol = fastpath.httptools.HttpRequestParser, fastpath._BAD_EOL
+
+    def counting_parser(head: Any) -> Any:
+        parsers.append(head)
+        return real_parser(head)
+
+    class CountingEol:
+        @staticmethod
+        def search(buf: bytearray, pos: int = 0) -> Any:
+            scanned.append(len(buf) - pos)
+            return real_eol.search(buf, pos)
+
+    monkeypatch.setattr(fastpath.httptools, "HttpRequestParser", counting_parser)
+    monkeypatch.setattr(fastpath, "_BAD_EOL", CountingEol)
+    data = post(record(30), extra=f"X-Pad: {'p' * 4000}\r\n")
+    conn = fastpath.FastProtocol(served.server)
+    sent: list[bytes] = []
+
+    class Transport(asyncio.Transport):
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+        def write(self, data: Any) -> None:
+            sent.append(bytes(data))
+
+        def close(self) -> None:
+            pass
+
+    conn.connection_made(Transport())
+    for i in range(len(data)):
+        conn.data_received(data[i : i + 1])
+    while conn.busy:
+        await asyncio.sleep(0.01)
+    assert sent and sent[0].startswith(b"HTTP/1.1 202 "), sent
+    assert len(parsers) == 1
+    assert sum(scanned) <= 2 * len(data)
+    conn.connection_lost(None)
