@@ -605,8 +605,8 @@ class FastProtocol(asyncio.Protocol):
         data, self._buf = bytes(self._buf), bytearray()
         if data:
             proto.data_received(data)
-        if self._eof:
-            proto.eof_received()
+        if self._eof and not proto.eof_received():
+            transport.close()  # what the transport does when a protocol declines a half-close
 
 
 def run_app(

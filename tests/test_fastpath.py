@@ -419,3 +419,16 @@ async def test_a_request_in_single_bytes_is_parsed_once_and_scanned_once(
     assert len(parsers) == 1
     assert sum(scanned) <= 2 * len(data)
     conn.connection_lost(None)
+
+
+async def test_a_half_closed_connection_handed_over_is_closed_as_aiohttp_closes_it(
+    served: Served,
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())  # a head cut short
+    writer.write_eof()
+    # aiohttp declines a half-close (the transport closes at once), not 75 s later at the
+    # keep-alive timeout
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    assert served.server.handed_over == 1
