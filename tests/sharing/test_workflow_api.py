@@ -105,9 +105,11 @@ async def test_apply_review_grant_query_download_revoke(s: Sharing) -> None:
     assert st == 201 and app["state"] == "submitted", app
     aid = app["id"]
     assert app["provider"] == PROVIDER and app["requester_department"] == REQUESTER
-    assert app["due_at"] is not None  # 10 working days
+    assert app["due_at"] is not None  # the end of the 10th working day after today
     due = dt.datetime.fromisoformat(app["due_at"])
-    assert dt.timedelta(days=12) <= due - dt.datetime.now(dt.UTC) <= dt.timedelta(days=30)
+    # at least two weekends lie between: 11 days 17.5 h from a Sunday 23:59 (China time) to
+    # the Friday 12 days later at the end of the working day, more from any other moment
+    assert dt.timedelta(days=11) <= due - dt.datetime.now(dt.UTC) <= dt.timedelta(days=30)
     # no grant yet: the data is refused
     st, doc, _ = await s.call("GET", "/v1/data/licenses", "requester")
     assert st == 403 and doc["code"] == "E_GRANT"
