@@ -170,6 +170,20 @@ METRICS: tuple[MetricDoc, ...] = (
         "双公示 records (licences, penalties) that reached the credit platform more than 7 "
         "working days after their decision (公示超期); counted by the credit adapter's transport",
     ),
+    MetricDoc(
+        "jghub_credit_disclosures_waiting_overdue",
+        "gauge",
+        ("target", "dataset"),
+        "双公示 records still waiting for the credit platform (queued, in retry or dead-lettered) "
+        "whose 7-working-day disclosure deadline has passed, at the last deadline check",
+    ),
+    MetricDoc(
+        "jghub_credit_disclosures_waiting_due_soon",
+        "gauge",
+        ("target", "dataset"),
+        "双公示 records still waiting for the credit platform whose disclosure deadline is today "
+        "or the next working day, at the last deadline check",
+    ),
     # 12345 hotline (adapters/12345): set by its deadline watch on this registry
     MetricDoc(
         "jghub_12345_orders_overdue",

@@ -1,8 +1,9 @@
 """The ``credit`` plugin: registered through the ``jghub.plugins`` entry point like any
 third-party plugin. It provides the 双公示 and 联合奖惩 datasets, the ``credit`` transport (to
 the credit platform) and the ``credit_registry`` transport (the hub's list registry), attaches
-them to the hub at start (calendar, clock, store, metrics), and adds the status API
-``GET /v1/credit/subjects/{subject}/status``."""
+them to the hub at start (calendar, clock, store, metrics), runs the disclosure deadline
+watch of every ``credit`` target on nodes (:mod:`adapters.credit.watch`), and adds the status
+API ``GET /v1/credit/subjects/{subject}/status``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from adapters.credit.contracts import DATASETS
 from adapters.credit.status import setup_routes
 from adapters.credit.transport import CreditTransport, RegistryTransport, registry_spec, spec
+from adapters.credit.watch import build_watches, watches
 from hub.plugins import hookimpl
 from hub.specs import DatasetSpec, TransportSpec
 
@@ -37,6 +39,23 @@ def hub_register_datasets() -> list[DatasetSpec]:
 @hookimpl
 def hub_startup(hub: Any) -> None:
     attach(hub)
+    if hub.role != "node":  # the deadline watch runs on nodes, not in ingest processes
+        return
+    for watch in build_watches(hub).values():
+        watch.start()
+
+
+@hookimpl
+async def hub_shutdown(hub: Any) -> None:
+    for watch in watches(hub).values():
+        await watch.stop()
+
+
+@hookimpl
+def hub_readiness(hub: Any) -> dict[str, Any]:
+    # the waiting disclosures' deadlines are detail for ops, never a reason to be not ready
+    found = watches(hub)
+    return {"targets": {name: w.readiness() for name, w in found.items()}} if found else {}
 
 
 @hookimpl

@@ -62,6 +62,18 @@ class CreditOptions(HttpJsonOptions):
     disclosure_workdays: int = Field(
         DISCLOSURE_WORKDAYS, ge=1, le=60, description="working days allowed after the decision"
     )
+    deadline_check_interval: float = Field(
+        300.0,
+        gt=0,
+        description="seconds between checks of the records still waiting for the platform "
+        "(queued, in retry, dead-lettered) against their disclosure deadline",
+    )
+    deadline_check_limit: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="undelivered deliveries one check reads at most (the oldest first)",
+    )
 
     @model_validator(mode="after")
     def _per_record(self) -> CreditOptions:

@@ -22,6 +22,7 @@ from hub.store.base import (
     TargetQueue,
     TargetRef,
     TraceEvent,
+    UndeliveredInfo,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "TargetQueue",
     "TargetRef",
     "TraceEvent",
+    "UndeliveredInfo",
     "make_store",
     "store_for_config",
 ]

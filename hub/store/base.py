@@ -45,6 +45,7 @@ __all__ = [
     "TargetQueue",
     "TargetRef",
     "TraceEvent",
+    "UndeliveredInfo",
     "WorkNotifier",
     "judge_business_key",
 ]
@@ -250,6 +251,22 @@ class DeadLetterInfo:
     dead_at: float
     last_status: int | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UndeliveredInfo:
+    """A delivery its target has not acknowledged yet (pending, in flight or dead), with the
+    message's stored payload: what a deadline check (e.g. the 双公示 disclosure deadline of
+    the credit adapter) needs to judge records still waiting."""
+
+    delivery_id: int
+    message_id: str
+    route: str
+    dataset: str
+    state: DeliveryState
+    attempts: int
+    accepted_at: float
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +487,12 @@ class Store(Protocol):
     async def dead_letters(
         self, target: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[DeadLetterInfo]: ...
+
+    async def undelivered(self, target: str, limit: int = 1000) -> list[UndeliveredInfo]:
+        """The deliveries to ``target`` not acknowledged yet (PENDING, INFLIGHT or DEAD; not
+        DELIVERED or DISCARDED) with their payloads, oldest first (by delivery id), at most
+        ``limit`` of them."""
+        ...
 
     async def replay(self, delivery_ids: Sequence[int], at: float) -> int:
         """Move DEAD deliveries back to PENDING (attempts reset), tracing ``replayed``.

@@ -27,6 +27,7 @@ from hub.store.base import (
     SubjectLink,
     TargetQueue,
     TraceEvent,
+    UndeliveredInfo,
     judge_business_key,
 )
 from hub.store.sharerows import share_table
@@ -319,6 +320,33 @@ class MemoryStore:
                     d.dead_at or 0.0,
                     d.last_status,
                     d.last_error or "",
+                )
+            )
+        return out
+
+    async def undelivered(self, target: str, limit: int = 1000) -> list[UndeliveredInfo]:
+        waiting = sorted(
+            (
+                d
+                for d in self._dels.values()
+                if d.target == target
+                and d.state in (DeliveryState.PENDING, DeliveryState.INFLIGHT, DeliveryState.DEAD)
+            ),
+            key=lambda d: d.id,
+        )
+        out = []
+        for d in waiting[:limit]:
+            m = self._msgs[d.message_id]
+            out.append(
+                UndeliveredInfo(
+                    d.id,
+                    d.message_id,
+                    d.route,
+                    m.new.dataset,
+                    d.state,
+                    d.attempts,
+                    m.accepted_at,
+                    m.new.payload,
                 )
             )
         return out

@@ -52,6 +52,7 @@ from hub.store.base import (
     SubjectLink,
     TargetQueue,
     TraceEvent,
+    UndeliveredInfo,
     judge_business_key,
 )
 from hub.store.sharerows import share_event, share_event_row, share_record, share_row, share_table
@@ -777,6 +778,13 @@ class PostgresStore:
         )
         return [
             DeadLetterInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] or "")
+            for r in rows
+        ]
+
+    async def undelivered(self, target: str, limit: int = 1000) -> list[UndeliveredInfo]:
+        rows = await self._fetchall(Q["undelivered"], {"target": target, "limit": limit})
+        return [
+            UndeliveredInfo(r[0], r[1], r[2], r[3], DeliveryState(r[4]), r[5], r[6], bytes(r[7]))
             for r in rows
         ]
 

@@ -335,6 +335,20 @@ SELECT d.id, m.id, m.source, m.dataset, d.target, d.route, d.attempts, d.dead_at
  WHERE d.state = 3 AND (:target IS NULL OR d.target = :target)
  ORDER BY d.id LIMIT :limit OFFSET :offset;
 
+-- name: undelivered
+-- Deliveries of one target not acknowledged yet (pending, inflight, dead), oldest first; each
+-- half walks its partial index (deliveries_due, deliveries_dead).
+SELECT id, mid, route, dataset, state, attempts, accepted_at, payload FROM (
+    SELECT d.id, m.id AS mid, d.route, m.dataset, d.state, d.attempts, m.accepted_at, m.payload
+      FROM deliveries d JOIN messages m ON m.seq = d.msg
+     WHERE d.target = :target AND d.state < 2
+    UNION ALL
+    SELECT d.id, m.id AS mid, d.route, m.dataset, d.state, d.attempts, m.accepted_at, m.payload
+      FROM deliveries d JOIN messages m ON m.seq = d.msg
+     WHERE d.target = :target AND d.state = 3
+) AS waiting
+ ORDER BY id LIMIT :limit;
+
 -- name: replay
 UPDATE deliveries SET state = 0, attempts = 0, next_at = ?, dead_at = NULL
  WHERE id = ? AND state = 3;

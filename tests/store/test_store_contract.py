@@ -136,6 +136,39 @@ async def test_dead_letter_then_replay_then_delivered(store: Store, clock: Clock
     assert await store.dead_letters() == []
 
 
+async def test_undelivered_lists_waiting_deliveries_with_payloads(
+    store: Store, clock: Clock
+) -> None:
+    """Pending, in flight and dead deliveries of one target, oldest first, bounded; delivered
+    and discarded ones and other targets' are left out."""
+    results = await store.enqueue([msg(i, targets=("t1", "t2")) for i in range(5)])
+    ids = [r.message_id for r in results]
+    c0, c1, _ = await store.claim("t1", 3, 30, "n")  # 0, 1, 2 in flight
+    await store.settle(
+        [
+            Outcome(c0.delivery_id, "ack", clock(), 1, 200),
+            Outcome(c1.delivery_id, "dead", clock(), 1, 400, "refused"),
+        ]
+    )
+    waiting = await store.undelivered("t1")
+    assert [w.message_id for w in waiting] == [ids[1], ids[2], ids[3], ids[4]]
+    assert [w.state for w in waiting] == [
+        DeliveryState.DEAD,
+        DeliveryState.INFLIGHT,
+        DeliveryState.PENDING,
+        DeliveryState.PENDING,
+    ]
+    first = waiting[0]
+    assert orjson.loads(first.payload) == {"i": 1}
+    assert first.dataset == "inspection" and first.route == "r1" and first.attempts == 1
+    assert first.accepted_at > 0
+    assert [w.message_id for w in await store.undelivered("t1", limit=2)] == ids[1:3]
+    assert len(await store.undelivered("t2")) == 5
+    assert await store.undelivered("nobody") == []
+    await store.discard([c1.delivery_id], clock(), "given up")
+    assert [w.message_id for w in await store.undelivered("t1")] == ids[2:]
+
+
 async def test_expired_lease_returns_work(store: Store, clock: Clock) -> None:
     """A worker that claimed and died: after the lease, another node claims the work."""
     await store.enqueue([msg(1)])

@@ -65,10 +65,12 @@ async def credit_rig(
     clock: Callable[[], float] | None = None,
     pull: bool = False,
     security: bool = False,
+    store: str = "sqlite",
 ) -> AsyncIterator[Rig]:
     """``pull``: the hub polls the platform's list feed (``http_pull``, as the comment in
     systems/credit.yaml shows) and the platform pushes nothing. ``security``: the hub file
-    gets a ``security:`` section (role tokens, audit log)."""
+    gets a ``security:`` section (role tokens, audit log). ``store``: the hub's store kind
+    (``sqlite`` as in the example, or ``memory``)."""
     inbox = Sink("dept-zjj")
     sim = CreditSimulator(keys=Keystore())
     async with started(inbox, sim):
@@ -85,6 +87,10 @@ async def credit_rig(
                 "tokens": {"pepper_env": None},
                 "audit": {"checkpoint_key": "jghub-credit-1", "checkpoint_every": 50},
             }
+            hub_file.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        if store != "sqlite":
+            doc = yaml.safe_load(hub_file.read_text(encoding="utf-8"))
+            doc["store"] = {"kind": store}
             hub_file.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
         if pull:
             sim.push_url = None
