@@ -435,18 +435,21 @@ SELECT d.id, m.id, m.source, m.dataset, d.target, d.route, d.attempts, d.dead_at
  ORDER BY d.id LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: undelivered
--- Deliveries of one target not acknowledged yet (pending, inflight, dead), oldest first; each
--- half walks its partial index (deliveries_due, deliveries_dead).
-SELECT id, mid, route, dataset, state, attempts, accepted_at, payload FROM (
-    SELECT d.id, m.id AS mid, d.route, m.dataset, d.state, d.attempts, m.accepted_at, m.payload
-      FROM deliveries d JOIN messages m ON m.seq = d.msg
-     WHERE d.target = %(target)s AND d.state < 2
-    UNION ALL
-    SELECT d.id, m.id AS mid, d.route, m.dataset, d.state, d.attempts, m.accepted_at, m.payload
-      FROM deliveries d JOIN messages m ON m.seq = d.msg
-     WHERE d.target = %(target)s AND d.state = 3
-) AS waiting
- ORDER BY id LIMIT %(limit)s;
+-- Deliveries of one target not acknowledged yet (pending, inflight, dead), oldest first. The ids
+-- are chosen first (each half from its partial index, deliveries_due and deliveries_dead) and
+-- only the chosen ones are joined with their payloads: with a backlog of a million, nothing but
+-- ids is sorted.
+SELECT d.id, m.id AS mid, d.route, m.dataset, d.state, d.attempts, m.accepted_at, m.payload
+  FROM (SELECT id FROM (
+            SELECT id FROM (SELECT id FROM deliveries
+                             WHERE target = %(target)s AND state < 2 ORDER BY id LIMIT %(limit)s) AS p
+            UNION ALL
+            SELECT id FROM (SELECT id FROM deliveries
+                             WHERE target = %(target)s AND state = 3 ORDER BY id LIMIT %(limit)s) AS x
+        ) AS u ORDER BY id LIMIT %(limit)s) AS w
+  JOIN deliveries d ON d.id = w.id
+  JOIN messages m ON m.seq = d.msg
+ ORDER BY d.id;
 
 -- name: replay
 UPDATE deliveries SET state = 0, attempts = 0, next_at = %s, dead_at = NULL
