@@ -36,6 +36,7 @@ from typing import Any, cast
 import httptools
 from aiohttp import hdrs, web
 from aiohttp.helpers import parse_content_type
+from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.web_runner import GracefulExit
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
@@ -85,7 +86,7 @@ _BAD_EOL = re.compile(rb"\r[^\n]|(?<!\r)\n")
 KEEPALIVE_SECONDS = 75.0
 #: a connection with more than this buffered while a request is being answered stops reading
 _PAUSE_AT = 1 << 20
-_SERVER = f"Python/3 aiohttp/{__import__('aiohttp').__version__}".encode()
+_SERVER = SERVER_SOFTWARE.encode()  # the Server header aiohttp sends
 
 
 class _NoStream:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 
 from contracts.samples import sample_inspection
 from hub import fastpath
@@ -112,6 +113,7 @@ async def test_keep_alive_requests_are_answered_on_the_fast_path(served: Served)
         assert status == 202, body
         assert headers["content-type"] == "application/json"
         assert "date" in headers and "connection" not in headers
+        assert headers["server"] == SERVER_SOFTWARE  # as aiohttp says it
         ids.append(orjson.loads(body)["id"])
     writer.close()
     assert served.server.answered == 3 and served.server.handed_over == 0
