@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from contracts.samples import sample_inspection
 from hub.api import HUB_KEY, create_app
 from hub.config import load_config
+from hub.fastpath import FastAppRunner
 from hub.runtime import Hub
 from security.httpsig import sign_request, verify_request
 from security.keystore import Keystore, ManagedKey
@@ -398,7 +399,7 @@ async def test_revoked_key_is_refused(tmp_path: Path, hub_client: Any) -> None:
 # --------------------------------------------------------------------------- mutual TLS
 
 
-async def test_mtls_identity_must_match_the_system(tmp_path: Path) -> None:
+async def test_mtls_identity_must_match_the_system(tmp_path: Path, http_path: str) -> None:
     pki = make_pki()
     server = issue("127.0.0.1", pki.intermediate, server=True, ip="127.0.0.1")
     client_a = issue("dept-a", pki.intermediate, client=True)
@@ -422,7 +423,9 @@ async def test_mtls_identity_must_match_the_system(tmp_path: Path) -> None:
     cfg = load_config(path)
     hub = Hub(cfg)
     app = create_app(cfg, hub=hub)
-    runner = web.AppRunner(app)
+    # served both ways: the fast records path reads the peer's certificate from the TLS
+    # transport as aiohttp's request does
+    runner = (FastAppRunner if http_path == "fast" else web.AppRunner)(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=hub.guard.server_ssl_context())
     await site.start()
@@ -444,6 +447,8 @@ async def test_mtls_identity_must_match_the_system(tmp_path: Path) -> None:
                 if expect == 401:
                     assert got["code"] == "E_AUTH" and got["field"] == "tls_identity"
                     assert "dept-b" in got["detail"]
+        if http_path == "fast":  # the signed requests over TLS took the fast path
+            assert runner.server.answered == 2  # type: ignore[union-attr]
         # an expired client certificate of the right system: refused in the handshake
         old = issue(
             "dept-a",
