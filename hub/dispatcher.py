@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from hub.routing import RouteTargetRuntime
     from hub.runtime import Hub, TargetRuntime
 
-__all__ = ["Dispatcher", "SettleBatcher", "TargetWorker"]
+__all__ = ["Dispatcher", "SettleBatcher", "TargetWorker", "render_outbound"]
 
 log = logging.getLogger("jghub.dispatcher")
 
@@ -76,6 +76,26 @@ class Doorbell:
 def _ring_out(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def render_outbound(
+    payload: bytes,
+    transform: Callable[[dict[str, Any]], Any],
+    mapping: Callable[..., Any] | None,
+    cipher: Any,
+    adapter: Any,
+) -> Any:
+    """A stored payload as its target gets it: field values decrypted (encrypted at rest;
+    targets get clear values), the route's transform, the target's outbound mapping, the
+    target adapter's encoding. What the dispatcher sends, and what a check of waiting
+    deliveries (the credit deadline watch) reads."""
+    data = orjson.loads(payload)
+    if cipher is not None:
+        data = cipher.decrypt_fields(data)
+    record = transform(data)
+    if mapping is not None:
+        record = mapping(record, None)
+    return adapter.encode(record)
 
 
 #: (kind, event, next attempt time or reason) of a settled delivery, for observers
@@ -533,13 +553,9 @@ class TargetWorker:
                     sent.append(c)
                     notes.append(note)
                     continue
-                data = orjson.loads(c.payload)
-                if cipher is not None:  # encrypted at rest; targets get clear values
-                    data = cipher.decrypt_fields(data)
-                record = rt.transform(data)
-                if mapping is not None:
-                    record = mapping(record, None)
-                body = self.target.adapter.encode(record)
+                body = render_outbound(
+                    c.payload, rt.transform, mapping, cipher, self.target.adapter
+                )
             except Exception as exc:  # a mapping that cannot apply will not apply on retry
                 now = hub.clock()
                 step = f"mapping.outbound.{c.dataset}" if mapping is not None else "transform"

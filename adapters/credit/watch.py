@@ -29,9 +29,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from adapters.credit.disclosure import disclosure_deadline, parse_day
+from hub.dispatcher import render_outbound
 
 __all__ = ["DisclosureWatch", "WaitingReport", "waiting_gauges"]
 
@@ -121,15 +120,13 @@ class DisclosureWatch:
     def _decision_field(self, fields: dict[str, str], w: Any) -> Any:
         """The mapped record's decision date field, as the dispatcher would send it."""
         hub, rt = self.hub, self.hub.targets[self.target]
-        data = orjson.loads(w.payload)
-        cipher = hub.guard.ciphers.get(w.dataset)
-        if cipher is not None:
-            data = cipher.decrypt_fields(data)
-        record = hub.outbound_route(w.route, self.target).transform(data)
-        mapping = rt.mappings.get(w.dataset)
-        if mapping is not None:
-            record = mapping(record, None)
-        body = rt.adapter.encode(record)
+        body = render_outbound(
+            w.payload,
+            hub.outbound_route(w.route, self.target).transform,
+            rt.mappings.get(w.dataset),
+            hub.guard.ciphers.get(w.dataset),
+            rt.adapter,
+        )
         return body.get(fields[w.dataset]) if isinstance(body, dict) else None
 
     async def check_once(self) -> WaitingReport:
