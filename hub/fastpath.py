@@ -278,9 +278,7 @@ class FastServer:
         self.max_body = app[HUB_KEY].config.limits.max_body_bytes
 
     def __call__(self) -> asyncio.Protocol:
-        if self.closing:
-            return cast(asyncio.Protocol, self._server())
-        return FastProtocol(self)
+        return self.aiohttp_protocol() if self.closing else FastProtocol(self)
 
     def aiohttp_protocol(self) -> asyncio.Protocol:
         return cast(asyncio.Protocol, self._server())
@@ -401,8 +399,7 @@ class FastProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.fast.discard(self)
-        if self._idle is not None:
-            self._idle.cancel()
+        self._disarm_idle()
         self.transport = None
 
     # -- lifecycle
@@ -425,9 +422,13 @@ class FastProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _arm_idle(self) -> None:
+    def _disarm_idle(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
+            self._idle = None
+
+    def _arm_idle(self) -> None:
+        self._disarm_idle()
         loop = asyncio.get_running_loop()
         self._idle = loop.call_at(loop.time() + KEEPALIVE_SECONDS, self._timed_out)
 
@@ -464,9 +465,7 @@ class FastProtocol(asyncio.Protocol):
         del buf[:total]
         self._pending = None
         self._scanned = 0
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._disarm_idle()
         self.busy = True
         self.server.answered += 1
         self._task = asyncio.get_running_loop().create_task(self._answer(make(body), keep_alive))
@@ -594,9 +593,7 @@ class FastProtocol(asyncio.Protocol):
             return
         self.server.fast.discard(self)
         self.server.handed_over += 1
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._disarm_idle()
         self.transport = None
         proto = self.server.aiohttp_protocol()
         transport.set_protocol(proto)
